@@ -1,0 +1,43 @@
+# MedShield — every target sets itself up from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TRAIN_VENV := .venv-train
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test demo bench mosquitto venv train-venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,reports]'
+	touch $@
+
+# Broker tests and the demo use a real mosquitto; install it where missing.
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q mosquitto)
+
+test: venv mosquitto
+	$(PY) -m pytest -q
+
+demo: venv mosquitto
+	$(VENV)/bin/medshield demo
+
+bench: venv mosquitto
+	$(VENV)/bin/medshield bench
+
+# Training only: torch lives in its own venv so the gateway's runtime never sees it.
+train-venv: $(TRAIN_VENV)/.installed
+
+$(TRAIN_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRAIN_VENV)/bin/python -m pip install -q -e '.[train,test,reports]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build *.egg-info

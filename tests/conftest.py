@@ -1,0 +1,43 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.resources import shared_data_dir
+
+
+def gpu_available() -> bool:
+    """True when an NVIDIA GPU is usable through ONNX Runtime's CUDA provider or TensorRT."""
+    try:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return True
+    except ImportError:
+        pass
+    try:
+        import tensorrt  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if gpu_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no NVIDIA GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.fail(f"reference data missing: {path} (CI clones with ../shared beside the checkout)")
+    return path
