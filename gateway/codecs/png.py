@@ -64,7 +64,7 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
         raise InputError("malformed", "the PNG image data could not be decoded (corrupt or truncated)")
     expected = np.uint8 if depth == 8 else np.uint16
     if pixels.ndim != 2 or pixels.shape != (height, width) or pixels.dtype != expected:
-        # e.g. a grey PNG with a tRNS chunk, which OpenCV expands to grey + alpha
+        # OpenCV must agree with the header we checked; anything else is not what the limits judged
         raise InputError("not_monochrome", "the PNG did not decode to one grey channel of its declared size")
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format="png")
 
