@@ -157,7 +157,7 @@ def pixel_sha256(pixels: np.ndarray) -> bytes:
 
     The shape is hashed too so that the same bytes in another shape give another digest.
     """
-    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype.kind != "u" or pixels.dtype.itemsize > 2:
         raise ValueError("pixels must be a 2-D uint8 or uint16 array")
     rows, cols = pixels.shape
     digest = hashlib.sha256(struct.pack(">IIB", rows, cols, pixels.dtype.itemsize))
