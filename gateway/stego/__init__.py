@@ -4,14 +4,12 @@ Frame. The payload is framed as ``magic "MSST" | u32 big-endian payload length |
 CRC-32 of everything before it`` and the frame's bits are written most significant bit first, one bit per
 pixel, into the least significant bit of the pixel.
 
-Usable pixels. A pixel is usable when ``exclusion`` is False there (the lesion dilated by the safety margin,
-see `exclusion_mask`). Let ``usable`` be their flat row-major indices in increasing order and ``n`` their
-count.
+Order. A pixel is usable when ``exclusion`` is False there (the lesion dilated by the safety margin, see
+`exclusion_mask`). With ``N`` = rows x columns and pixels indexed row-major, frame bit ``i`` goes to the
+pixel ``s_i``, where ``s_0, s_1, ...`` are, in order, the values of ``P(0), P(1), P(2), ...`` that are below
+``N`` and usable, and ``P`` is a keyed permutation of ``[0, 2**b)``:
 
-Order. Frame bit ``i`` goes to pixel ``usable[s_i]``, where ``s_0, s_1, ...`` are the values below ``n``
-of the sequence ``P(0), P(1), P(2), ...`` and ``P`` is a keyed permutation of ``[0, 2**b)``:
-
-- ``b`` = the bit length of ``n - 1``, at least 2, rounded up to an even number; ``h = b / 2``;
+- ``b`` = the bit length of ``N - 1``, at least 2, rounded up to an even number; ``h = b / 2``;
 - eight tables ``T_0 .. T_7`` of ``2**h`` entries: the SHAKE-256 output of
   ``"medshield/stego/order/v1" | u8 h | order_key`` read as little-endian u32 words, table after table,
   each word masked to its low ``h`` bits;
@@ -19,7 +17,8 @@ of the sequence ``P(0), P(1), P(2), ...`` and ``P`` is a keyed permutation of ``
   ``P(j) = (L << h) | R``.
 
 Because ``P`` is a permutation, the ``s_i`` are distinct, any prefix of the order is the same whatever the
-payload length, and the work is proportional to the number of bits hidden, not to the image size.
+payload length, and the work is proportional to the number of bits hidden (divided by the usable share of
+the image), not to the image size.
 
 Restoration. `embed` returns a `RestorationRecord` with the exclusion mask and the original bits of every
 pixel it wrote; `restore` puts them back, giving the original pixels bit for bit.
@@ -78,7 +77,17 @@ def exclusion_mask(lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
 
     yy, xx = np.mgrid[-margin : margin + 1, -margin : margin + 1]
     disk = ((yy * yy + xx * xx) <= margin * margin).astype(np.uint8)
-    return cv2.dilate(lesion.astype(np.uint8), disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
+    # Only the lesion's bounding box grown by the margin can change: dilate that window, not the whole image.
+    rows = np.flatnonzero(lesion.any(axis=1))
+    cols = np.flatnonzero(lesion.any(axis=0))
+    top, bottom = max(0, rows[0] - margin), min(lesion.shape[0], rows[-1] + margin + 1)
+    left, right = max(0, cols[0] - margin), min(lesion.shape[1], cols[-1] + margin + 1)
+    window = lesion[top:bottom, left:right].astype(np.uint8)
+    out = np.zeros(lesion.shape, dtype=bool)
+    out[top:bottom, left:right] = (
+        cv2.dilate(window, disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
+    )
+    return out
 
 
 def capacity_bytes(exclusion: np.ndarray) -> int:
@@ -188,13 +197,13 @@ def embed(
     key = _check_key(order_key)
     frame = _frame(bytes(payload))
     bits = np.unpackbits(np.frombuffer(frame, dtype=np.uint8))
-    usable = np.flatnonzero(~exclusion)
-    if bits.size > usable.size:
+    usable = exclusion.size - int(np.count_nonzero(exclusion))
+    if bits.size > usable:
         raise CapacityError(
             f"the hidden payload needs {bits.size} bits ({len(payload)} bytes + {FRAME_OVERHEAD_BYTES} of framing) "
-            f"but only {usable.size} pixels of {exclusion.size} are usable outside the lesion exclusion"
+            f"but only {usable} pixels of {exclusion.size} are usable outside the lesion exclusion"
         )
-    where = usable[_order(usable.size, bits.size, key)]
+    where = _positions(exclusion, usable, bits.size, key)
     marked = np.array(pixels, copy=True, order="C")
     flat = marked.reshape(-1)
     chosen = flat[where]
@@ -213,18 +222,18 @@ def extract(marked: np.ndarray, exclusion: np.ndarray, order_key: bytes) -> byte
     _check_pixels(marked)
     exclusion = _check_mask(exclusion, marked.shape)
     key = _check_key(order_key)
-    usable = np.flatnonzero(~exclusion)
-    flat = marked.reshape(-1)
-    if usable.size < 8 * FRAME_OVERHEAD_BYTES:
+    usable = exclusion.size - int(np.count_nonzero(exclusion))
+    flat = np.ascontiguousarray(marked).reshape(-1)
+    if usable < 8 * FRAME_OVERHEAD_BYTES:
         raise InputError("hidden_payload_not_found", "too few usable pixels to hold a hidden payload")
-    header = _read_bits(flat, usable, _order(usable.size, _HEADER_BITS, key))
+    header = _read_bits(flat, _positions(exclusion, usable, _HEADER_BITS, key))
     magic, length = struct.unpack(">4sI", header)
     if magic != FRAME_MAGIC:
         raise InputError("hidden_payload_not_found", "no hidden payload under this key (frame magic absent)")
     total_bits = 8 * (length + FRAME_OVERHEAD_BYTES)
-    if total_bits > usable.size:
+    if total_bits > usable:
         raise InputError("hidden_payload_corrupt", "the hidden frame claims more bits than the image can hold")
-    frame = _read_bits(flat, usable, _order(usable.size, total_bits, key))
+    frame = _read_bits(flat, _positions(exclusion, usable, total_bits, key))
     (crc,) = struct.unpack(">I", frame[-4:])
     if zlib.crc32(frame[:-4]) != crc:
         raise InputError("hidden_payload_corrupt", "the hidden payload fails its CRC-32")
@@ -240,10 +249,11 @@ def restore(marked: np.ndarray, record: RestorationRecord, order_key: bytes) -> 
             f"the restoration record is for {record.dtype} {record.shape}, the image is {marked.dtype} {marked.shape}",
         )
     key = _check_key(order_key)
-    usable = np.flatnonzero(~record.exclusion)
-    if record.n_bits > usable.size:
+    exclusion = np.ascontiguousarray(record.exclusion)
+    usable = exclusion.size - int(np.count_nonzero(exclusion))
+    if record.n_bits > usable:
         raise InputError("record_mismatch", "the restoration record has more bits than usable pixels")
-    where = usable[_order(usable.size, record.n_bits, key)]
+    where = _positions(exclusion, usable, record.n_bits, key)
     original = np.array(marked, copy=True, order="C")
     flat = original.reshape(-1)
     flat[where] = (flat[where] & ~np.array(1, dtype=original.dtype)) | record.original_bits.astype(original.dtype)
@@ -257,14 +267,16 @@ def _frame(payload: bytes) -> bytes:
     return head + struct.pack(">I", zlib.crc32(head))
 
 
-def _read_bits(flat: np.ndarray, usable: np.ndarray, order: np.ndarray) -> bytes:
-    return np.packbits((flat[usable[order]] & 1).astype(np.uint8)).tobytes()
+def _read_bits(flat: np.ndarray, where: np.ndarray) -> bytes:
+    return np.packbits((flat[where] & 1).astype(np.uint8)).tobytes()
 
 
-def _order(n: int, count: int, key: bytes) -> np.ndarray:
-    """The first `count` of the keyed order of `range(n)` (see the module docstring)."""
-    if count > n:
-        raise ValueError("more positions requested than exist")
+def _positions(exclusion: np.ndarray, usable: int, count: int, key: bytes) -> np.ndarray:
+    """Flat indices of the first `count` usable pixels in the keyed order (see the module docstring)."""
+    if count > usable:
+        raise ValueError("more positions requested than there are usable pixels")
+    flat = exclusion.reshape(-1)
+    n = flat.size
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     bits = max(2, (n - 1).bit_length())
@@ -277,14 +289,15 @@ def _order(n: int, count: int, key: bytes) -> np.ndarray:
     have, start = 0, 0
     while have < count:
         need = count - have
-        # P maps `domain` indices onto itself and about n/domain of them land below n
-        size = min(domain - start, int(need * domain / n * 1.1) + 64)
+        # P maps `domain` indices onto itself and about usable/domain of them land on usable pixels
+        size = min(domain - start, int(need * domain / usable * 1.1) + 64)
         j = np.arange(start, start + size, dtype=np.int64)
         left, right = j >> half, j & low
         for table in tables:
             left, right = right, left ^ table[right]
         values = (left << half) | right
-        values = values[values < n][:need]
+        values = values[values < n]
+        values = values[~flat[values]][:need]
         chunks.append(values)
         have += values.size
         start += size

@@ -142,7 +142,7 @@ def test_a_flipped_payload_bit_fails_the_crc() -> None:
     assert ones.size > 0
     tampered = marked.copy()
     # the payload's 0x80 is frame bit 8*(8+20); locate it through the documented order
-    order = stego._order(64 * 64, 8 * (8 + 21), KEY)
+    order = stego._positions(exclusion, exclusion.size, 8 * (8 + 21), KEY)
     tampered.reshape(-1)[order[8 * (8 + 20)]] ^= 1
     with pytest.raises(InputError) as info:
         extract(tampered, exclusion, KEY)
@@ -224,8 +224,10 @@ def test_bad_arguments_are_programming_errors() -> None:
         exclusion_mask(mask, -1)
 
 
-def reference_order(n: int, count: int, key: bytes) -> list[int]:
+def reference_order(exclusion: np.ndarray, count: int, key: bytes) -> list[int]:
     """The order exactly as the module docstring specifies it, in plain Python."""
+    flat = exclusion.reshape(-1).tolist()
+    n = len(flat)
     bits = max(2, (n - 1).bit_length())
     bits += bits % 2
     h = bits // 2
@@ -240,15 +242,28 @@ def reference_order(n: int, count: int, key: bytes) -> list[int]:
         for table in tables:
             left, right = right, left ^ table[right]
         value = (left << h) | right
-        if value < n:
+        if value < n and not flat[value]:
             out.append(value)
         j += 1
     return out
 
 
-@pytest.mark.parametrize(("n", "count"), [(1, 1), (5, 5), (1000, 1000), (4000, 300), (70001, 2000)])
-def test_order_matches_the_documented_algorithm(n: int, count: int) -> None:
+@pytest.mark.parametrize(
+    ("shape", "count", "excluded"),
+    [((1, 1), 1, 0.0), ((1, 5), 5, 0.0), ((25, 40), 1000, 0.0), ((50, 80), 300, 0.3), ((211, 331), 2000, 0.9)],
+)
+def test_order_matches_the_documented_algorithm(shape: tuple[int, int], count: int, excluded: float) -> None:
     key = hashlib.sha256(b"order test").digest()
-    got = stego._order(n, count, key)
-    assert got.tolist() == reference_order(n, count, key)
-    assert len(set(got.tolist())) == count
+    exclusion = np.random.default_rng(3).random(shape) < excluded
+    usable = int((~exclusion).sum())
+    count = min(count, usable)
+    got = stego._positions(exclusion, usable, count, key)
+    assert got.tolist() == reference_order(exclusion, count, key)
+    assert len(set(got.tolist())) == count and not exclusion.reshape(-1)[got].any()
+
+
+def test_the_whole_image_can_be_ordered() -> None:
+    exclusion = np.random.default_rng(4).random((37, 41)) < 0.5
+    usable = int((~exclusion).sum())
+    got = stego._positions(exclusion, usable, usable, KEY)
+    assert sorted(got.tolist()) == np.flatnonzero(~exclusion).tolist()
