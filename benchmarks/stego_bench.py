@@ -19,8 +19,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     from pydicom.data import get_testdata_file
 
     results["dicom"].append(bench_dicom("lung1 slice 33 (512x512 CT)", ct_dicom(hu), args.repeats))
-    results["dicom"].append(bench_dicom("CT_small.dcm", Path(get_testdata_file("CT_small.dcm")).read_bytes(), args.repeats))
+    results["dicom"].append(
+        bench_dicom("CT_small.dcm", Path(get_testdata_file("CT_small.dcm")).read_bytes(), args.repeats)
+    )
     results["dicom"].append(
         bench_dicom("MR_small_RLE.dcm", Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes(), args.repeats)
     )
@@ -165,8 +167,16 @@ def main(argv: list[str] | None = None) -> int:
             f"\nhiding {row['shape'][0]}x{row['shape'][1]} {row['dtype']}: payload {row['payload_bytes']} B, "
             f"record {row['record_bytes']} B, {row['changed_pixels']} pixels changed"
         )
-        for key in ("exclusion_mask", "payload_to_bytes", "pixel_sha256", "embed", "record_to_bytes",
-                    "extract", "record_from_bytes", "restore"):
+        for key in (
+            "exclusion_mask",
+            "payload_to_bytes",
+            "pixel_sha256",
+            "embed",
+            "record_to_bytes",
+            "extract",
+            "record_from_bytes",
+            "restore",
+        ):
             t = row[key]
             print(f"  {key:18s} p50 {t['p50_ms']:8.3f} ms   p95 {t['p95_ms']:8.3f} ms")
     for row in results["dicom"]:

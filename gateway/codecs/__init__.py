@@ -16,7 +16,9 @@ from gateway.codecs import dicom, npy, png
 from gateway.codecs.types import DecodedImage, Format, Limits
 from gateway.errors import InputError
 
-__all__ = ["DecodedImage", "Format", "Limits", "decode", "encode", "sniff"]
+__all__ = ["DEFAULT_LIMITS", "DecodedImage", "Format", "Limits", "decode", "encode", "sniff"]
+
+DEFAULT_LIMITS = Limits()
 
 _DECODERS = {"dicom": dicom.decode, "png": png.decode, "npy": npy.decode}
 _ENCODERS = {"dicom": dicom.encode, "png": png.encode, "npy": npy.encode}
@@ -33,7 +35,7 @@ def sniff(data: bytes) -> Format | None:
     return None
 
 
-def decode(data: bytes, limits: Limits = Limits()) -> DecodedImage:
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedImage:
     """Decode one image, refusing anything outside `limits` or the supported formats with `InputError`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode takes bytes")

@@ -55,7 +55,7 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
             return _decode_dataset(ds, limits)
         except InputError:
             raise
-        except Exception as exc:  # pydicom raises many unrelated types on bad bytes
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many unrelated types on bad bytes
             raise InputError("malformed", f"not a readable DICOM file ({type(exc).__name__})") from None
 
 

@@ -73,7 +73,7 @@ def _read_header(data: bytes) -> tuple[np.dtype, tuple[int, ...], bool, int]:
 def decode(data: bytes, limits: Limits) -> DecodedImage:
     """Decode a 2-D uint8/uint16/int16 NPY array without ever unpickling."""
     limits.check_bytes(len(data))
-    dtype, shape, fortran, offset = _read_header(data)
+    dtype, shape, _fortran, offset = _read_header(data)
     if len(shape) != 2:
         raise InputError("unsupported_shape", f"only 2-D arrays are supported (got {len(shape)}-D)")
     rows, cols = shape

@@ -126,9 +126,7 @@ def chi2_histogram(pixels: np.ndarray, bits: int | None = None) -> ChiSquared:
     return ChiSquared(statistic=statistic, dof=dof, p_value=chi2_sf(statistic, dof))
 
 
-def adjacent_correlation(
-    pixels: np.ndarray, direction: Direction, *, pairs: int | None = None, seed: int = 0
-) -> float:
+def adjacent_correlation(pixels: np.ndarray, direction: Direction, *, pairs: int | None = None, seed: int = 0) -> float:
     """Pearson correlation of horizontally, vertically or diagonally (down-right) adjacent pixels.
 
     With `pairs=None` every adjacent pair is used; otherwise `pairs` pairs are drawn at random (with

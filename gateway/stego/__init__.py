@@ -84,9 +84,7 @@ def exclusion_mask(lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
     left, right = max(0, cols[0] - margin), min(lesion.shape[1], cols[-1] + margin + 1)
     window = lesion[top:bottom, left:right].astype(np.uint8)
     out = np.zeros(lesion.shape, dtype=bool)
-    out[top:bottom, left:right] = (
-        cv2.dilate(window, disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
-    )
+    out[top:bottom, left:right] = cv2.dilate(window, disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
     return out
 
 

@@ -51,7 +51,7 @@ class HiddenPayload:
     def __post_init__(self) -> None:
         object.__setattr__(self, "message_id", str(_uuid(self.message_id)))
         if isinstance(self.timestamp_ns, bool) or not isinstance(self.timestamp_ns, (int, np.integer)):
-            raise ValueError("timestamp_ns must be an integer")
+            raise TypeError("timestamp_ns must be an integer")
         if not 0 <= int(self.timestamp_ns) < 1 << 64:
             raise ValueError("timestamp_ns must fit in an unsigned 64-bit integer")
         object.__setattr__(self, "timestamp_ns", int(self.timestamp_ns))
@@ -66,9 +66,10 @@ class HiddenPayload:
         mask = mask.copy()
         mask.flags.writeable = False
         object.__setattr__(self, "lesion_mask", mask)
-        if self.source_ref is not None:
-            if not isinstance(self.source_ref, str) or len(self.source_ref.encode("utf-8")) >= _NO_SOURCE:
-                raise ValueError("source_ref must be a string shorter than 65535 UTF-8 bytes")
+        if self.source_ref is not None and (
+            not isinstance(self.source_ref, str) or len(self.source_ref.encode("utf-8")) >= _NO_SOURCE
+        ):
+            raise ValueError("source_ref must be a string shorter than 65535 UTF-8 bytes")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HiddenPayload):
@@ -184,7 +185,7 @@ def verify_stamp(k_stamp: bytes, timestamp_ns: int, pixel_sha256: bytes, message
 
 def _uuid(message_id: str) -> uuid.UUID:
     if not isinstance(message_id, str):
-        raise ValueError("message_id must be a UUID string")
+        raise TypeError("message_id must be a UUID string")
     try:
         return uuid.UUID(message_id)
     except ValueError:

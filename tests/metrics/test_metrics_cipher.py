@@ -78,7 +78,9 @@ def test_entropy_of_known_histograms() -> None:
     assert entropy(np.zeros((8, 8), np.uint8)) == 0.0
     assert entropy(np.array([[0, 255], [0, 255]], np.uint8)) == pytest.approx(1.0)
     assert entropy(np.arange(65536, dtype=np.uint16).reshape(256, 256)) == pytest.approx(16.0)
-    assert entropy(np.array([[0, 0, 0, 1]], np.uint16)) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    assert entropy(np.array([[0, 0, 0, 1]], np.uint16)) == pytest.approx(
+        -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    )
     random = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     assert 7.999 < entropy(random) <= 8.0
 

@@ -104,7 +104,8 @@ def test_segmentation_scores_on_empty_masks() -> None:
     lesion = empty.copy()
     lesion[1, 1] = True
     perfect_empty = segmentation_scores(empty, empty)
-    assert (perfect_empty.precision, perfect_empty.recall, perfect_empty.dice, perfect_empty.specificity) == (1, 1, 1, 1)
+    scores = (perfect_empty.precision, perfect_empty.recall, perfect_empty.dice, perfect_empty.specificity)
+    assert scores == (1.0, 1.0, 1.0, 1.0)
     missed = segmentation_scores(empty, lesion)
     assert (missed.precision, missed.recall, missed.dice) == (0.0, 0.0, 0.0)
     assert missed.specificity == 1.0 and missed.accuracy == 15 / 16

@@ -44,6 +44,8 @@ def test_lesion_and_margin_untouched_on_real_ct(shared_data: Path, index: int, m
     original = restore(marked, record, ORDER_KEY)
     np.testing.assert_array_equal(original, stored)
     assert verify_stamp(K_STAMP, recovered.timestamp_ns, pixel_sha256(original), recovered.message_id, recovered.stamp)
-    assert not verify_stamp(K_STAMP, recovered.timestamp_ns, pixel_sha256(marked), recovered.message_id, recovered.stamp)
+    assert not verify_stamp(
+        K_STAMP, recovered.timestamp_ns, pixel_sha256(marked), recovered.message_id, recovered.stamp
+    )
     # an LSB mark in a 12-bit CT is invisible: PSNR far above 80 dB over the 16-bit range
     assert psnr(stored, marked) > 80 and ssim(stored, marked) > 0.9999

@@ -51,9 +51,7 @@ def test_message_id_is_canonical_and_checked() -> None:
 
 def test_stamp_is_hmac_of_the_documented_message() -> None:
     digest = hashlib.sha256(b"pixels").digest()
-    expected = hmac.new(
-        K_STAMP, struct.pack(">Q", 42) + digest + uuid.UUID(MID).bytes, hashlib.sha256
-    ).digest()
+    expected = hmac.new(K_STAMP, struct.pack(">Q", 42) + digest + uuid.UUID(MID).bytes, hashlib.sha256).digest()
     assert make_stamp(K_STAMP, 42, digest, MID) == expected
     assert verify_stamp(K_STAMP, 42, digest, MID, expected)
     assert not verify_stamp(K_STAMP, 43, digest, MID, expected)
