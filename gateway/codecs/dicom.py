@@ -106,8 +106,8 @@ def _decode_dataset(ds: object, limits: Limits) -> DecodedImage:
         needed = rows * cols * dtype.itemsize
         if not isinstance(raw, bytes) or len(raw) < needed:
             raise InputError("truncated", f"Pixel Data holds {len(raw)} bytes, {needed} are needed")
-        order = ">" if syntax == explicit_be else "<"
-        stored = np.frombuffer(raw, dtype=dtype.newbyteorder(order), count=rows * cols)
+        wire = dtype.newbyteorder(">") if syntax == explicit_be else dtype.newbyteorder("<")
+        stored = np.frombuffer(raw, dtype=wire, count=rows * cols)
         pixels = stored.astype(dtype).reshape(rows, cols)
 
     hu = None

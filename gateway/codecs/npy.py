@@ -19,7 +19,7 @@ from gateway.errors import InputError
 
 MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 10_000  # numpy's own default for np.load
-_ALLOWED = {
+_ALLOWED: dict[str, np.dtype] = {
     "|u1": np.dtype(np.uint8),
     "<u1": np.dtype(np.uint8),
     ">u1": np.dtype(np.uint8),

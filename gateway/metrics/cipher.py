@@ -136,7 +136,10 @@ def adjacent_correlation(pixels: np.ndarray, direction: Direction, *, pairs: int
     image = np.asarray(pixels)
     if image.ndim != 2:
         raise ValueError("pixels must be a 2-D array")
-    dy, dx = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)}[direction]
+    steps = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)}
+    if direction not in steps:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    dy, dx = steps[direction]
     rows, cols = image.shape[0] - dy, image.shape[1] - dx
     if rows <= 0 or cols <= 0:
         raise ValueError("the image is too small to have adjacent pairs")

@@ -136,6 +136,8 @@ def test_adjacent_correlation_of_known_patterns() -> None:
     assert adjacent_correlation(ramp, "horizontal") == pytest.approx(1.0)
     assert adjacent_correlation(ramp, "vertical") == pytest.approx(1.0)  # neighbours are equal
     assert math.isnan(adjacent_correlation(np.full((8, 8), 3, np.uint8), "horizontal"))  # undefined
+    with pytest.raises(ValueError):
+        adjacent_correlation(ramp, "sideways")  # type: ignore[arg-type]
     assert adjacent_correlation(ramp, "diagonal") == pytest.approx(1.0)
     board = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
     values = adjacent_correlations(board)
