@@ -253,7 +253,8 @@ def _score(secret: bytes, genomes: list[bytes], sample: np.ndarray, probe: np.nd
         mk = _mac_key(k)
         c1[i] = np.frombuffer(encrypt(k, b"", s1, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
         c2[i] = np.frombuffer(encrypt(k, b"", s2, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
-    return fitness_batch(c1, c2)
+    # Rounded so that summation-order differences between numpy builds cannot reorder candidates.
+    return np.round(fitness_batch(c1, c2), 9)
 
 
 # --------------------------------------------------------------------------------------------------------
