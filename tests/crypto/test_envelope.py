@@ -211,3 +211,27 @@ def test_duplicate_json_keys_rejected(make_sealer: Callable[..., Sealer]) -> Non
     dup = raw[:-1] + b',"device_id":"evil"}'
     with pytest.raises(OpenError):
         peek_header(b"MSH1" + len(dup).to_bytes(4, "big") + dup)
+
+
+def test_aes_siv_matches_rfc5297_a1() -> None:
+    """The AES-SIV call the suite uses (key, one AD component via update, no nonce) is RFC 5297 SIV."""
+    from Crypto.Cipher import AES
+
+    key = bytes.fromhex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+    ad = bytes.fromhex("101112131415161718191a1b1c1d1e1f2021222324252627")
+    cipher = AES.new(key, AES.MODE_SIV)
+    cipher.update(ad)
+    body, tag = cipher.encrypt_and_digest(bytes.fromhex("112233445566778899aabbccddee"))
+    assert tag.hex() == "85632d07c6e8f37f950acd320a2ecc93"
+    assert body.hex() == "40c02b9690c4dc04daef7f6afe5c"
+
+
+def test_low_order_ephemeral_key_rejected(make_sealer: Callable[..., Sealer], alice: Keys) -> None:
+    data = _seal(make_sealer, "aes-256-siv", b"abc")
+    from gateway.crypto._encoding import b64url_encode
+
+    epk = peek_header(data)["ephemeral_public_key"]
+    for low in (bytes(32), (1).to_bytes(32, "little")):
+        bad = data.replace(epk.encode(), b64url_encode(low).encode())
+        with pytest.raises(OpenError):
+            open_envelope(bad, alice[0])
