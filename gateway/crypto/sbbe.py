@@ -196,16 +196,16 @@ def _entropy(c: np.ndarray) -> np.ndarray:
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation per candidate; an undefined one (constant data) counts as 1, the worst."""
-    m = x.shape[0]
-    xf = x.reshape(m, -1).astype(np.float64)
-    yf = y.reshape(m, -1).astype(np.float64)
-    xf -= xf.mean(axis=1, keepdims=True)
-    yf -= yf.mean(axis=1, keepdims=True)
-    den = np.sqrt((xf * xf).sum(axis=1) * (yf * yf).sum(axis=1))
-    num = (xf * yf).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    """|Pearson correlation| per candidate of float64 (M, h, w) views; an undefined one (constant data)
+    counts as 1, the worst. Sums of products through einsum avoid copying the strided views."""
+    n = x.shape[1] * x.shape[2]
+    sx, sy = x.sum(axis=(1, 2)), y.sum(axis=(1, 2))
+    cov = np.einsum("mij,mij->m", x, y) - sx * sy / n
+    vx = np.einsum("mij,mij->m", x, x) - sx * sx / n
+    vy = np.einsum("mij,mij->m", y, y) - sy * sy / n
+    den = np.sqrt(np.maximum(vx, 0.0) * np.maximum(vy, 0.0))
+    ok = den > 1e-9
+    r = np.where(ok, cov / np.where(ok, den, 1.0), 1.0)
     return np.abs(r)
 
 
@@ -218,13 +218,14 @@ def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
     """
     h, w = c1.shape[1], c1.shape[2]
     entropy = _entropy(c1) / 8.0
+    f = c1.astype(np.float64)
     corrs = []
     if w > 1:
-        corrs.append(_correlation(c1[:, :, :-1], c1[:, :, 1:]))
+        corrs.append(_correlation(f[:, :, :-1], f[:, :, 1:]))
     if h > 1:
-        corrs.append(_correlation(c1[:, :-1, :], c1[:, 1:, :]))
+        corrs.append(_correlation(f[:, :-1, :], f[:, 1:, :]))
     if h > 1 and w > 1:
-        corrs.append(_correlation(c1[:, :-1, :-1], c1[:, 1:, 1:]))
+        corrs.append(_correlation(f[:, :-1, :-1], f[:, 1:, 1:]))
     corr = np.mean(corrs, axis=0) if corrs else np.ones(c1.shape[0])
     m = c1.shape[0]
     a = c1.reshape(m, -1)
