@@ -9,6 +9,7 @@ The key id is the hex of the first 16 bytes of SHA-256(raw 32-byte public key).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -181,6 +182,8 @@ class PrivateKey:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(f"private key {path} is a symbolic link; give the file itself") from None
             raise ConfigError(f"cannot read private key {path}: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as fh:
             # fstat on the opened descriptor: the file checked is the file read.

@@ -75,3 +75,19 @@ def test_from_seed_is_deterministic() -> None:
 def test_bad_names(name: str) -> None:
     with pytest.raises(ValueError):
         generate_recipient(name, SeededRandom(b"a"))
+
+
+def test_refuses_symlinked_key(tmp_path: Path) -> None:
+    key, _ = generate_recipient("alice", SeededRandom(b"a"))
+    path = key.save(tmp_path / "alice.key")
+    link = tmp_path / "link.key"
+    link.symlink_to(path)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        PrivateKey.load(link)
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        PrivateKey.load(tmp_path / "nope.key")
+    with pytest.raises(ConfigError, match="cannot read"):
+        RecipientCard.load(tmp_path / "nope.card")
