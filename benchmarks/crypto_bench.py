@@ -115,6 +115,7 @@ def main() -> int:
     configs = [
         ("sbbe-blowfish", "N=20 G=3 side=32 (default)", SearchParams()),
         ("sbbe-blowfish", "N=20 G=3 side=64", SearchParams(sample_side=64)),
+        ("sbbe-blowfish", "N=10 G=2 (20 candidates)", SearchParams(population=10, generations=2)),
         ("sbbe-blowfish", "N=1 G=0", SearchParams(population=1, generations=0)),
         ("aes-256-siv", "-", SearchParams()),
     ]

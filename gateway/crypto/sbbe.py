@@ -118,6 +118,12 @@ def _ctr(k_star: bytes, tag: bytes):  # type: ignore[no-untyped-def]
     return Blowfish.new(k_img, Blowfish.MODE_CTR, nonce=b"", initial_value=0)
 
 
+def _tag(mac_key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    mac = hmac.new(mac_key, aad, "sha256")
+    mac.update(plaintext)  # no concatenated copy of a large plaintext
+    return mac.digest()
+
+
 def _check_length(n: int) -> None:
     if n > MAX_PLAINTEXT_BYTES:
         raise InputError(
@@ -129,7 +135,7 @@ def encrypt(k_star: bytes, aad: bytes, plaintext: bytes, *, mac_key: bytes | Non
     """(tag, body) for `plaintext` under K*, with `aad` authenticated but not encrypted."""
     _check_length(len(plaintext))
     mk = _mac_key(k_star) if mac_key is None else mac_key
-    tag = hmac.digest(mk, bytes(aad) + bytes(plaintext), "sha256")
+    tag = _tag(mk, aad, plaintext)
     body = _ctr(k_star, tag).encrypt(plaintext)
     return tag, body
 
@@ -139,7 +145,7 @@ def decrypt(k_star: bytes, aad: bytes, tag: bytes, body: bytes) -> bytes:
     if len(tag) != TAG_BYTES or len(body) > MAX_PLAINTEXT_BYTES:
         raise OpenError()
     plaintext = _ctr(k_star, tag).decrypt(body)
-    expected = hmac.digest(_mac_key(k_star), bytes(aad) + plaintext, "sha256")
+    expected = _tag(_mac_key(k_star), aad, plaintext)
     if not hmac.compare_digest(expected, tag):
         raise OpenError()
     return plaintext
