@@ -188,7 +188,7 @@ def _validate_header(h: Any) -> dict[str, Any]:
     return h
 
 
-def _parse_prefix(data: bytes, max_bytes: int) -> tuple[dict[str, Any], int]:
+def _parse_prefix(data: bytes) -> tuple[dict[str, Any], int]:
     """(validated header, offset of the tag). Raises anything on malformed input; callers map to OpenError."""
     if len(data) < PREFIX_BYTES or data[:4] != MAGIC:
         raise ValueError("magic")
@@ -207,7 +207,7 @@ def peek_header(data: bytes) -> dict[str, Any]:
     Reads at most 8 + 64 KiB. Raises OpenError if the prefix is not a well-formed v1 header.
     """
     try:
-        header, _ = _parse_prefix(bytes(data[: PREFIX_BYTES + MAX_HEADER_BYTES]), MAX_ENVELOPE_BYTES)
+        header, _ = _parse_prefix(bytes(data[: PREFIX_BYTES + MAX_HEADER_BYTES]))
         return header
     except Exception:
         pass
@@ -340,7 +340,7 @@ class Opened:
 def _open(data: bytes, private_key: PrivateKey, max_bytes: int) -> Opened:
     if len(data) > max_bytes:
         raise ValueError("too large")
-    header, offset = _parse_prefix(data, max_bytes)
+    header, offset = _parse_prefix(data)
     suite = header["suite"]
     if header["recipient_key_id"] != private_key.key_id:
         raise ValueError("not for this key")

@@ -92,8 +92,9 @@ class _PartialSet:
 class Reassembler:
     """Collects parts and returns whole envelopes, in bounded memory.
 
-    Sets are keyed by (message id, SHA-256 of the whole, count), so a foreign or forged part can only start
-    a set of its own, never join a genuine one. A set older than `ttl_ns` is dropped; when the buffered
+    Sets are keyed by (message id, SHA-256 of the whole, count), so a foreign part can only start a set of
+    its own. A forged part that copies a genuine set's key can make that set fail (it is then dropped and
+    OpenError raised); it can never make it yield a wrong envelope. A set older than `ttl_ns` is dropped; when the buffered
     bytes would exceed `max_buffered_bytes` or the number of sets `max_sets`, the oldest sets are dropped
     first. `dropped` counts discarded sets.
     """
