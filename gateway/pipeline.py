@@ -10,7 +10,6 @@ only the recipient can locate or verify the hidden payload, and nothing the gate
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ import numpy as np
 
 from gateway import codecs, container, stego
 from gateway.crypto.envelope import Sealer, open_envelope
+from gateway.crypto.sbbe import SearchParams
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.errors import InputError, OpenError
 from gateway.rng import Clock, RandomSource, system_clock, system_random
-from gateway.stego.payload import HiddenPayload, make_stamp, verify_stamp
+from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
 
 DEFAULT_SUITE = "sbbe-blowfish"
 DEFAULT_MARGIN_PX = 3
@@ -63,11 +63,6 @@ def fitness_sample(pixels: np.ndarray, side: int = SAMPLE_SIDE) -> np.ndarray:
     return pixels[top : top + side, left : left + side]
 
 
-def pixel_digest(pixels: np.ndarray) -> bytes:
-    """SHA-256 of the stored pixel values in C order, little-endian; binds the stamp to the original image."""
-    return hashlib.sha256(np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()).digest()
-
-
 def protect(
     data: bytes,
     card: RecipientCard,
@@ -78,7 +73,7 @@ def protect(
     message_id: str | None = None,
     source: Mapping[str, Any] | None = None,
     device_id: str = "medshield-cli",
-    sbbe_params: Mapping[str, int] | None = None,
+    sbbe_params: SearchParams | None = None,
     margin_px: int = DEFAULT_MARGIN_PX,
     compression: container.Compression = "zlib",
     limits: codecs.Limits | None = None,
@@ -112,9 +107,9 @@ def protect(
     lap("segment")
 
     message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
-    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params)
+    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params or SearchParams())
     timestamp_ns = clock()
-    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_digest(image.pixels), message_id)
+    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_sha256(image.pixels), message_id)
     payload = HiddenPayload(
         message_id=message_id,
         timestamp_ns=timestamp_ns,
@@ -140,7 +135,8 @@ def protect(
     }
     envelope = sealer.seal(plaintext, content, dict(source or {}), fitness_sample(marked))
     lap("seal")
-    for stage, seconds in getattr(sealer, "timings", {}).items():
+    # The sealer splits its own time: ephemeral keys (at construction), SBBE search, encryption, total seal.
+    for stage, seconds in sealer.timings.items():
         timings[f"seal.{stage}"] = seconds
     return Protected(envelope=envelope, message_id=message_id, lesion_pixels=int(lesion.sum()), timings=timings)
 
@@ -161,7 +157,7 @@ def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = 
         hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
         original_pixels = stego.restore(image.pixels, record, order_key)
         stamp_ok = verify_stamp(
-            opened.derive(STAMP_LABEL), hidden.timestamp_ns, pixel_digest(original_pixels), hidden.message_id, hidden.stamp
+            opened.derive(STAMP_LABEL), hidden.timestamp_ns, pixel_sha256(original_pixels), hidden.message_id, hidden.stamp
         )
         if not stamp_ok or hidden.message_id != header["message_id"]:
             raise OpenError()

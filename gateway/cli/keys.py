@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.crypto.recipients import generate_recipient
+from gateway.crypto.recipients import generate_recipient, save_recipient
+from gateway.rng import system_random
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,12 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.out.mkdir(parents=True, exist_ok=True)
-    private_key, card = generate_recipient(args.name)
-    key_path = args.out / f"{args.name}.key"
-    card_path = args.out / f"{args.name}.card"
-    private_key.save(key_path)
-    card.save(card_path)
+    private_key, card = generate_recipient(args.name, system_random)
+    key_path, card_path = save_recipient(args.out, private_key)
     print(f"recipient {card.name} key id {card.key_id}")
     print(f"  private key: {key_path} (keep it secret; mode 0600)")
     print(f"  card:        {card_path} (public; give it to gateways)")
