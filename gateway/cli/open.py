@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         fd = os.open(args.hidden, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle, indent=2)
+            handle.write("\n")
     what = "original" if args.restore_original else "marked image"
     print(f"opened {args.input.name}: {what} -> {args.output}; timestamp stamp verified")
     return 0
