@@ -20,6 +20,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.protect",
     "gateway.cli.open",
     "gateway.cli.report",
+    "gateway.cli.run",
+    "gateway.cli.check_config",
+    "gateway.cli.receive",
+    "gateway.cli.demo",
 )
 
 EXIT_OK = 0
