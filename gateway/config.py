@@ -219,7 +219,8 @@ def resolve_secret_path(path: Path, environ: Mapping[str, str]) -> Path:
     return path
 
 
-def _read_secret(path: Path, key: str, environ: Mapping[str, str]) -> SecretStr:
+def read_secret(path: Path, key: str, environ: Mapping[str, str]) -> SecretStr:
+    """Read one secret file (or systemd credential); `key` names the setting in errors."""
     real = resolve_secret_path(path, environ)
     try:
         value = real.read_text(encoding="utf-8").rstrip("\r\n")
@@ -235,7 +236,7 @@ def _with_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> GatewayC
     for section in ("inbound", "cloud"):
         broker = getattr(config, section)
         if broker is not None and broker.password_file is not None:
-            secret = _read_secret(broker.password_file, f"{section}.password_file", environ)
+            secret = read_secret(broker.password_file, f"{section}.password_file", environ)
             updates[section] = broker.model_copy(update={"password": secret})
     return config.model_copy(update=updates) if updates else config
 

@@ -6,6 +6,7 @@ Not to be confused with `gateway.metrics` (image-security and segmentation metri
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +64,15 @@ class Counter(_Metric):
         with self._lock:
             return self._values.get(tuple(sorted(labels.items())), 0.0)
 
+    def total(self) -> float:
+        """The sum over every label set."""
+        with self._lock:
+            return sum(self._values.values())
+
+    def label_sets(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [dict(k) for k in sorted(self._values)]
+
     def render(self) -> Iterable[str]:
         yield from super().render()
         with self._lock:
@@ -107,14 +117,18 @@ class Gauge(_Metric):
 
 
 class Histogram(_Metric):
-    """Cumulative-bucket histogram per label set (Prometheus semantics), plus exact quantiles of a window."""
+    """Cumulative-bucket histogram per label set (Prometheus semantics), plus exact quantiles over the most
+    recent `window` observations (for the demo's and benchmark's summaries)."""
 
     kind = "histogram"
 
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S,
+                 window: int = 4096) -> None:
         super().__init__(name, help_text)
         self.buckets = tuple(sorted(buckets))
         self._series: dict[Labels, tuple[list[int], list[float]]] = {}
+        self._recent: dict[Labels, collections.deque[float]] = {}
+        self._window = window
 
     def observe(self, value: float, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
@@ -123,6 +137,15 @@ class Histogram(_Metric):
             counts[bisect.bisect_left(self.buckets, value)] += 1
             sums[0] += value
             sums[1] += 1
+            self._recent.setdefault(key, collections.deque(maxlen=self._window)).append(value)
+
+    def quantile(self, q: float, **labels: str) -> float | None:
+        """The q-quantile (nearest rank) of the recent window, or None without observations."""
+        with self._lock:
+            recent = sorted(self._recent.get(tuple(sorted(labels.items())), ()))
+        if not recent:
+            return None
+        return recent[min(len(recent) - 1, max(0, math.ceil(q * len(recent)) - 1))]
 
     def count(self, **labels: str) -> int:
         with self._lock:
