@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -41,8 +42,8 @@ port = 0
     return path
 
 
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def _start(config: Path, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **extra_env)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.broker.gateway_proc", str(config), "0.02"],
         cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -54,8 +55,15 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path, scanner_broker, cloud_broker
     log = tmp_path / "gateway.log"
     collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes", "medshield/gateways/+/status"),
                           client_id="crash-collector")
-    proc = _start(config, log)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(20)
+    proc = _start(config, log, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
     assert collector.wait_for(lambda: b"online" in collector.on("/status"), 20), log.read_text()
+    datagrams = {notify.recv(256) for _ in range(3)}
+    assert any(d.startswith(b"READY=1") for d in datagrams), datagrams  # systemd Type=notify
+    assert b"WATCHDOG=1" in datagrams or notify.recv(256) == b"WATCHDOG=1"
+    notify.close()
 
     payloads = [f"slice-{i:03d}".encode() * 16 for i in range(60)]
     scanner = paho.Client(CallbackAPIVersion.VERSION2, client_id="crash-scanner", protocol=paho.MQTTv5)

@@ -171,3 +171,37 @@ def test_status_retained_online_then_offline_and_telemetry(running, scanner_brok
     gw.shutdown()
     assert collector.wait_for(lambda: collector.on("/status")[-1:] == [b"offline"])
     collector.close()
+
+
+def test_mqtt311_links_keep_the_same_guarantees(running, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+    gw = running(inbound={"protocol": "mqtt311"}, cloud={"protocol": "mqtt311"})
+    collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",), client_id="c311")
+    items = _payloads(8, "v311")
+    publish_all(scanner_broker.port, items)
+    assert collector.wait_for(lambda: len(collector.on("/envelopes")) == 8)
+    assert _delivered(collector) == [p for _, p in items]
+    assert gw.spool is not None
+    collector.close()
+
+
+def test_shared_subscription_splits_one_feed(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+    gateways = []
+    for name in ("a", "b"):
+        config = gateway_config(tmp_path / name, scanner_broker.port, cloud_broker.port,
+                                gateway={"device_id": f"gw-{name}"}, topics={"shared_group": "ward"})
+        gw = Gateway(config, TaggingProtect())
+        gw.start()
+        assert gw.wait_connected(10)
+        gateways.append(gw)
+    collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",), client_id="cshare")
+    time.sleep(0.3)  # both subscriptions in place before the feed starts
+    items = _payloads(20, "shared")
+    publish_all(scanner_broker.port, items)
+    assert collector.wait_for(lambda: len(collector.on("/envelopes")) == 20)
+    time.sleep(0.3)
+    assert sorted(_delivered(collector)) == sorted(p for _, p in items)
+    counts = [gw.metrics.protected.value() for gw in gateways]
+    assert sum(counts) == 20 and all(c > 0 for c in counts), counts
+    for gw in gateways:
+        gw.shutdown(flush_timeout_s=1)
+    collector.close()
