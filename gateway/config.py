@@ -87,9 +87,12 @@ class TopicsConfig(_Strict):
 
 
 class SBBEParams(_Strict):
+    """The SBBE key search (DESIGN §4): population N, generations G, offspring per generation, sample side."""
+
     population: Annotated[int, Field(ge=1, le=256)] = 20
     generations: Annotated[int, Field(ge=0, le=64)] = 3
-    sample_side: Annotated[int, Field(ge=8, le=1024)] = 64
+    offspring: Annotated[int, Field(ge=1, le=256)] | None = None
+    sample_side: Annotated[int, Field(ge=4, le=1024)] = 32
 
 
 class ProtectionConfig(_Strict):

@@ -455,30 +455,37 @@ class Gateway:
 
 
 def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
-    """The real protection step: `gateway.pipeline.protect` for each configured recipient card.
+    """The real protection step: `gateway.pipeline.protect` once per configured recipient card.
 
-    Loads the recipient cards and the segmentation model (warmed up) now, so the daemon reports READY only
-    when the model is warm.
+    Loads the recipient cards and the segmentation model (warmed up by its runner) now, so that the daemon
+    reports READY only once the model is warm. The daemon's deterministic message id becomes the envelope's.
     """
-    from gateway import pipeline
+    from gateway import codecs, pipeline
     from gateway.crypto.recipients import RecipientCard
+    from gateway.errors import ConfigError
+    from gateway.segment import Segmenter
 
     if not config.protection.recipients:
-        from gateway.errors import ConfigError
-
         raise ConfigError("protection.recipients: at least one recipient card is needed")
     cards = [RecipientCard.load(path) for path in config.protection.recipients]
-    segmenter = None
-    if config.segmentation.model is not None:
-        from gateway.segment import Segmenter
-
-        segmenter = Segmenter(config.segmentation.model, backend=config.segmentation.backend)
-    suite = config.protection.suite
+    segmenter = Segmenter(config.segmentation.model, backend=config.segmentation.backend) \
+        if config.segmentation.model is not None else Segmenter(backend=config.segmentation.backend)
+    limits = codecs.Limits(
+        max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
+    )
+    params = config.protection.sbbe.model_dump(exclude_none=True)
+    suite, margin, device = config.protection.suite, config.protection.stego_margin_px, config.gateway.device_id
 
     def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
+        # With several recipients each envelope needs its own id (ids must be unique per envelope); the
+        # first keeps the deterministic one so redeliveries stay recognisable downstream.
         return [
-            pipeline.protect(data, card, suite=suite, segmenter=segmenter, source=dict(source, message_id=message_id))
-            for card in cards
+            pipeline.protect(
+                data, card, suite=suite, segmenter=segmenter.predict, limits=limits, sbbe_params=params,
+                margin_px=margin, device_id=device, source=source,
+                message_id=message_id if i == 0 else message_id_for(f"{message_id}/{card.key_id}", data),
+            )
+            for i, card in enumerate(cards)
         ]
 
     return protect
