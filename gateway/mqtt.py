@@ -88,6 +88,7 @@ class MqttLink:
         self.persistent = persistent
         self.subscriptions = tuple(subscriptions)
         self.state = LinkState()
+        self._pending_subacks: set[int] = set()
         self._online = online
         self._on_message_handler = on_message
         self._log = get_logger(f"mqtt.{name}")
@@ -141,6 +142,7 @@ class MqttLink:
             raise ConfigError(f"{self.name}: cannot start MQTT loop ({paho.error_string(rc)})")
 
     def wait_connected(self, timeout: float) -> bool:
+        """True once connected and every subscription is granted (so nothing published after is missed)."""
         return self.state.connected.wait(timeout)
 
     @property
@@ -176,16 +178,21 @@ class MqttLink:
             self._log.warning("connect_refused", reason=str(reason_code))
             return
         self.state.generation += 1
+        pending = set()
         for topic in self.subscriptions:
-            rc, _mid = client.subscribe(topic, qos=1)
+            rc, mid = client.subscribe(topic, qos=1)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.state.subscribe_failures += 1
                 self._log.error("subscribe_failed", topic=topic, rc=paho.error_string(rc))
+            elif mid is not None:
+                pending.add(mid)
+        self._pending_subacks = pending
         if self._online is not None:
             info = client.publish(self._online.topic, self._online.payload, qos=self._online.qos, retain=self._online.retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._log.warning("status_publish_failed", rc=paho.error_string(info.rc))
-        self.state.connected.set()
+        if not pending:
+            self.state.connected.set()  # with subscriptions: set when the broker granted them all
         self._log.info("connected", host=self.config.host, port=self.config.port,
                        session_present=bool(getattr(flags, "session_present", False)))
 
@@ -196,10 +203,15 @@ class MqttLink:
             self._log.warning("disconnected", reason=str(reason_code))
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        failed = False
         for code in reason_codes:
             if code.is_failure:
+                failed = True
                 self.state.subscribe_failures += 1
                 self._log.error("subscription_refused", reason=str(code))
+        self._pending_subacks.discard(mid)
+        if not self._pending_subacks and not failed:
+            self.state.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._on_message_handler is not None:
