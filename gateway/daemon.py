@@ -422,11 +422,14 @@ class Gateway:
             if self._stop_publisher.is_set():
                 if (spool.depth == 0 and not inflight) or time.monotonic() >= self._flush_deadline:
                     return
+            done: list[OutRow] = []
             while inflight and self._take_ack(inflight[0][1].mid):
-                row, _info = inflight.popleft()
-                spool.delete(row.seq)
-                m.published.inc(kind=row.kind)
-                self._finish_e2e(row)
+                done.append(inflight.popleft()[0])
+            if done:
+                spool.delete([row.seq for row in done])
+                for row in done:
+                    m.published.inc(kind=row.kind)
+                    self._finish_e2e(row)
             if len(inflight) < window:
                 for row in spool.head(window - len(inflight), after_seq=last_seq):
                     info = cloud.publish(row.topic, row.payload, qos=1)

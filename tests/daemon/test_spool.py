@@ -36,7 +36,7 @@ def test_rows_come_out_in_order_and_survive_reopen(tmp_path: Path) -> None:
     rows = again.head(10)
     assert [r.payload for r in rows] == [b"1a", b"1b", b"{}"]
     assert again.depth == 3 and again.size_bytes == 6
-    again.delete(rows[0].seq)
+    again.delete([rows[0].seq])
     assert [r.payload for r in again.head(10)] == [b"1b", b"{}"]
     assert [r.payload for r in again.head(10, after_seq=rows[1].seq)] == [b"{}"]
     assert again.is_processed("m1")  # de-duplication memory outlives the rows
@@ -55,7 +55,7 @@ def test_cap(tmp_path: Path) -> None:
     assert not spool.full()
     spool.commit("m2", "protected", [("envelope", "t", b"x" * 100)])
     assert spool.full()
-    spool.delete(spool.head(1)[0].seq)
+    spool.delete([spool.head(1)[0].seq])
     assert not spool.full()
 
 
