@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,10 @@ def find_mosquitto() -> str:
         if path and os.access(path, os.X_OK):
             return path
     raise ConfigError("no broker configured and mosquitto is not installed (apt-get install mosquitto)")
+
+
+def current_user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,6 +72,9 @@ class EmbeddedBroker:
 
     def _write_config(self) -> Path:
         lines = [
+            # Run as the current user: mosquitto started as root would otherwise switch to "mosquitto",
+            # which cannot reach a 0700 state directory.
+            f"user {current_user()}",
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
             f"max_inflight_messages {self._max_inflight}",
