@@ -84,7 +84,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path, scanner_broker, cloud_broker
     proc.wait(10)
     killed_at = len(set(collector.on("/envelopes")))
     assert killed_at < len(payloads), "the kill came too late to test anything"
-    assert collector.on("/status")[-1] == b"offline"  # last will
+    assert collector.wait_for(lambda: collector.on("/status")[-1] == b"offline", 10)  # last will
     feeder.join(30)
     assert done.is_set()
 
