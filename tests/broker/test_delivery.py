@@ -205,3 +205,30 @@ def test_shared_subscription_splits_one_feed(tmp_path, scanner_broker, cloud_bro
     for gw in gateways:
         gw.shutdown(flush_timeout_s=1)
     collector.close()
+
+
+def test_message_that_crashed_the_process_before_is_quarantined_on_redelivery(
+        tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+    # Three earlier attempts that never committed (as if each had killed the daemon), recorded durably.
+    from gateway.spool import Spool
+
+    config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port)
+    poison = b"poison slice"
+    spool = Spool(config.spool_path, config.spool.max_bytes)
+    for _ in range(config.limits.max_attempts):
+        spool.record_attempt(message_id_for(TOPIC, poison))
+    spool.close()
+    protect = TaggingProtect()
+    gw = Gateway(config, protect)
+    gw.start()
+    try:
+        assert gw.wait_connected(10)
+        collector = Collector(cloud_broker.port, ("medshield/gateways/+/errors",), client_id="cpoison")
+        publish_all(scanner_broker.port, [(TOPIC, poison), (TOPIC, b"healthy")])
+        assert collector.wait_for(lambda: len(collector.on("/errors")) == 1)
+        assert json.loads(collector.on("/errors")[0])["reason"] == "repeated_faults"
+        assert collector.wait_for(lambda: gw.metrics.protected.value() == 1)
+        assert protect.calls == 1  # the poison message was not tried a fourth time
+        collector.close()
+    finally:
+        gw.shutdown(flush_timeout_s=1)
