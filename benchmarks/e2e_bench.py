@@ -78,8 +78,14 @@ class CloudWatcher:
         self._reassembler, self._is_part = Reassembler(), is_part
         self.arrivals: list[float] = []
         self.cond = threading.Condition()
-        self.link = MqttLink("bench-cloud", BrokerConfig(port=port), "bench-watcher", persistent=False,
-                             subscriptions=["medshield/gateways/+/envelopes"], on_message=self._on_message)
+        self.link = MqttLink(
+            "bench-cloud",
+            BrokerConfig(port=port),
+            "bench-watcher",
+            persistent=False,
+            subscriptions=["medshield/gateways/+/envelopes"],
+            on_message=self._on_message,
+        )
 
     def _on_message(self, link: MqttLink, message, generation: int) -> None:  # type: ignore[no-untyped-def]
         payload = bytes(message.payload)
@@ -107,22 +113,29 @@ def main() -> int:
 
     configure_logging("warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     from gateway.crypto.recipients import generate_recipient, save_recipient
+
     from gateway.rng import system_random
 
     data = inputs(args.format, args.warmup + args.n + args.burst)
-    with tempfile.TemporaryDirectory(prefix="medshield-bench-") as tmp, \
-            EmbeddedBroker() as scanner_broker, EmbeddedBroker() as cloud_broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="medshield-bench-") as tmp,
+        EmbeddedBroker() as scanner_broker,
+        EmbeddedBroker() as cloud_broker,
+    ):
         root = Path(tmp)
         key, _ = generate_recipient("bench-service", system_random)
         _, card_path = save_recipient(root, key)
-        config = parse_config({
-            "gateway": {"device_id": "bench-gw", "state_dir": str(root / "state")},
-            "inbound": {"port": scanner_broker.port},
-            "cloud": {"port": cloud_broker.port},
-            "protection": {"recipients": [str(card_path)], "suite": args.suite},
-            "limits": {"workers": args.workers},
-            "telemetry": {"port": None},
-        }, environ={})
+        config = parse_config(
+            {
+                "gateway": {"device_id": "bench-gw", "state_dir": str(root / "state")},
+                "inbound": {"port": scanner_broker.port},
+                "cloud": {"port": cloud_broker.port},
+                "protection": {"recipients": [str(card_path)], "suite": args.suite},
+                "limits": {"workers": args.workers},
+                "telemetry": {"port": None},
+            },
+            environ={},
+        )
         gateway = Gateway(config, pipeline_protect_fn(config))
         watcher = CloudWatcher(cloud_broker.port)
         watcher.link.start()
@@ -140,14 +153,18 @@ def main() -> int:
                 latencies.append(watcher.arrivals[i] - t0)
         done_before = len(watcher.arrivals)
         t0 = time.perf_counter()
-        for payload in data[args.warmup + args.n:]:
+        for payload in data[args.warmup + args.n :]:
             scanner.publish(payload)
         if not watcher.wait_count(done_before + args.burst, 300):
             raise TimeoutError("burst did not complete")
         burst_s = watcher.arrivals[-1] - t0
-        stages = {ls["stage"]: {"p50_ms": 1000 * (gateway.metrics.stage.quantile(0.5, **ls) or 0),
-                                "p95_ms": 1000 * (gateway.metrics.stage.quantile(0.95, **ls) or 0)}
-                  for ls in gateway.metrics.stage.label_sets()}
+        stages = {
+            ls["stage"]: {
+                "p50_ms": 1000 * (gateway.metrics.stage.quantile(0.5, **ls) or 0),
+                "p95_ms": 1000 * (gateway.metrics.stage.quantile(0.95, **ls) or 0),
+            }
+            for ls in gateway.metrics.stage.label_sets()
+        }
         scanner.close()
         gateway.shutdown(flush_timeout_s=5)
         watcher.link.stop()

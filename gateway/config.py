@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -37,7 +38,7 @@ class TLSConfig(_Strict):
     insecure_skip_verify: bool = False
 
     @model_validator(mode="after")
-    def _pair(self) -> "TLSConfig":
+    def _pair(self) -> TLSConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
         return self
@@ -60,7 +61,7 @@ class BrokerConfig(_Strict):
     reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
 
     @model_validator(mode="after")
-    def _no_inline_password(self) -> "BrokerConfig":
+    def _no_inline_password(self) -> BrokerConfig:
         # Passwords come from files (or systemd credentials) only, so they never sit in a config file.
         if self.password is not None and self.password_file is None:
             raise ValueError("give password_file (or a systemd credential name), not password")
@@ -184,7 +185,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
-        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(path):
             raise ConfigError(f"{name}: empty key in environment override")
         node = out

@@ -18,8 +18,9 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -48,8 +49,7 @@ class ProtectedLike(Protocol):
 class ProtectFn(Protocol):
     """Protect one inbound payload: one result per recipient. Raise `InputError` for bad input."""
 
-    def __call__(self, data: bytes, *, message_id: str, source: Mapping[str, str]) -> Sequence[ProtectedLike]:
-        ...
+    def __call__(self, data: bytes, *, message_id: str, source: Mapping[str, str]) -> Sequence[ProtectedLike]: ...
 
 
 Splitter = Callable[[bytes, int], list[bytes]]
@@ -96,7 +96,9 @@ class GatewayMetrics:
         self.published = r.counter("medshield_rows_published_total", "Spool rows acknowledged by the cloud broker")
         self.faults = r.counter("medshield_processing_faults_total", "Unexpected errors while protecting")
         self.stage = r.histogram("medshield_stage_seconds", "Per-stage latency")
-        self.end_to_end = r.histogram("medshield_end_to_end_seconds", "Inbound receipt to cloud PUBACK of the last part")
+        self.end_to_end = r.histogram(
+            "medshield_end_to_end_seconds", "Inbound receipt to cloud PUBACK of the last part"
+        )
         self.spool_depth = r.gauge("medshield_spool_rows", "Rows waiting in the spool")
         self.spool_bytes = r.gauge("medshield_spool_bytes", "Bytes waiting in the spool")
         self.queue_depth = r.gauge("medshield_queue_depth", "Messages waiting for a worker")
@@ -163,14 +165,23 @@ class Gateway:
         cloud_cfg: BrokerConfig = cfg.cloud or self._embedded_broker()
         device = cfg.gateway.device_id
         self.cloud = MqttLink(
-            "cloud", cloud_cfg, f"medshield-{device}-cloud", persistent=False,
-            will=Will(cfg.status_topic, b"offline"), online=Will(cfg.status_topic, b"online"),
+            "cloud",
+            cloud_cfg,
+            f"medshield-{device}-cloud",
+            persistent=False,
+            will=Will(cfg.status_topic, b"offline"),
+            online=Will(cfg.status_topic, b"online"),
         )
         self.cloud.client.max_inflight_messages_set(cfg.spool.publish_window)
         self.cloud.client.on_publish = self._on_cloud_publish
         self.inbound = MqttLink(
-            "inbound", inbound_cfg, f"medshield-{device}-in", persistent=True,
-            subscriptions=cfg.inbound_filters(), on_message=self._on_inbound, manual_ack=True,
+            "inbound",
+            inbound_cfg,
+            f"medshield-{device}-in",
+            persistent=True,
+            subscriptions=cfg.inbound_filters(),
+            on_message=self._on_inbound,
+            manual_ack=True,
             receive_maximum=cfg.limits.queue_size,
         )
         self._spawn("publisher", self._publisher_loop)
@@ -203,7 +214,9 @@ class Gateway:
     def alive(self, max_stall_s: float = 30.0) -> bool:
         """Every worker and the publisher looped recently (what the systemd watchdog vouches for)."""
         now = time.monotonic()
-        return all(t.is_alive() for t in self._threads) and all(now - hb < max_stall_s for hb in self._heartbeats.values())
+        return all(t.is_alive() for t in self._threads) and all(
+            now - hb < max_stall_s for hb in self._heartbeats.values()
+        )
 
     def health(self) -> tuple[bool, dict[str, object]]:
         inbound_up = bool(self.inbound and self.inbound.connected)
@@ -287,8 +300,15 @@ class Gateway:
         # Blocking put only happens if a broker ignores Receive Maximum; it then pauses reading, which is
         # the back-pressure we want (unacknowledged messages stay queued at the broker).
         self._queue.put(
-            Inbound(message.topic, bytes(message.payload), message.mid, message.qos, generation,
-                    self._clock(), time.monotonic())
+            Inbound(
+                message.topic,
+                bytes(message.payload),
+                message.mid,
+                message.qos,
+                generation,
+                self._clock(),
+                time.monotonic(),
+            )
         )
 
     def _worker_loop(self) -> None:
@@ -355,7 +375,9 @@ class Gateway:
                 m.faults.inc(stage="protect")
                 self._log.error("protect_fault", error=type(exc).__name__, message_id=message_id, attempt=attempts)
                 if attempts >= max_attempts:
-                    self._quarantine(item, message_id, "repeated_faults", f"{type(exc).__name__} on {attempts} attempts")
+                    self._quarantine(
+                        item, message_id, "repeated_faults", f"{type(exc).__name__} on {attempts} attempts"
+                    )
                     return
                 attempts = self.spool.record_attempt(message_id)
                 continue
@@ -394,7 +416,9 @@ class Gateway:
         self._publish_wakeup.set()
 
     # -- publisher ---------------------------------------------------------------------------------------
-    def _on_cloud_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+    def _on_cloud_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
         # paho thread: record the PUBACK only. (MQTTMessageInfo.is_published() raises for a message queued
         # while disconnected even after paho re-sent it, so the publisher matches mids itself.)
         with self._acked_lock:
@@ -471,8 +495,11 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
     if not config.protection.recipients:
         raise ConfigError("protection.recipients: at least one recipient card is needed")
     cards = [RecipientCard.load(path) for path in config.protection.recipients]
-    segmenter = Segmenter(config.segmentation.model, backend=config.segmentation.backend) \
-        if config.segmentation.model is not None else Segmenter(backend=config.segmentation.backend)
+    segmenter = (
+        Segmenter(config.segmentation.model, backend=config.segmentation.backend)
+        if config.segmentation.model is not None
+        else Segmenter(backend=config.segmentation.backend)
+    )
     limits = codecs.Limits(
         max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
     )
@@ -484,8 +511,15 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
         # first keeps the deterministic one so redeliveries stay recognisable downstream.
         return [
             pipeline.protect(
-                data, card, suite=suite, segmenter=segmenter.predict, limits=limits, sbbe_params=params,
-                margin_px=margin, device_id=device, source=source,
+                data,
+                card,
+                suite=suite,
+                segmenter=segmenter.predict,
+                limits=limits,
+                sbbe_params=params,
+                margin_px=margin,
+                device_id=device,
+                source=source,
                 message_id=message_id if i == 0 else message_id_for(f"{message_id}/{card.key_id}", data),
             )
             for i, card in enumerate(cards)

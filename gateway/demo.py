@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, GatewayConfig, parse_config
@@ -64,7 +64,9 @@ class DemoSummary:
             lines.append(f"    {name:<24} {p50:8.2f}  {p95:8.2f}")
         if self.end_to_end_ms:
             p50, p95 = self.end_to_end_ms
-            lines.append(f"  receipt → cloud PUBACK (ms)    {p50:8.2f}  {p95:8.2f}   (all images sent at once, so queueing counts)")
+            lines.append(
+                f"  receipt → cloud PUBACK (ms)    {p50:8.2f}  {p95:8.2f}   (all sent at once: queueing counts)"
+            )
         lines.append(f"  wall time {self.elapsed_s:.1f} s — {'OK' if self.ok else 'FAILED'}")
         return "\n".join(lines)
 
@@ -128,8 +130,11 @@ def run_demo(
             m = gateway.metrics
             while time.monotonic() < deadline:
                 quarantined = m.quarantined.total()
-                if receiver.stats.stored >= summary.expected_protected and quarantined >= summary.expected_quarantined \
-                        and len(receiver.verifications) >= summary.expected_protected:
+                if (
+                    receiver.stats.stored >= summary.expected_protected
+                    and quarantined >= summary.expected_quarantined
+                    and len(receiver.verifications) >= summary.expected_protected
+                ):
                     break
                 time.sleep(0.1)
             summary.protected = int(m.protected.value())

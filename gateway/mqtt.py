@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as paho
@@ -188,13 +189,19 @@ class MqttLink:
                 pending.add(mid)
         self._pending_subacks = pending
         if self._online is not None:
-            info = client.publish(self._online.topic, self._online.payload, qos=self._online.qos, retain=self._online.retain)
+            info = client.publish(
+                self._online.topic, self._online.payload, qos=self._online.qos, retain=self._online.retain
+            )
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._log.warning("status_publish_failed", rc=paho.error_string(info.rc))
         if not pending:
             self.state.connected.set()  # with subscriptions: set when the broker granted them all
-        self._log.info("connected", host=self.config.host, port=self.config.port,
-                       session_present=bool(getattr(flags, "session_present", False)))
+        self._log.info(
+            "connected",
+            host=self.config.host,
+            port=self.config.port,
+            session_present=bool(getattr(flags, "session_present", False)),
+        )
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         was = self.state.connected.is_set()

@@ -46,7 +46,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -61,7 +61,9 @@ class Quarantine:
         self.directory = directory
         self.device_id = device_id
 
-    def put(self, message_id: str, topic: str, payload: bytes, reason: str, detail: str, received_ns: int) -> QuarantineRecord:
+    def put(
+        self, message_id: str, topic: str, payload: bytes, reason: str, detail: str, received_ns: int
+    ) -> QuarantineRecord:
         record = QuarantineRecord(
             message_id=message_id,
             topic=topic,
@@ -73,7 +75,9 @@ class Quarantine:
             device_id=self.device_id,
         )
         _write_atomic(self.directory / f"{message_id}.bin", payload)
-        _write_atomic(self.directory / f"{message_id}.json", json.dumps(asdict(record), sort_keys=True, indent=2).encode())
+        _write_atomic(
+            self.directory / f"{message_id}.json", json.dumps(asdict(record), sort_keys=True, indent=2).encode()
+        )
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -13,9 +13,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 
@@ -40,7 +41,9 @@ class ReceiverStats:
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "open_seconds"}
-        data["open_mean_ms"] = round(1000 * sum(self.open_seconds) / len(self.open_seconds), 2) if self.open_seconds else None
+        data["open_mean_ms"] = (
+            round(1000 * sum(self.open_seconds) / len(self.open_seconds), 2) if self.open_seconds else None
+        )
         return data
 
 
@@ -146,19 +149,35 @@ class Receiver:
         else:
             self.stats.verify_failed += 1
             self._log.error("verification_failed", message_id=message_id)
-        _write_atomic(self.out_dir / f"{message_id}.verified.json", json.dumps(result.__dict__, sort_keys=True).encode())
+        _write_atomic(
+            self.out_dir / f"{message_id}.verified.json", json.dumps(result.__dict__, sort_keys=True).encode()
+        )
 
 
 class ReceiverService:
     """A `Receiver` behind an MQTT subscription (persistent session, ack after the envelope is on disk)."""
 
-    def __init__(self, receiver: Receiver, broker: BrokerConfig, *, topic: str = DEFAULT_TOPIC,
-                 client_id: str = "medshield-receiver") -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        broker: BrokerConfig,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        client_id: str = "medshield-receiver",
+    ) -> None:
         self.receiver = receiver
         self._queue: queue.Queue[tuple[paho.MQTTMessage, int]] = queue.Queue(maxsize=256)
         self._stop = threading.Event()
-        self.link = MqttLink("receiver", broker, client_id, persistent=True, subscriptions=[topic],
-                             on_message=self._on_message, manual_ack=True, receive_maximum=256)
+        self.link = MqttLink(
+            "receiver",
+            broker,
+            client_id,
+            persistent=True,
+            subscriptions=[topic],
+            on_message=self._on_message,
+            manual_ack=True,
+            receive_maximum=256,
+        )
         self._thread = threading.Thread(target=self._loop, name="receiver", daemon=True)
         self._lock = threading.Lock()
 
@@ -175,7 +194,7 @@ class ReceiverService:
                 self.receiver.handle(bytes(message.payload))
             self.link.ack(message.mid, message.qos, generation)
 
-    def start(self) -> "ReceiverService":
+    def start(self) -> ReceiverService:
         self._thread.start()
         self.link.start()
         return self

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -30,8 +30,14 @@ class SimImage:
     expect: str = "protected"
 
 
-def dicom_from_hu(hu: np.ndarray, *, instance: int, spacing_mm: Sequence[float] = (1.0, 1.0),
-                  thickness_mm: float = 1.0, series_seed: str = "medshield-demo") -> bytes:
+def dicom_from_hu(
+    hu: np.ndarray,
+    *,
+    instance: int,
+    spacing_mm: Sequence[float] = (1.0, 1.0),
+    thickness_mm: float = 1.0,
+    series_seed: str = "medshield-demo",
+) -> bytes:
     """A CT Image Storage DICOM (explicit VR little endian, signed 16-bit, rescale 1/0) holding `hu`."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -131,6 +137,7 @@ def generated_npy(side: int, seed: int) -> SimImage:
 
 def png_bomb(side: int = 30000) -> bytes:
     """A tiny PNG that declares a huge image (decompression bomb): valid signature, IHDR, an IDAT of zeros."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
 

@@ -13,9 +13,9 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -84,10 +84,12 @@ class Spool:
     # -- intake side -------------------------------------------------------------------------------------
     def is_processed(self, message_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM processed WHERE message_id = ?", (message_id,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM processed WHERE message_id = ?", (message_id,)).fetchone() is not None
+            )
 
     def record_attempt(self, message_id: str) -> int:
-        """Count one processing attempt durably (so a message that crashes the process is noticed); returns the count."""
+        """Count one processing attempt (so a message that crashes the process is noticed); returns the count."""
         with self._lock:
             # synchronous=NORMAL for this write only: in WAL mode it survives a process crash (what the count
             # is for: a message that kills the daemon) and saves one fsync per message; only a power loss
@@ -103,7 +105,9 @@ class Spool:
                 self._db.execute("PRAGMA synchronous=FULL")
             return int(count)
 
-    def commit(self, message_id: str, outcome: str, rows: Sequence[tuple[str, str, bytes]], now_ns: int | None = None) -> bool:
+    def commit(
+        self, message_id: str, outcome: str, rows: Sequence[tuple[str, str, bytes]], now_ns: int | None = None
+    ) -> bool:
         """Atomically record `message_id` as processed and queue `rows` (kind, topic, payload).
 
         Returns False (and writes nothing) when the id was already processed: the duplicate is ignored.
@@ -172,7 +176,9 @@ class Spool:
                 self._db.execute("BEGIN IMMEDIATE")
                 removed_rows = removed_bytes = 0
                 for seq in seqs:
-                    row = self._db.execute("DELETE FROM outbox WHERE seq = ? RETURNING LENGTH(payload)", (seq,)).fetchone()
+                    row = self._db.execute(
+                        "DELETE FROM outbox WHERE seq = ? RETURNING LENGTH(payload)", (seq,)
+                    ).fetchone()
                     if row is not None:
                         removed_rows += 1
                         removed_bytes += int(row[0])

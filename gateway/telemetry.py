@@ -9,11 +9,24 @@ import bisect
 import collections
 import math
 import threading
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 Labels = tuple[tuple[str, str], ...]
@@ -122,8 +135,9 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S,
-                 window: int = 4096) -> None:
+    def __init__(
+        self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S, window: int = 4096
+    ) -> None:
         super().__init__(name, help_text)
         self.buckets = tuple(sorted(buckets))
         self._series: dict[Labels, tuple[list[int], list[float]]] = {}
@@ -167,7 +181,7 @@ class Histogram(_Metric):
             items = sorted((k, (list(c), list(s))) for k, (c, s) in self._series.items())
         for labels, (counts, sums) in items:
             running = 0
-            for bound, n in zip(self.buckets + (math.inf,), counts):
+            for bound, n in zip(self.buckets + (math.inf,), counts, strict=True):
                 running += n
                 le = "+Inf" if math.isinf(bound) else repr(bound)
                 yield f"{self.name}_bucket{_fmt_labels(labels, (('le', le),))} {running}"
@@ -243,7 +257,7 @@ class TelemetryServer:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    def start(self) -> "TelemetryServer":
+    def start(self) -> TelemetryServer:
         self._thread.start()
         return self
 

@@ -19,7 +19,9 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     inbound = f"{config.inbound.host}:{config.inbound.port}" if config.inbound else "embedded broker"
     cloud = f"{config.cloud.host}:{config.cloud.port}" if config.cloud else "embedded broker"
-    print(f"OK: device {config.gateway.device_id}, inbound {inbound}, cloud {cloud}, "
-          f"{len(config.protection.recipients)} recipient(s), suite {config.protection.suite}")
+    print(
+        f"OK: device {config.gateway.device_id}, inbound {inbound}, cloud {cloud}, "
+        f"{len(config.protection.recipients)} recipient(s), suite {config.protection.suite}"
+    )
     sys.stdout.flush()
     return 0

@@ -6,8 +6,8 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,9 +48,9 @@ class TaggingProtect:
 
 def untag(envelope: bytes) -> tuple[dict, bytes]:
     assert envelope.startswith(TAG), envelope[:20]
-    n = int.from_bytes(envelope[len(TAG):len(TAG) + 4], "big")
+    n = int.from_bytes(envelope[len(TAG) : len(TAG) + 4], "big")
     start = len(TAG) + 4
-    return json.loads(envelope[start:start + n]), envelope[start + n:]
+    return json.loads(envelope[start : start + n]), envelope[start + n :]
 
 
 @dataclass

@@ -21,15 +21,62 @@ def _openssl(*args: str, cwd: Path) -> None:
 def pki(tmp_path: Path) -> Path:
     d = tmp_path / "pki"
     d.mkdir()
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-             "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=medshield-test-ca", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=medshield-test-ca",
+        cwd=d,
+    )
     for name, cn in (("server", "localhost"), ("client", "gw-tls")):
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+            cwd=d,
+        )
         ext = d / f"{name}.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "2", "-out", f"{name}.pem", "-extfile", ext.name, cwd=d)
+        ext.write_text(
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n"
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.pem",
+            "-extfile",
+            ext.name,
+            cwd=d,
+        )
     return d
 
 
@@ -50,12 +97,30 @@ def _link(section: dict, name: str) -> MqttLink:
 
 def test_tls_with_client_certificate(tmp_path: Path, pki: Path) -> None:
     port = free_port()
-    proc = _mosquitto([f"listener {port} 127.0.0.1", f"cafile {pki / 'ca.pem'}", f"certfile {pki / 'server.pem'}",
-                       f"keyfile {pki / 'server.key'}", "require_certificate true", "allow_anonymous true"],
-                      tmp_path, "tls")
+    proc = _mosquitto(
+        [
+            f"listener {port} 127.0.0.1",
+            f"cafile {pki / 'ca.pem'}",
+            f"certfile {pki / 'server.pem'}",
+            f"keyfile {pki / 'server.key'}",
+            "require_certificate true",
+            "allow_anonymous true",
+        ],
+        tmp_path,
+        "tls",
+    )
     try:
-        good = _link({"port": port, "tls": {"ca_file": str(pki / "ca.pem"), "cert_file": str(pki / "client.pem"),
-                                            "key_file": str(pki / "client.key")}}, "tls-good")
+        good = _link(
+            {
+                "port": port,
+                "tls": {
+                    "ca_file": str(pki / "ca.pem"),
+                    "cert_file": str(pki / "client.pem"),
+                    "key_file": str(pki / "client.key"),
+                },
+            },
+            "tls-good",
+        )
         good.start()
         assert good.wait_connected(10)
         good.stop()
@@ -70,10 +135,13 @@ def test_tls_with_client_certificate(tmp_path: Path, pki: Path) -> None:
 
 def test_username_and_password_file(tmp_path: Path) -> None:
     passwords = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "gw", "right-horse"], check=True, capture_output=True)
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(passwords), "gw", "right-horse"], check=True, capture_output=True
+    )
     port = free_port()
-    proc = _mosquitto([f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}"],
-                      tmp_path, "auth")
+    proc = _mosquitto(
+        [f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}"], tmp_path, "auth"
+    )
     secret, wrong = tmp_path / "pw", tmp_path / "wrong"
     secret.write_text("right-horse\n")
     wrong.write_text("wrong-horse\n")

@@ -26,7 +26,7 @@ def _config(tmp_path: Path, scanner_port: int, cloud_port: int) -> Path:
         f"""
 [gateway]
 device_id = "gw-crash"
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{tmp_path / "state"}"
 [inbound]
 port = {scanner_port}
 reconnect_min_s = 1
@@ -46,15 +46,21 @@ def _start(config: Path, log: Path, **extra_env: str) -> subprocess.Popen[bytes]
     env = dict(os.environ, PYTHONPATH=str(REPO), **extra_env)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.broker.gateway_proc", str(config), "0.02"],
-        cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
 def test_sigkill_mid_stream_loses_nothing(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
     config = _config(tmp_path, scanner_broker.port, cloud_broker.port)
     log = tmp_path / "gateway.log"
-    collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes", "medshield/gateways/+/status"),
-                          client_id="crash-collector")
+    collector = Collector(
+        cloud_broker.port,
+        ("medshield/gateways/+/envelopes", "medshield/gateways/+/status"),
+        client_id="crash-collector",
+    )
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(20)
@@ -90,8 +96,9 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path, scanner_broker, cloud_broker
 
     proc = _start(config, log)
     try:
-        assert collector.wait_for(lambda: len({untag(p)[1] for p in collector.on("/envelopes")}) == len(payloads), 30), \
-            log.read_text()[-3000:]
+        assert collector.wait_for(
+            lambda: len({untag(p)[1] for p in collector.on("/envelopes")}) == len(payloads), 30
+        ), log.read_text()[-3000:]
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -102,7 +109,7 @@ def test_sigkill_mid_stream_loses_nothing(tmp_path, scanner_broker, cloud_broker
     # message-id de-duplication; the spool never protected one message twice.
     ids = [untag(p)[0]["message_id"] for p in collector.on("/envelopes")]
     by_id: dict[str, set[bytes]] = {}
-    for raw, mid in zip(collector.on("/envelopes"), ids):
+    for raw, mid in zip(collector.on("/envelopes"), ids, strict=True):
         by_id.setdefault(mid, set()).add(raw)
     assert all(len(v) == 1 for v in by_id.values())
     # Order per scanner is kept: the first occurrences are in publish order.

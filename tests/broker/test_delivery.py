@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -187,8 +186,13 @@ def test_mqtt311_links_keep_the_same_guarantees(running, scanner_broker, cloud_b
 def test_shared_subscription_splits_one_feed(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
     gateways = []
     for name in ("a", "b"):
-        config = gateway_config(tmp_path / name, scanner_broker.port, cloud_broker.port,
-                                gateway={"device_id": f"gw-{name}"}, topics={"shared_group": "ward"})
+        config = gateway_config(
+            tmp_path / name,
+            scanner_broker.port,
+            cloud_broker.port,
+            gateway={"device_id": f"gw-{name}"},
+            topics={"shared_group": "ward"},
+        )
         gw = Gateway(config, TaggingProtect())
         gw.start()
         assert gw.wait_connected(10)
@@ -208,7 +212,8 @@ def test_shared_subscription_splits_one_feed(tmp_path, scanner_broker, cloud_bro
 
 
 def test_message_that_crashed_the_process_before_is_quarantined_on_redelivery(
-        tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, scanner_broker, cloud_broker
+) -> None:  # type: ignore[no-untyped-def]
     # Three earlier attempts that never committed (as if each had killed the daemon), recorded durably.
     from gateway.spool import Spool
 

@@ -20,9 +20,10 @@ pytest.importorskip("gateway.segment")
 
 from gateway.crypto.envelope import peek_header  # noqa: E402
 from gateway.crypto.recipients import PrivateKey, generate_recipient, save_recipient  # noqa: E402
+
+from gateway.config import BrokerConfig  # noqa: E402
 from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
 from gateway.receiver import Receiver, ReceiverService, key_verifier  # noqa: E402
-from gateway.config import BrokerConfig  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
 from gateway.scanner_sim import ScannerSimulator, bad_inputs, ct_small, generated_npy, generated_png, lung_ct_slices  # noqa: E402
 from tests.broker.conftest import gateway_config  # noqa: E402
@@ -46,10 +47,15 @@ def _wait(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-
 
 
 def test_images_arrive_once_as_valid_envelopes_and_bad_ones_are_quarantined(
-        tmp_path, scanner_broker, cloud_broker, service_key) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, scanner_broker, cloud_broker, service_key
+) -> None:  # type: ignore[no-untyped-def]
     key_path, card_path = service_key
-    config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port,
-                            protection={"recipients": [str(card_path)], "sbbe": {"population": 4, "generations": 1}})
+    config = gateway_config(
+        tmp_path,
+        scanner_broker.port,
+        cloud_broker.port,
+        protection={"recipients": [str(card_path)], "sbbe": {"population": 4, "generations": 1}},
+    )
     receiver = Receiver(tmp_path / "received", key_verifier(PrivateKey.load(key_path)))
     service = ReceiverService(receiver, BrokerConfig(port=cloud_broker.port), client_id="e2e-receiver").start()
     gw = Gateway(config, pipeline_protect_fn(config))
@@ -88,7 +94,7 @@ def test_medshield_run_killed_and_restarted_loses_nothing(tmp_path, scanner_brok
     config.write_text(f"""
 [gateway]
 device_id = "gw-e2e"
-state_dir = "{tmp_path / 'state'}"
+state_dir = "{tmp_path / "state"}"
 [inbound]
 port = {scanner_broker.port}
 reconnect_min_s = 1

@@ -21,9 +21,20 @@ from gateway.telemetry import Registry, TelemetryServer
 
 
 def test_redaction_masks_secret_names_and_bytes() -> None:
-    event = {"event": "x", "password": "p", "cloud_password": "p", "api_key": "k", "otp_code": "123456",
-             "private_key": "k", "key_id": "abc", "message_id": "m", "blob": b"\x00" * 9, "topic": "t",
-             "pixels": [1, 2], "patient_name": "Doe"}
+    event = {
+        "event": "x",
+        "password": "p",
+        "cloud_password": "p",
+        "api_key": "k",
+        "otp_code": "123456",
+        "private_key": "k",
+        "key_id": "abc",
+        "message_id": "m",
+        "blob": b"\x00" * 9,
+        "topic": "t",
+        "pixels": [1, 2],
+        "patient_name": "Doe",
+    }
     out = redact_secrets(None, "info", dict(event))
     for name in ("password", "cloud_password", "api_key", "otp_code", "private_key", "pixels", "patient_name"):
         assert out[name] == "[redacted]", name
