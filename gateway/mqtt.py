@@ -129,15 +129,17 @@ class MqttLink:
             properties.SessionExpiryInterval = self.config.session_expiry_s if self.persistent else 0
             if self._receive_maximum is not None:
                 properties.ReceiveMaximum = self._receive_maximum
-        rc = self.client.connect_async(
-            self.config.host,
-            self.config.port,
-            keepalive=self.config.keepalive_s,
-            clean_start=(not self.persistent) if self._mqtt5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-        )
-        if rc not in (None, MQTTErrorCode.MQTT_ERR_SUCCESS):
-            raise ConfigError(f"{self.name}: cannot start MQTT client ({paho.error_string(rc)})")
+        # connect_async only records the target (it returns nothing; bad arguments raise ValueError).
+        try:
+            self.client.connect_async(
+                self.config.host,
+                self.config.port,
+                keepalive=self.config.keepalive_s,
+                clean_start=(not self.persistent) if self._mqtt5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=properties,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: cannot start MQTT client ({exc})") from None
         rc = self.client.loop_start()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConfigError(f"{self.name}: cannot start MQTT loop ({paho.error_string(rc)})")
