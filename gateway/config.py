@@ -104,8 +104,11 @@ class ProtectionConfig(_Strict):
 
 
 class SegmentationConfig(_Strict):
+    """DS-Net: `model` null → the committed model; `backend` auto picks the fastest available runner."""
+
     model: Path | None = None
     backend: Literal["auto", "cpu", "cuda", "tensorrt-ep", "tensorrt"] = "auto"
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
 
 
 class LimitsConfig(_Strict):
