@@ -443,9 +443,9 @@ class Gateway:
             self._heartbeats["publisher"] = time.monotonic()
             m.connected.set(1 if cloud.connected else 0, link="cloud")
             m.connected.set(1 if self.inbound and self.inbound.connected else 0, link="inbound")
-            if self._stop_publisher.is_set():
-                if (spool.depth == 0 and not inflight) or time.monotonic() >= self._flush_deadline:
-                    return
+            flushed = spool.depth == 0 and not inflight
+            if self._stop_publisher.is_set() and (flushed or time.monotonic() >= self._flush_deadline):
+                return
             done: list[OutRow] = []
             while inflight and self._take_ack(inflight[0][1].mid):
                 done.append(inflight.popleft()[0])
@@ -495,11 +495,11 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
     if not config.protection.recipients:
         raise ConfigError("protection.recipients: at least one recipient card is needed")
     cards = [RecipientCard.load(path) for path in config.protection.recipients]
-    segmenter = (
-        Segmenter(config.segmentation.model, backend=config.segmentation.backend)
-        if config.segmentation.model is not None
-        else Segmenter(backend=config.segmentation.backend)
-    )
+    seg = config.segmentation
+    model_args = (seg.model,) if seg.model is not None else ()
+    # Loading verifies the model against its manifest and warms the runner up; TensorRT engines are cached
+    # under the state directory.
+    segmenter = Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
     limits = codecs.Limits(
         max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
     )
