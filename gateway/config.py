@@ -132,6 +132,13 @@ class TelemetryConfig(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] | None = 9464
 
 
+class LedgerConfig(_Strict):
+    """The signed envelope ledger (DESIGN §9); the Ed25519 key is created on first start if missing."""
+
+    enabled: bool = True
+    key_file: Path | None = None
+
+
 class CloudSection(BrokerConfig):
     max_message_bytes: Annotated[int, Field(ge=1024)] = AWS_IOT_MAX_MESSAGE_BYTES
 
@@ -148,6 +155,7 @@ class GatewayConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
     @property
     def spool_path(self) -> Path:
@@ -164,6 +172,14 @@ class GatewayConfig(_Strict):
     @property
     def status_topic(self) -> str:
         return f"medshield/gateways/{self.gateway.device_id}/status"
+
+    @property
+    def ledger_topic(self) -> str:
+        return f"medshield/gateways/{self.gateway.device_id}/ledger"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        return self.ledger.key_file or self.gateway.state_dir / "ledger.key"
 
     @property
     def errors_topic(self) -> str:

@@ -14,6 +14,7 @@ the machinery is independent of the cryptographic pipeline.
 from __future__ import annotations
 
 import collections
+import hashlib
 import queue
 import signal
 import threading
@@ -29,6 +30,7 @@ from gateway import systemd
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, CloudSection, GatewayConfig
 from gateway.errors import InputError
+from gateway.ledger import LedgerItem, LedgerKey, LedgerWriter
 from gateway.logging import get_logger
 from gateway.mqtt import MqttLink, Will
 from gateway.quarantine import Quarantine
@@ -139,6 +141,7 @@ class Gateway:
         self._broker: EmbeddedBroker | None = None
         self._telemetry: TelemetryServer | None = None
         self.spool: Spool | None = None
+        self._ledger: LedgerWriter | None = None
         self.quarantine: Quarantine | None = None
         self.inbound: MqttLink | None = None
         self.cloud: MqttLink | None = None
@@ -155,6 +158,9 @@ class Gateway:
         cfg = self.config
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.spool = Spool(cfg.spool_path, cfg.spool.max_bytes)
+        if cfg.ledger.enabled:
+            key = LedgerKey.load_or_create(cfg.ledger_key_path)
+            self._ledger = LedgerWriter(key, cfg.gateway.device_id, cfg.ledger_topic)
         self.quarantine = Quarantine(cfg.quarantine_dir, cfg.gateway.device_id)
         m = self.metrics
         spool = self.spool
@@ -388,15 +394,19 @@ class Gateway:
                 m.stage.observe(float(seconds), stage=stage)
         t1 = time.perf_counter()
         rows: list[tuple[str, str, bytes]] = []
+        items: list[LedgerItem] = []
         limit = self.config.cloud.max_message_bytes if self.config.cloud else CloudSection().max_message_bytes
         for result in results:
             envelope = bytes(result.envelope)
+            envelope_id = str(getattr(result, "message_id", message_id))
+            items.append(LedgerItem(envelope_id, hashlib.sha256(envelope).hexdigest(), self.config.cloud_topic))
             pieces = [envelope] if len(envelope) <= limit else self._split(envelope, limit)
             kind = "envelope" if len(pieces) == 1 else "part"
             rows.extend((kind, self.config.cloud_topic, piece) for piece in pieces)
         with self._pending_lock:
             self._pending_e2e[message_id] = (item.received_mono, len(rows))
-        if self.spool.commit(message_id, "protected", rows):
+        ledger = (self._ledger, items) if self._ledger is not None else None
+        if self.spool.commit(message_id, "protected", rows, ledger=ledger):
             m.protected.inc()
         else:
             with self._pending_lock:
@@ -467,7 +477,7 @@ class Gateway:
             self._publish_wakeup.clear()
 
     def _finish_e2e(self, row: OutRow) -> None:
-        if row.kind == "error":
+        if row.kind not in ("envelope", "part"):
             return
         with self._pending_lock:
             pending = self._pending_e2e.get(row.message_id)

@@ -26,6 +26,7 @@ from gateway.logging import get_logger
 from gateway.mqtt import MqttLink
 
 DEFAULT_TOPIC = "medshield/gateways/+/envelopes"
+LEDGER_TOPIC = "medshield/gateways/+/ledger"
 
 
 @dataclass
@@ -105,6 +106,10 @@ class Receiver:
         self.verifications: list[Verification] = []
         self._log = get_logger("receiver")
         self._seen = {p.stem for p in out_dir.glob("*.msh")}
+        self._ledger_seen: dict[str, set[int]] = {}
+        for path in (out_dir / "ledger").glob("*.jsonl"):
+            lines = path.read_text().splitlines()
+            self._ledger_seen[path.stem] = {json.loads(line)["seq"] for line in lines if line.strip()}
 
     def handle(self, payload: bytes) -> str | None:
         """Process one cloud message; returns the message id when a new envelope was stored."""
@@ -135,6 +140,31 @@ class Receiver:
             self._verify(envelope, header)
         return message_id
 
+    def handle_ledger(self, topic: str, payload: bytes) -> bool:
+        """Append a gateway's ledger entry to `<out>/ledger/<device>.jsonl` once (by sequence number)."""
+        from gateway.ledger import LedgerEntry
+
+        try:
+            entry = LedgerEntry.from_json(payload)
+        except (ValueError, TypeError):
+            self.stats.rejected += 1
+            return False
+        device = topic.split("/")[-2] if topic.count("/") >= 2 else "unknown"
+        if not device.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            self.stats.rejected += 1
+            return False
+        seen = self._ledger_seen.setdefault(device, set())
+        if entry.seq in seen:
+            return False
+        directory = self.out_dir / "ledger"
+        directory.mkdir(exist_ok=True)
+        with open(directory / f"{device}.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(entry.to_json() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        seen.add(entry.seq)
+        return True
+
     def _verify(self, envelope: bytes, header: dict[str, Any]) -> None:
         message_id = str(header["message_id"])
         t0 = time.perf_counter()
@@ -163,6 +193,7 @@ class ReceiverService:
         broker: BrokerConfig,
         *,
         topic: str = DEFAULT_TOPIC,
+        ledger_topic: str | None = LEDGER_TOPIC,
         client_id: str = "medshield-receiver",
     ) -> None:
         self.receiver = receiver
@@ -173,7 +204,7 @@ class ReceiverService:
             broker,
             client_id,
             persistent=True,
-            subscriptions=[topic],
+            subscriptions=[topic] + ([ledger_topic] if ledger_topic else []),
             on_message=self._on_message,
             manual_ack=True,
             receive_maximum=256,
@@ -191,7 +222,10 @@ class ReceiverService:
             except queue.Empty:
                 continue
             with self._lock:
-                self.receiver.handle(bytes(message.payload))
+                if message.topic.endswith("/ledger"):
+                    self.receiver.handle_ledger(message.topic, bytes(message.payload))
+                else:
+                    self.receiver.handle(bytes(message.payload))
             self.link.ack(message.mid, message.qos, generation)
 
     def start(self) -> ReceiverService:

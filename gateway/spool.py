@@ -16,6 +16,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.ledger import LedgerItem, LedgerWriter
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -32,6 +36,11 @@ CREATE TABLE IF NOT EXISTS processed (
     committed_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS processed_time ON processed (committed_ns);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq   INTEGER PRIMARY KEY,
+    hash  TEXT NOT NULL,
+    entry TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     message_id TEXT PRIMARY KEY,
     count      INTEGER NOT NULL
@@ -106,11 +115,17 @@ class Spool:
             return int(count)
 
     def commit(
-        self, message_id: str, outcome: str, rows: Sequence[tuple[str, str, bytes]], now_ns: int | None = None
+        self,
+        message_id: str,
+        outcome: str,
+        rows: Sequence[tuple[str, str, bytes]],
+        now_ns: int | None = None,
+        ledger: tuple[LedgerWriter, Sequence[LedgerItem]] | None = None,
     ) -> bool:
         """Atomically record `message_id` as processed and queue `rows` (kind, topic, payload).
 
         Returns False (and writes nothing) when the id was already processed: the duplicate is ignored.
+        With `ledger`, signed ledger entries for the items are chained on and queued in the same transaction.
         """
         now = time.time_ns() if now_ns is None else now_ns
         with self._lock:
@@ -124,6 +139,9 @@ class Spool:
                 except sqlite3.IntegrityError:
                     self._db.execute("ROLLBACK")
                     return False
+                rows = list(rows)
+                if ledger is not None:
+                    rows += self._chain(ledger[0], ledger[1], now)
                 self._db.executemany(
                     "INSERT INTO outbox (message_id, kind, topic, payload, created_ns) VALUES (?, ?, ?, ?, ?)",
                     [(message_id, kind, topic, payload, now) for kind, topic, payload in rows],
@@ -139,6 +157,22 @@ class Spool:
             self._bytes += sum(len(p) for _, _, p in rows)
             self._changed.notify_all()
             return True
+
+    def _chain(self, writer: LedgerWriter, items: Sequence[LedgerItem], now: int) -> list[tuple[str, str, bytes]]:
+        from gateway.ledger import GENESIS_HASH
+
+        last = self._db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        entries = writer.entries(int(last[0]) if last else 0, str(last[1]) if last else GENESIS_HASH, items, now)
+        self._db.executemany(
+            "INSERT INTO ledger (seq, hash, entry) VALUES (?, ?, ?)",
+            [(e.seq, e.entry_hash(), e.to_json()) for e in entries],
+        )
+        return [("ledger", writer.topic, e.to_json().encode()) for e in entries]
+
+    def ledger_lines(self) -> list[str]:
+        """Every ledger entry (JSON), in sequence order."""
+        with self._lock:
+            return [str(r[0]) for r in self._db.execute("SELECT entry FROM ledger ORDER BY seq")]
 
     def enqueue(self, kind: str, topic: str, payload: bytes, message_id: str = "") -> None:
         """Queue a row that is not tied to an inbound message (e.g. a ledger or error event)."""

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.check_config",
     "gateway.cli.receive",
     "gateway.cli.demo",
+    "gateway.cli.ledger",
 )
 
 EXIT_OK = 0

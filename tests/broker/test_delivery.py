@@ -117,7 +117,7 @@ def test_cloud_outage_delivers_everything_in_order_afterwards(running, scanner_b
     during = _payloads(12, "during")
     publish_all(scanner_broker.port, during)
     assert collector.wait_for(lambda: gw.metrics.protected.value() == 17, 10)
-    assert gw.spool.depth == 12  # waiting, not dropped
+    assert gw.spool.depth == 24  # waiting, not dropped: 12 envelopes and their 12 ledger entries
     cloud_broker.start()
     assert collector.wait_for(lambda: len(set(collector.on("/envelopes"))) == 17, 20)
     assert collector.wait_for(lambda: gw.spool.depth == 0, 10)
@@ -237,3 +237,20 @@ def test_message_that_crashed_the_process_before_is_quarantined_on_redelivery(
         collector.close()
     finally:
         gw.shutdown(flush_timeout_s=1)
+
+
+def test_ledger_entries_are_published_and_verify(running, scanner_broker, cloud_broker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.ledger import LedgerEntry, verify_chain
+
+    running()
+    collector = Collector(
+        cloud_broker.port, ("medshield/gateways/+/envelopes", "medshield/gateways/+/ledger"), client_id="cledger"
+    )
+    publish_all(scanner_broker.port, _payloads(4, "ledger"))
+    assert collector.wait_for(lambda: len(collector.on("/ledger")) == 4 and len(collector.on("/envelopes")) == 4)
+    entries = [LedgerEntry.from_json(p) for p in collector.on("/ledger")]
+    public = (tmp_path / "state" / "ledger.pub").read_text()
+    report = verify_chain(entries, public, collector.on("/envelopes"))
+    assert report.ok, report.problems
+    assert [e.message_id for e in entries] == [untag(p)[0]["message_id"] for p in collector.on("/envelopes")]
+    collector.close()
