@@ -37,6 +37,8 @@ class DemoSummary:
     stage_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     end_to_end_ms: tuple[float, float] | None = None
     elapsed_s: float = 0.0
+    ledger_entries: int = 0
+    ledger_ok: bool = False
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,7 @@ class DemoSummary:
             self.stored == self.expected_protected
             and self.verified == self.expected_protected
             and self.verify_failed == 0
+            and self.ledger_ok
             and sum(self.quarantined.values()) == self.expected_quarantined
         )
 
@@ -57,6 +60,8 @@ class DemoSummary:
             f"  envelopes stored by the receiver           : {self.stored} ({self.parts} MQTT parts reassembled, "
             f"{self.duplicates} redeliveries ignored)",
             f"  opened with the service key and verified   : {self.verified} ok, {self.verify_failed} failed",
+            f"  signed ledger entries (chain, signatures)  : {self.ledger_entries} "
+            f"{'valid, every envelope recorded' if self.ledger_ok else 'NOT VALID'}",
             "  latency per stage (ms)        p50       p95",
         ]
         for stage, (p50, p95) in sorted(self.stage_ms.items()):
@@ -134,6 +139,7 @@ def run_demo(
                     receiver.stats.stored >= summary.expected_protected
                     and quarantined >= summary.expected_quarantined
                     and len(receiver.verifications) >= summary.expected_protected
+                    and receiver.ledger_count(config.gateway.device_id) >= summary.expected_protected
                 ):
                     break
                 time.sleep(0.1)
@@ -150,8 +156,22 @@ def run_demo(
         summary.verified, summary.verify_failed = s.verified, s.verify_failed
         if m.end_to_end.count():
             summary.end_to_end_ms = _p50_p95(m.end_to_end)
+        summary.ledger_entries, summary.ledger_ok = _check_ledger(root, config)
         summary.elapsed_s = time.monotonic() - started
         return summary
+
+
+def _check_ledger(root: Path, config: GatewayConfig) -> tuple[int, bool]:
+    """Verify the ledger the receiver collected against the gateway's public key and the stored envelopes."""
+    from gateway.ledger import read_jsonl, verify_chain
+
+    collected = root / "received" / "ledger" / f"{config.gateway.device_id}.jsonl"
+    if not collected.is_file():
+        return 0, False
+    entries = sorted(read_jsonl(collected), key=lambda e: e.seq)
+    envelopes = [p.read_bytes() for p in (root / "received").glob("*.msh")]
+    report = verify_chain(entries, config.ledger_key_path.with_suffix(".pub").read_text(), envelopes)
+    return report.entries, report.ok
 
 
 def _p50_p95(histogram: Histogram, **labels: str) -> tuple[float, float]:

@@ -140,6 +140,10 @@ class Receiver:
             self._verify(envelope, header)
         return message_id
 
+    def ledger_count(self, device: str) -> int:
+        """Ledger entries stored for `device`."""
+        return len(self._ledger_seen.get(device, ()))
+
     def handle_ledger(self, topic: str, payload: bytes) -> bool:
         """Append a gateway's ledger entry to `<out>/ledger/<device>.jsonl` once (by sequence number)."""
         from gateway.ledger import LedgerEntry
