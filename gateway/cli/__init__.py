@@ -19,7 +19,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
     "gateway.cli.protect",
     "gateway.cli.open",
-    "gateway.cli.report",
     "gateway.cli.run",
     "gateway.cli.check_config",
     "gateway.cli.receive",
