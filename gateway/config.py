@@ -93,7 +93,7 @@ class SBBEParams(_Strict):
     population: Annotated[int, Field(ge=1, le=256)] = 20
     generations: Annotated[int, Field(ge=0, le=64)] = 3
     offspring: Annotated[int, Field(ge=1, le=256)] | None = None
-    sample_side: Annotated[int, Field(ge=4, le=1024)] = 32
+    sample_side: Annotated[int, Field(ge=2, le=512)] = 32
 
 
 class ProtectionConfig(_Strict):

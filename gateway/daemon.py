@@ -44,8 +44,11 @@ POLL_S = 0.2
 class ProtectedLike(Protocol):
     """What a protection step returns (`gateway.pipeline.Protected` fits)."""
 
-    envelope: bytes
-    timings: Mapping[str, float]
+    @property
+    def envelope(self) -> bytes: ...
+
+    @property
+    def timings(self) -> Mapping[str, float]: ...
 
 
 class ProtectFn(Protocol):
@@ -499,6 +502,7 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
     """
     from gateway import codecs, pipeline
     from gateway.crypto.recipients import RecipientCard
+    from gateway.crypto.sbbe import SearchParams
     from gateway.errors import ConfigError
     from gateway.segment import Segmenter
 
@@ -513,7 +517,7 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
     limits = codecs.Limits(
         max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
     )
-    params = config.protection.sbbe.model_dump(exclude_none=True)
+    params = SearchParams(**config.protection.sbbe.model_dump(exclude_none=True))
     suite, margin, device = config.protection.suite, config.protection.stego_margin_px, config.gateway.device_id
 
     def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
