@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--format", choices=["dicom", "npy"], default="dicom")
     parser.add_argument("--suite", default="sbbe-blowfish")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "e2e.json")
     args = parser.parse_args()
 
@@ -183,6 +184,8 @@ def main() -> int:
         "stages_ms": stages,
         "targets": {"p50_ms": 60, "images_per_s": 20},
         "machine": machine(),
+        "load_average": os.getloadavg(),
+        "note": args.note,
         "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
