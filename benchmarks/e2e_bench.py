@@ -114,7 +114,6 @@ def main() -> int:
 
     configure_logging("warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     from gateway.crypto.recipients import generate_recipient, save_recipient
-
     from gateway.rng import system_random
 
     data = inputs(args.format, args.warmup + args.n + args.burst)
