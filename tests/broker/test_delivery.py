@@ -254,3 +254,30 @@ def test_ledger_entries_are_published_and_verify(running, scanner_broker, cloud_
     assert report.ok, report.problems
     assert [e.message_id for e in entries] == [untag(p)[0]["message_id"] for p in collector.on("/envelopes")]
     collector.close()
+
+
+def test_shutdown_during_cloud_outage_is_bounded_and_keeps_the_spool(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+    config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port)
+    gw = Gateway(config, TaggingProtect())
+    gw.start()
+    assert gw.wait_connected(10)
+    cloud_broker.stop()
+    items = _payloads(5, "held")
+    publish_all(scanner_broker.port, items)
+    deadline = time.monotonic() + 10
+    while gw.metrics.protected.value() < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    gw.shutdown(flush_timeout_s=1)
+    assert time.monotonic() - t0 < 5  # bounded even though the cloud never answers
+    cloud_broker.start()
+    collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",), client_id="c-after")
+    again = Gateway(config, TaggingProtect())
+    again.start()
+    try:
+        assert collector.wait_for(lambda: len(set(collector.on("/envelopes"))) == 5, 20)
+        assert list(dict.fromkeys(_delivered(collector))) == [p for _, p in items]
+        assert again.metrics.protected.value() == 0  # nothing re-protected: it all came from the spool
+    finally:
+        again.shutdown(flush_timeout_s=1)
+        collector.close()
