@@ -39,9 +39,24 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes to whatever `sys.stdout` is at the time of each record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Route structlog (and stdlib logging, e.g. paho's) to JSON lines on `stream` (stdout by default)."""
-    out = stream or sys.stdout
+    """Route structlog (and stdlib logging, e.g. paho's) to JSON lines on `stream`, by default the current
+    stdout (looked up when each logger is created, so a replaced sys.stdout is honoured)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -55,10 +70,10 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(out)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _CurrentStdoutHandler()
     handler.setFormatter(logging.Formatter('{"event": "%(message)s", "level": "%(levelname)s", "logger": "%(name)s"}'))
     root = logging.getLogger()
     root.handlers[:] = [handler]
