@@ -19,6 +19,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
     "gateway.cli.protect",
     "gateway.cli.open",
+    "gateway.cli.run",
+    "gateway.cli.check_config",
+    "gateway.cli.receive",
+    "gateway.cli.demo",
+    "gateway.cli.ledger",
 )
 
 EXIT_OK = 0
