@@ -54,3 +54,136 @@ def probability_to_mask(prob: np.ndarray, shape: tuple[int, int], threshold: flo
     if prob.shape != shape:
         prob = cv2.resize(prob.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return prob >= threshold
+
+
+class _HasPixels(Protocol):
+    """The part of `gateway.codecs.DecodedImage` the segmenter reads."""
+
+    @property
+    def pixels(self) -> np.ndarray: ...
+
+    @property
+    def hu(self) -> np.ndarray | None: ...
+
+    @property
+    def signed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the committed model promises (models/dsnet/manifest.json)."""
+
+    sha256: str
+    input_shape: tuple[int, int, int, int]
+    hu_window: tuple[float, float]
+    threshold: float
+    uint16_intercept: float
+    raw: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        try:
+            raw = json.loads(Path(path).read_text())
+            pre = raw["preprocessing"]
+            return cls(
+                sha256=str(raw["sha256"]).lower(),
+                input_shape=tuple(int(d) for d in raw["input"]["shape"]),  # type: ignore[arg-type]
+                hu_window=(float(pre["hu_window"][0]), float(pre["hu_window"][1])),
+                threshold=float(raw["threshold"]),
+                uint16_intercept=float(pre["non_hu_input"]["uint16_intercept"]),
+                raw=raw,
+            )
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ConfigError(f"model manifest {path} is unreadable or incomplete: {exc}") from exc
+
+
+def verify_model(model_path: Path, manifest: Manifest) -> None:
+    """ConfigError unless the model file's sha256 equals the manifest's (constant-time compare)."""
+    h = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    if not hmac.compare_digest(h, manifest.sha256):
+        raise ConfigError(f"model {Path(model_path).name}: sha256 does not match its manifest")
+
+
+def pixels_to_hu(pixels: np.ndarray, signed: bool, window: tuple[float, float], uint16_intercept: float,
+                 ) -> np.ndarray:
+    """HU estimate for images that carry no Hounsfield units (PNG, raw NPY), as the manifest prescribes.
+
+    - 8-bit images are display renderings: 0..255 spans the model's HU window linearly.
+    - 16-bit unsigned: CT stored values with the usual rescale intercept (HU = value + intercept).
+    - 16-bit flagged signed (signed stored values viewed as uint16): HU = the signed value.
+    """
+    if pixels.dtype == np.uint8:
+        return window[0] + pixels.astype(np.float32) * ((window[1] - window[0]) / 255.0)
+    if pixels.dtype == np.uint16:
+        if signed:
+            return pixels.view(np.int16).astype(np.float32)
+        return pixels.astype(np.float32) + uint16_intercept
+    if np.issubdtype(pixels.dtype, np.floating) or np.issubdtype(pixels.dtype, np.signedinteger):
+        return pixels.astype(np.float32)  # already Hounsfield units (e.g. an HU .npy)
+    raise InputError("unsupported_pixel_type", f"cannot segment pixels of type {pixels.dtype}")
+
+
+def check_slice(hu: np.ndarray) -> np.ndarray:
+    """The slice as float32 (H, W), or InputError when it is not a usable 2-D image."""
+    arr = np.asarray(hu)
+    if arr.ndim != 2:
+        raise InputError("not_a_slice", f"expected a 2-D slice, got {arr.ndim} dimensions")
+    if min(arr.shape) < 8 or max(arr.shape) > MAX_SIDE:
+        raise InputError("bad_dimensions", f"slice size {arr.shape[0]}x{arr.shape[1]} is out of range")
+    if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise InputError("unsupported_pixel_type", f"cannot segment values of type {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError("non_finite", "slice contains NaN or infinite values")
+    return arr
+
+
+class Segmenter:
+    """Lesion masks from the committed DS-Net ONNX model (or another model with a matching manifest).
+
+    Loading verifies the model's sha256 against its manifest and warms the runner up. `predict` takes a
+    decoded image and returns a bool mask of the image's own height and width.
+    """
+
+    def __init__(self, model_path: Path | str = DEFAULT_MODEL, manifest_path: Path | str | None = None, *,
+                 backend: str = "auto", threads: int | None = None, state_dir: Path | None = None) -> None:
+        from gateway.inference import create_runner
+
+        self.model_path = Path(model_path)
+        mpath = Path(manifest_path) if manifest_path else self.model_path.with_name("manifest.json")
+        self.manifest = Manifest.load(mpath)
+        verify_model(self.model_path, self.manifest)
+        self.runner = create_runner(self.model_path, backend, threads=threads, state_dir=state_dir)
+        if tuple(self.runner.input_shape) != self.manifest.input_shape:
+            raise ConfigError(f"model input {self.runner.input_shape} != manifest {self.manifest.input_shape}")
+        self.size = self.manifest.input_shape[-1]
+
+    @property
+    def backend(self) -> str:
+        """The backend type actually serving (after `auto` chose)."""
+        return self.runner.type_name
+
+    def probability(self, hu: np.ndarray) -> np.ndarray:
+        """Lesion probability at the model's size (size, size) for an HU slice of any size."""
+        x = preprocess_hu(check_slice(hu), self.manifest.hu_window, self.size)
+        return self.runner.run(x[None, None])[0, 0]
+
+    def predict_hu(self, hu: np.ndarray) -> np.ndarray:
+        """Bool lesion mask at the slice's resolution for a 2-D array of Hounsfield units."""
+        arr = check_slice(hu)
+        return probability_to_mask(self.probability(arr), arr.shape, self.manifest.threshold)
+
+    def predict(self, image: _HasPixels | np.ndarray) -> np.ndarray:
+        """Bool lesion mask at the input's resolution for a `gateway.codecs.DecodedImage` (or an HU array).
+
+        Uses `image.hu` when the decoder produced Hounsfield units (DICOM CT); otherwise maps the stored
+        pixels to HU as the manifest prescribes (see `pixels_to_hu`).
+        """
+        if isinstance(image, np.ndarray):
+            return self.predict_hu(image)
+        hu = getattr(image, "hu", None)
+        if hu is None:
+            pixels = np.asarray(image.pixels)
+            hu = pixels_to_hu(pixels, bool(getattr(image, "signed", False)), self.manifest.hu_window,
+                              self.manifest.uint16_intercept)
+        return self.predict_hu(hu)
