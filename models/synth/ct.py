@@ -81,6 +81,17 @@ def _blob(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float
     return np.sqrt(u * u + v * v) <= np.maximum(r, 1.0)
 
 
+def _blob_at(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float, radius: float,
+             irregularity: float) -> np.ndarray:
+    """`_blob` drawn into a full-size mask, evaluated only in its bounding box."""
+    out = np.zeros(shape, bool)
+    reach = int(radius * (1 + irregularity) * 1.5) + 3
+    y0, y1 = max(0, int(cy) - reach), min(shape[0], int(cy) + reach + 1)
+    x0, x1 = max(0, int(cx) - reach), min(shape[1], int(cx) + reach + 1)
+    out[y0:y1, x0:x1] = _blob(rng, (y1 - y0, x1 - x0), cy - y0, cx - x0, radius, irregularity)
+    return out
+
+
 def _draw_vessel_tree(rng: np.random.Generator, canvas: np.ndarray, start: tuple[float, float], angle: float,
                       length: float, width: float, depth: int) -> None:
     """Recursive branching vessels drawn as anti-aliased lines of decreasing width into `canvas` (0..1)."""
@@ -163,6 +174,8 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
         lry, lrx = rng.uniform(0.55, 0.75) * ry, rng.uniform(0.34, 0.44) * rx
         lung |= _ellipse_mask(shape, lcy, lcx, lry, lrx, side * rng.uniform(0.0, 0.35), rng.uniform(1.8, 2.6))
     lung &= cv2.erode(inner.astype(np.uint8), np.ones((int(14 * s) + 1,) * 2, np.uint8)) > 0
+    if rng.uniform() < 0.08:  # neck or abdomen level: no lung, hence no lesion
+        lung[:] = False
     # Mediastinal bite out of the medial side of each lung (the heart / great vessels).
     heart_r = rng.uniform(0.18, 0.30) * rx
     heart = _ellipse_mask(shape, cy + rng.uniform(-0.1, 0.25) * ry, cx + rng.uniform(-0.05, 0.12) * rx,
@@ -182,7 +195,7 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
             _draw_vessel_tree(rng, vessels, hilum, angle, rng.uniform(40, 90) * s, rng.uniform(2, 5.5) * s,
                               int(rng.integers(3, 6)))
     ys, xs = np.nonzero(lung)
-    for _ in range(int(rng.integers(10, 60))):
+    for _ in range(int(rng.integers(10, 60)) if ys.size else 0):
         i = int(rng.integers(ys.size))
         cv2.circle(vessels, (int(xs[i]) * 4, int(ys[i]) * 4), int(rng.uniform(1.0, 4.0 * s) * 4), 1.0, -1,
                    lineType=cv2.LINE_AA, shift=2)
@@ -193,7 +206,7 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
     # Lesions.
     mask = np.zeros(shape, bool)
     kinds: list[str] = []
-    if rng.uniform() < lesion_probability:
+    if rng.uniform() < lesion_probability and lung.any():
         edge = lung & ~(cv2.erode(lung.astype(np.uint8), np.ones((int(9 * s) + 1,) * 2, np.uint8)) > 0)
         for _ in range(int(rng.choice([1, 1, 1, 2, 2, 3]))):
             kind = str(rng.choice(["nodule", "nodule", "nodule", "mass", "ggo"]))
@@ -230,6 +243,63 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
         py, px = cy - ryy * np.cos(t), cx + rxx * np.sin(t)
         rib = _ellipse_mask(shape, py, px, rng.uniform(4, 8) * s, rng.uniform(8, 18) * s, t + np.pi / 2)
         hu[rib & body & ~lung & ~mask] = rng.uniform(300, 1200)
+
+    # Look-alikes outside the lungs, which must stay unlabelled: trabecular bone and posterior vertebral
+    # elements, scapulae and clavicles, mediastinal fat with lymph nodes, arms beside the chest, the table
+    # and clothing folds in the air (the false positives a model trained without them makes on real CT).
+    trabecular = vertebra & ~cortex & inner
+    ty, tx = np.nonzero(trabecular)
+    if ty.size:
+        y0, x0 = ty.min(), tx.min()
+        tex = _smooth_noise(rng, (int(ty.max() - y0) + 1, int(tx.max() - x0) + 1), 1.2)
+        hu[ty, tx] += 90 * tex[ty - y0, tx - x0]
+    for dy, dx, ay, ax in ((spine_r * 2.3, 0.0, spine_r * 0.9, spine_r * 0.3),
+                           (spine_r * 1.2, spine_r * 1.5, spine_r * 0.3, spine_r * 0.8),
+                           (spine_r * 1.2, -spine_r * 1.5, spine_r * 0.3, spine_r * 0.8)):
+        part = _ellipse_mask(shape, spine_cy + dy, cx + dx, ay, ax, rng.uniform(-0.3, 0.3))
+        hu[part & inner & ~lung] = rng.uniform(250, 900)
+    for side in (-1, 1):
+        if rng.uniform() < 0.6:
+            scap = _ellipse_mask(shape, cy + ry * rng.uniform(0.35, 0.65), cx + side * rx * rng.uniform(0.6, 0.8),
+                                 rng.uniform(4, 9) * s, rng.uniform(30, 70) * s, side * rng.uniform(0.4, 1.1))
+            hu[scap & inner & ~lung] = rng.uniform(250, 900)
+        if rng.uniform() < 0.3:
+            clav = _ellipse_mask(shape, cy - ry * rng.uniform(0.6, 0.85), cx + side * rx * rng.uniform(0.25, 0.5),
+                                 rng.uniform(6, 11) * s, rng.uniform(25, 50) * s, side * rng.uniform(-0.3, 0.3))
+            hu[clav & inner & ~lung] = rng.uniform(300, 1000)
+    medi = inner & ~lung & ~vertebra
+    ys_m, xs_m = np.nonzero(medi)
+    for _ in range(int(rng.integers(2, 10))):
+        i = int(rng.integers(ys_m.size))
+        r = rng.uniform(4, 18) * s
+        fat = _blob_at(rng, shape, float(ys_m[i]), float(xs_m[i]), r * 1.6, 0.4) & medi
+        hu[fat] = rng.uniform(-120, -60)
+        if rng.uniform() < 0.6:
+            node = _blob_at(rng, shape, float(ys_m[i]), float(xs_m[i]), r * rng.uniform(0.4, 0.8), 0.3) & medi
+            hu[node] = rng.uniform(10, 70)
+    if rng.uniform() < 0.35:
+        arm_r = rng.uniform(0.12, 0.2) * rx
+        for side in (-1, 1):
+            ay, ax = cy + rng.uniform(-0.2, 0.2) * ry, cx + side * (rx + arm_r * rng.uniform(0.9, 1.4))
+            arm = _ellipse_mask(shape, ay, ax, arm_r * rng.uniform(1.0, 1.4), arm_r, rng.uniform(0, np.pi))
+            hu[arm] = rng.uniform(-110, -70)
+            hu[_ellipse_mask(shape, ay, ax, arm_r * 0.85, arm_r * 0.8) & arm] = rng.uniform(20, 60)
+            bone_r = arm_r * rng.uniform(0.25, 0.35)
+            hu[_ellipse_mask(shape, ay, ax, bone_r, bone_r)] = rng.uniform(700, 1300)
+            hu[_ellipse_mask(shape, ay, ax, bone_r * 0.65, bone_r * 0.65)] = rng.uniform(0, 150)
+            body |= arm
+    if rng.uniform() < 0.7:
+        table_y = int(min(size - 3, cy + ry + rng.uniform(8, 40) * s))
+        curve = np.zeros(shape, np.uint8)
+        cv2.ellipse(curve, (int(cx), table_y - int(size * 0.6)), (int(size * 0.6), int(size * 0.6)), 0, 45, 135, 1,
+                    max(1, int(rng.uniform(2, 5) * s)))
+        hu[curve > 0] = rng.uniform(100, 500)
+    for _ in range(int(rng.integers(0, 4))):
+        fold = np.zeros(shape, np.uint8)
+        cv2.ellipse(fold, (int(cx + rng.uniform(-0.3, 0.3) * rx), int(cy)),
+                    (int(rx * rng.uniform(1.02, 1.2)), int(ry * rng.uniform(1.02, 1.3))), 0,
+                    rng.uniform(180, 300), rng.uniform(300, 360), 1, 1)
+        hu[(fold > 0) & ~body] = rng.uniform(-700, -200)
 
     # Scanner noise (stronger in the body than in air) and a light blur for the reconstruction kernel.
     hu = cv2.GaussianBlur(hu, (3, 3), rng.uniform(0.4, 0.9))
