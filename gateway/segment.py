@@ -29,16 +29,56 @@ MODEL_SIZE = 256
 MAX_SIDE = 8192
 
 
-def preprocess_hu(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE,
-                  ) -> np.ndarray:
-    """HU slice (H, W) -> network input (size, size) float32: window, area resize, z-score (eq. 3)."""
+def window_resize(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE) -> np.ndarray:
+    """HU slice (H, W) -> windowed HU (size, size) float32 (area resize when shrinking)."""
     clipped = np.clip(np.asarray(hu, dtype=np.float32), window[0], window[1])
     if clipped.shape != (size, size):
         interp = cv2.INTER_AREA if min(clipped.shape) >= size else cv2.INTER_LINEAR
         clipped = cv2.resize(clipped, (size, size), interpolation=interp)
-    mu = float(clipped.mean())
-    sigma = float(clipped.std())
-    return ((clipped - mu) / max(sigma, 1e-3)).astype(np.float32)
+    return clipped
+
+
+def zscore(img: np.ndarray) -> np.ndarray:
+    """(x - mean) / std over the slice (paper eq. 3)."""
+    mu = float(img.mean())
+    sigma = float(img.std())
+    return ((img - mu) / max(sigma, 1e-3)).astype(np.float32)
+
+
+def preprocess_hu(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE,
+                  ) -> np.ndarray:
+    """HU slice (H, W) -> network input (size, size) float32: window, area resize, z-score (eq. 3)."""
+    return zscore(window_resize(hu, window, size))
+
+
+LUNG_HU = -400.0
+LUNG_CLOSE_PX = 11  # at 256x256 (~12 mm): closes over nodules that touch the pleura or the mediastinum
+
+
+def lung_field(windowed: np.ndarray) -> np.ndarray:
+    """Bool lung field of a windowed HU slice: air-like regions not connected to the outside air, closed
+    and hole-filled so that nodules inside or against the lung wall fall inside it."""
+    air = (windowed < LUNG_HU).astype(np.uint8)
+    n, labels = cv2.connectedComponents(air, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    lungs = (air > 0) & ~np.isin(labels, border[border > 0])
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (LUNG_CLOSE_PX, LUNG_CLOSE_PX))
+    closed = cv2.morphologyEx(lungs.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    # Fill holes: everything not reachable from the border through non-lung pixels.
+    outside = np.pad(1 - closed, 1, constant_values=1).astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return (outside[1:-1, 1:-1] != 2) | (closed > 0)
+
+
+def gate_to_lung(pred: np.ndarray, field: np.ndarray, min_inside: float = 0.5) -> np.ndarray:
+    """Keep the predicted components that lie at least `min_inside` within the lung field."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return pred.astype(bool)
+    inside = np.bincount(labels[field], minlength=n)
+    keep = inside >= min_inside * stats[:, cv2.CC_STAT_AREA]
+    keep[0] = False
+    return keep[labels]
 
 
 def resize_mask_to(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -78,6 +118,7 @@ class Manifest:
     hu_window: tuple[float, float]
     threshold: float
     uint16_intercept: float
+    lung_field_gate: bool
     raw: dict[str, Any]
 
     @classmethod
@@ -91,6 +132,7 @@ class Manifest:
                 hu_window=(float(pre["hu_window"][0]), float(pre["hu_window"][1])),
                 threshold=float(raw["threshold"]),
                 uint16_intercept=float(pre["non_hu_input"]["uint16_intercept"]),
+                lung_field_gate=bool(raw.get("postprocessing", {}).get("lung_field_gate", False)),
                 raw=raw,
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -142,11 +184,15 @@ class Segmenter:
     """Lesion masks from the committed DS-Net ONNX model (or another model with a matching manifest).
 
     Loading verifies the model's sha256 against its manifest and warms the runner up. `predict` takes a
-    decoded image and returns a bool mask of the image's own height and width.
+    decoded image and returns a bool mask of the image's own height and width. When the manifest asks for
+    it (`postprocessing.lung_field_gate`), predicted regions that lie mostly outside the lung field are
+    dropped: the model was trained on lung lesions only, and on real CT its false positives sit in soft
+    tissue outside the lungs. `lung_gate` overrides the manifest (evaluation reports both).
     """
 
     def __init__(self, model_path: Path | str = DEFAULT_MODEL, manifest_path: Path | str | None = None, *,
-                 backend: str = "auto", threads: int | None = None, state_dir: Path | None = None) -> None:
+                 backend: str = "auto", threads: int | None = None, state_dir: Path | None = None,
+                 lung_gate: bool | None = None) -> None:
         from gateway.inference import create_runner
 
         self.model_path = Path(model_path)
@@ -157,6 +203,7 @@ class Segmenter:
         if tuple(self.runner.input_shape) != self.manifest.input_shape:
             raise ConfigError(f"model input {self.runner.input_shape} != manifest {self.manifest.input_shape}")
         self.size = self.manifest.input_shape[-1]
+        self.lung_gate = self.manifest.lung_field_gate if lung_gate is None else lung_gate
 
     @property
     def backend(self) -> str:
@@ -164,9 +211,14 @@ class Segmenter:
         return self.runner.type_name
 
     def probability(self, hu: np.ndarray) -> np.ndarray:
-        """Lesion probability at the model's size (size, size) for an HU slice of any size."""
-        x = preprocess_hu(check_slice(hu), self.manifest.hu_window, self.size)
-        return self.runner.run(x[None, None])[0, 0]
+        """Lesion probability at the model's size (size, size) for an HU slice of any size (after the lung
+        gate when it is on: dropped regions read 0)."""
+        windowed = window_resize(check_slice(hu), self.manifest.hu_window, self.size)
+        prob = self.runner.run(zscore(windowed)[None, None])[0, 0]
+        if self.lung_gate:
+            keep = gate_to_lung(prob >= self.manifest.threshold, lung_field(windowed))
+            prob = np.where(keep, prob, np.float32(0.0))
+        return prob
 
     def predict_hu(self, hu: np.ndarray) -> np.ndarray:
         """Bool lesion mask at the slice's resolution for a 2-D array of Hounsfield units."""

@@ -83,7 +83,11 @@ def export(checkpoint: Path, out: Path) -> dict:
             "non_hu_input": {"uint8": "0..255 spans hu_window linearly", "uint16_intercept": -1024.0,
                              "uint16_signed": "stored value is HU"},
         },
-        "postprocessing": {"resize": "bilinear probability map back to the input size", "threshold": 0.5},
+        "postprocessing": {"resize": "bilinear probability map back to the input size", "threshold": 0.5,
+                           "lung_field_gate": True,
+                           "lung_field_gate_rule": ("drop predicted components lying less than half inside the "
+                                                    "lung field (HU < -400 not connected to outside air, "
+                                                    "closed 11 px and hole-filled at 256x256)")},
         "threshold": 0.5,
         "training": {
             "data": "models.synth.ct phantoms at 512x512 (~0.57 mm), area-resized to 256x256",

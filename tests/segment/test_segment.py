@@ -49,6 +49,7 @@ def test_manifest_describes_the_committed_model() -> None:
     assert manifest["opset"] >= 17
     assert manifest["input"]["shape"] == [1, 1, 256, 256]
     assert manifest["preprocessing"]["hu_window"] == [-1000.0, 400.0]
+    assert manifest["postprocessing"]["lung_field_gate"] is True
     assert DEFAULT_MODEL.stat().st_size < 8 * 1024 * 1024
 
 
