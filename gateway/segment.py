@@ -1,8 +1,8 @@
 """Lesion segmentation of CT slices with the committed DS-Net ONNX model.
 
 The pre- and post-processing here is the single definition used by training, evaluation and the gateway:
-HU window -> area resize to the model size -> z-score (paper eq. 3) -> network -> bilinear resize of the
-probability map back to the input resolution -> threshold. `models/dsnet` imports these functions so the
+HU window -> area resize to the model size -> z-score (paper eq. 3) -> network -> lung-field gate (when
+the manifest asks for it) -> bilinear resize of the probability map back to the input resolution -> threshold. `models/dsnet` imports these functions so the
 model is trained on exactly what the gateway feeds it.
 """
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from gateway.errors import ConfigError, InputError
-from gateway.resources import MODELS_DIR, REPO_DIR
+from gateway.resources import REPO_DIR
 from gateway.segment import DEFAULT_MANIFEST, DEFAULT_MODEL, Segmenter
 
 # What the committed model achieves on lung1 slice 33 (see models/dsnet/MODEL_CARD.md); the test asserts
 # the model still reaches it, a little below the measured value to allow for float rounding across CPUs.
-MIN_DICE_SLICE_33 = 0.0
+MIN_DICE_SLICE_33 = 0.80  # measured 0.818 (DS-Net, lung-field gate on)
 
 
 @dataclass(frozen=True)
