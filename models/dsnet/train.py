@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--log", type=Path, default=None, help="JSON-lines log (default results/<arch>_train.jsonl)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -149,7 +150,7 @@ def main() -> None:
     out = args.out or Path("runs") / args.arch
     out.mkdir(parents=True, exist_ok=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = RESULTS_DIR / f"{args.arch}_train.jsonl"
+    log_path = args.log or RESULTS_DIR / f"{args.arch}_train.jsonl"
 
     x, y = load_split(args.data, "train")
     vx, vy = load_split(args.data, "val")
