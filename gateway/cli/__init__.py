@@ -19,16 +19,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
     "gateway.cli.protect",
     "gateway.cli.open",
-<<<<<<< HEAD
+    "gateway.cli.segment",
     "gateway.cli.run",
     "gateway.cli.check_config",
     "gateway.cli.receive",
     "gateway.cli.demo",
     "gateway.cli.ledger",
-=======
-    "gateway.cli.report",
-    "gateway.cli.segment",
->>>>>>> dsnet
 )
 
 EXIT_OK = 0
