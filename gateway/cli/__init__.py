@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.protect",
     "gateway.cli.open",
     "gateway.cli.report",
+    "gateway.cli.otp",
+    "gateway.cli.enroll",
+    "gateway.cli.recipients",
 )
 
 EXIT_OK = 0
