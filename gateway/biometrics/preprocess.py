@@ -98,6 +98,8 @@ def localise_iris(img: np.ndarray) -> IrisCircles:
     """Find pupil and limbus in a grey eye image; InputError when no eye can be found."""
     g = cv2.GaussianBlur(load_capture(img), (5, 5), 1.5)
     lo = float(np.percentile(g, 1))
+    if float(np.median(g)) - lo < 40:
+        raise InputError("no_iris", "no dark pupil in the eye image")
     dark = (g < lo + 35).astype(np.uint8)
     dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     n, labels, stats, cents = cv2.connectedComponentsWithStats(dark)
@@ -110,8 +112,8 @@ def localise_iris(img: np.ndarray) -> IrisCircles:
     hull = cv2.convexHull(max(contours, key=cv2.contourArea))
     (px, py), _ = cv2.minEnclosingCircle(hull)
     pr = float(np.sqrt(cv2.contourArea(hull) / np.pi))
-    if pr < 4:
-        raise InputError("no_iris", "pupil too small in the eye image")
+    if pr < 4 or np.pi * pr * pr > 0.25 * g.size:
+        raise InputError("no_iris", "no plausible pupil in the eye image")
     h, w = g.shape
     gf = g.astype(np.float32)
     radii = np.arange(pr * 1.4, min(pr * 4.5, max(h, w)), 1.0)
