@@ -19,7 +19,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
     "gateway.cli.protect",
     "gateway.cli.open",
-    "gateway.cli.report",
     "gateway.cli.otp",
     "gateway.cli.enroll",
     "gateway.cli.recipients",
