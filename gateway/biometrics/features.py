@@ -23,7 +23,16 @@ from gateway.resources import MODELS_DIR
 DEFAULT_MODEL = MODELS_DIR / "msenet" / "msenet.onnx"
 MAX_CAPTURES = 16
 
-Capture = bytes | np.ndarray
+Capture = bytes | np.ndarray | Path
+
+
+def _capture(c: Capture) -> np.ndarray:
+    if isinstance(c, (str, Path)):
+        try:
+            c = Path(c).read_bytes()
+        except OSError as exc:
+            raise InputError("unreadable", f"cannot read capture {Path(c).name}: {exc.strerror}") from None
+    return load_capture(c)
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,8 @@ class FeatureExtractor:
             raise InputError("bad_capture", "give the same number (at least one) of fingerprint and iris captures")
         if len(fingerprints) > MAX_CAPTURES:
             raise InputError("bad_capture", f"at most {MAX_CAPTURES} capture pairs")
-        fp = np.stack([fingerprint_input(load_capture(c)) for c in fingerprints]).astype(np.float32)
-        ir = np.stack([iris_input(load_capture(c)) for c in irises]).astype(np.float32)
+        fp = np.stack([fingerprint_input(_capture(c)) for c in fingerprints]).astype(np.float32)
+        ir = np.stack([iris_input(_capture(c)) for c in irises]).astype(np.float32)
         return fp, ir
 
     def run(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:

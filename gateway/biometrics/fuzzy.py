@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -57,8 +57,8 @@ class Helper:
 
     params: CodeParams
     rotation_seed: bytes  # 32 bytes, public: seeds the orthogonal rotation Q
-    selected: np.ndarray  # int array (n,): rotated coordinates used, in interleaved code-bit order
-    offset: np.ndarray  # uint8 bits (n,): w XOR C(R)
+    selected: np.ndarray = field(repr=False)  # int (n,): rotated coordinates used, in code-bit order
+    offset: np.ndarray = field(repr=False)  # uint8 bits (n,): w XOR C(R)
     commit_salt: bytes  # 16 bytes
     commitment: bytes  # SHA-256 commitment to R
 

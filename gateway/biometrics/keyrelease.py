@@ -19,22 +19,18 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import structlog
-from Crypto.Hash import SHA256
-from Crypto.Protocol.KDF import HKDF
-
 from gateway.biometrics import fuzzy
 from gateway.biometrics import profile as profiles
 from gateway.biometrics.features import Capture, FeatureExtractor
+from gateway.crypto.kdf import hkdf
+from gateway.crypto.recipients import PrivateKey, recipient_from_seed
 from gateway.errors import InputError, MedShieldError, OpenError
 from gateway.otp import OtpVerifier, secret_bytes
 from gateway.rng import Clock, RandomSource, system_clock, system_random
-
-if TYPE_CHECKING:
-    from gateway.crypto.recipients import PrivateKey
 
 log = structlog.get_logger("gateway.biometrics")
 
@@ -44,17 +40,12 @@ MIN_ENROL_CAPTURES = 3
 DEVICE_ENV = "MEDSHIELD_DEVICE_ID"
 
 
-def _hkdf(ikm: bytes, info: bytes) -> bytes:
-    # HKDF-SHA256 with an empty salt: identical output to gateway.crypto.kdf.hkdf(ikm, salt=b"", info=info).
-    return HKDF(ikm, 32, b"", SHA256, context=info)  # type: ignore[return-value]
-
-
 def k_enc(secret_r: bytes, otp_secret: str, device_id: str) -> bytes:
     """Paper eq. 15 with R in place of raw features (see module doc)."""
     if not device_id:
         raise InputError("bad_device_id", "device id must not be empty")
-    a = _hkdf(secret_r, b"medshield/v1/k_enc/bio")
-    b = _hkdf(secret_bytes(otp_secret), b"medshield/v1/k_enc/otp")
+    a = hkdf(secret_r, salt=b"", info=b"medshield/v1/k_enc/bio")
+    b = hkdf(secret_bytes(otp_secret), salt=b"", info=b"medshield/v1/k_enc/otp")
     mixed = bytes(x ^ y for x, y in zip(a, b))
     return hashlib.sha256(mixed + device_id.encode("utf-8")).digest()
 
@@ -90,8 +81,6 @@ def enrol(name: str, fingerprints: Sequence[Capture], irises: Sequence[Capture],
           code: fuzzy.CodeParams = DEFAULT_CODE, rng: RandomSource = system_random,
           scrypt_n: int = profiles.DEFAULT_SCRYPT_N) -> tuple[Path, Path]:
     """Enrol from captures: writes NAME.profile (encrypted, 0600) and NAME.card (public); returns both paths."""
-    from gateway.crypto.recipients import recipient_from_seed
-
     ext = extractor or FeatureExtractor()
     feats = ext.embed(fingerprints, irises).key_features()
     helper, key = enrol_features(feats, otp_secret, device_id, code=code, rng=rng)
@@ -128,14 +117,12 @@ def release_k_enc(prof: profiles.Profile, features: np.ndarray, otp_code: str, d
 def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], irises: Sequence[Capture],
                         otp_code: str, *, device_id: str | None = None, otp_state_dir: Path | None = None,
                         passphrase: bytes | None = None, extractor: FeatureExtractor | None = None,
-                        clock: Clock = system_clock) -> "PrivateKey":
+                        clock: Clock = system_clock) -> PrivateKey:
     """Re-derive the recipient's X25519 private key from a fresh capture; any failure raises OpenError.
 
     `passphrase` defaults to $MEDSHIELD_PROFILE_PASS; `device_id` to `local_device_id()`; OTP replay and
     lock-out state lives in `otp_state_dir` (default: the profile's directory).
     """
-    from gateway.crypto.recipients import recipient_from_seed
-
     try:
         pw = passphrase if passphrase is not None else profiles.passphrase_from(None)
         prof = profiles.load(Path(profile_path), pw)

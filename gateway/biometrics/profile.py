@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,9 @@ class Profile:
     name: str
     key_id: str
     device_id: str
-    otp_secret: str
+    otp_secret: str = field(repr=False)
     model_sha256: str
-    helper: Helper
+    helper: Helper = field(repr=False)
 
     def to_json(self) -> bytes:
         h = self.helper
