@@ -42,10 +42,12 @@ class Embeddings:
     fingerprint: np.ndarray
     iris: np.ndarray
     fused: np.ndarray
+    key: np.ndarray
 
     def key_features(self) -> np.ndarray:
-        """What the fuzzy extractor binarises: fingerprint ‖ iris embeddings (feature-level fusion)."""
-        return np.concatenate([self.fingerprint, self.iris], axis=1).astype(np.float64)
+        """What the fuzzy extractor binarises: fingerprint ‖ iris embeddings (feature-level fusion), centred
+        and PCA-whitened with the population statistics of the training identities (fixed in the model)."""
+        return self.key.astype(np.float64)
 
 
 def model_sha256(path: Path) -> str:
@@ -90,8 +92,8 @@ class FeatureExtractor:
 
     def run(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:
         """MSE-Net on preprocessed inputs (batch)."""
-        ef, ei, eu = self._sess.run(None, {"fingerprint": fp.astype(np.float32), "iris": ir.astype(np.float32)})
-        return Embeddings(fingerprint=ef, iris=ei, fused=eu)
+        ef, ei, eu, key = self._sess.run(None, {"fingerprint": fp.astype(np.float32), "iris": ir.astype(np.float32)})
+        return Embeddings(fingerprint=ef, iris=ei, fused=eu, key=key)
 
     def embed(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> Embeddings:
         """Embeddings of capture pairs (fingerprints[i], irises[i])."""

@@ -33,7 +33,7 @@ from models.msenet.train import eer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CANDIDATE_CODES = [(3, 32), (4, 16), (5, 8), (5, 6), (6, 4), (6, 3), (7, 2)]
+CANDIDATE_CODES = [(3, 32), (4, 16), (4, 12), (5, 8), (5, 6), (6, 4), (6, 3), (7, 2)]
 ENROL = 4
 
 
@@ -137,7 +137,7 @@ def real_prints(ext: FeatureExtractor, d: dict[str, np.ndarray], captures: int, 
     fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes())) for n in ("p1_1", "p1_2", "p2_1")}
     iris_rows = d["iris"][:captures]  # eval identity 0's iris captures
     names = list(fps)
-    ef, _, _ = ext._sess.run(None, {"fingerprint": np.stack([fps[n] for n in names]),
+    ef, _, _, _ = ext._sess.run(None, {"fingerprint": np.stack([fps[n] for n in names]),
                                      "iris": np.repeat(iris_rows[:1], len(names), 0)})
     cos = {f"{a}~{b}": float(ef[i] @ ef[j]) for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
     # Enrol with p1_1 (the only impression available, paired with 4 iris captures), probe with p1_2 / p2_1.
@@ -151,12 +151,30 @@ def real_prints(ext: FeatureExtractor, d: dict[str, np.ndarray], captures: int, 
     return out
 
 
+def write_manifest_metrics(res: dict) -> None:  # type: ignore[type-arg]
+    """Copy the headline measurements into the model manifest (next to sha256 and the input spec)."""
+    path = HERE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    chosen = next(c for c in res["key_release"]
+                  if (c["m"], c["blocks"]) == (res["chosen_code"]["m"], res["chosen_code"]["blocks"]))
+    manifest["metrics"] = {
+        "eval_set": f"{res['identities']} unseen generated identities x {res['captures_per_identity']} captures",
+        "eer": {k: round(v["eer"], 4) for k, v in res["scores"].items()},
+        "key_release": {k: chosen[k] for k in ("m", "blocks", "secret_bits", "frr", "far", "false_releases",
+                                               "impostor_attempts", "genuine_attempts", "impostor_dof")},
+        "meets_target_frr2_far0": res["chosen_code"]["meets_target"],
+        "details": "models/msenet/results/eval.json",
+    }
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--identities", type=int, default=120)
     ap.add_argument("--captures", type=int, default=7, help=f"per identity: {ENROL} enrol + the rest probes")
     ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval_inputs.npz"))
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--codes", default=None, help="override candidate codes, e.g. 3x32,4x16")
     a = ap.parse_args()
     d = generate(a.identities, a.captures, a.cache)
     if a.generate_only:
@@ -169,7 +187,7 @@ def main() -> None:
     ef = np.concatenate([e.fingerprint for e in embs])
     ei = np.concatenate([e.iris for e in embs])
     eu = np.concatenate([e.fused for e in embs])
-    feats = np.concatenate([ef, ei], axis=1).astype(np.float64)
+    feats = np.concatenate([e.key_features() for e in embs])
     labels = d["labels"]
     res: dict[str, object] = {"identities": a.identities, "captures_per_identity": a.captures,
                               "identity_seeds": f"{SPLIT_BASE['eval']}..{SPLIT_BASE['eval'] + a.identities - 1}",
@@ -181,7 +199,8 @@ def main() -> None:
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     scores = {}
-    for name, e in (("fingerprint", ef), ("iris", ei), ("fused", eu), ("fp||iris (key features)", feats / math.sqrt(2))):
+    for name, e in (("fingerprint", ef), ("iris", ei), ("fused", eu),
+                    ("key features (whitened fp||iris)", feats / np.linalg.norm(feats, axis=1, keepdims=True))):
         g, i = score_sets(e, labels)
         scores[name] = {"eer": eer(g, i), "genuine_mean": float(g.mean()), "genuine_std": float(g.std()),
                         "impostor_mean": float(i.mean()), "impostor_std": float(i.std()),
@@ -203,14 +222,21 @@ def main() -> None:
     fig.savefig(RESULTS / "roc.png", dpi=110)
     res["scores"] = scores
     print(f"embedded in {time.time() - t0:.1f} s; key release over {len(CANDIDATE_CODES)} codes", flush=True)
-    codes = [key_release(feats, labels, m, b, a.captures) for m, b in tqdm(CANDIDATE_CODES, desc="codes")]
+    cands = [tuple(int(v) for v in c.split("x")) for c in a.codes.split(",")] if a.codes else CANDIDATE_CODES
+    codes = [key_release(feats, labels, m, b, a.captures) for m, b in tqdm(cands, desc="codes")]
     res["key_release"] = codes
     ok = [c for c in codes if c["frr"] <= 0.02 and c["false_releases"] == 0]
-    pool = ok or [c for c in codes if c["false_releases"] == 0] or codes
-    chosen = max(pool, key=lambda c: (c["secret_bits"], -c["frr"])) if ok else min(pool, key=lambda c: c["frr"])
+    usable = [c for c in codes if c["frr"] <= 0.02]
+    if ok:  # the target: the largest secret with FRR <= 2 % and no false release
+        chosen = max(ok, key=lambda c: (c["secret_bits"], -c["frr"]))
+    elif usable:  # target missed: keep release usable (FRR <= 2 %) and minimise false releases
+        chosen = min(usable, key=lambda c: (c["far"], -c["secret_bits"]))
+    else:
+        chosen = min(codes, key=lambda c: c["frr"] + c["far"])
     res["chosen_code"] = {"m": chosen["m"], "blocks": chosen["blocks"], "meets_target": bool(ok)}
     res["real_prints"] = real_prints(ext, d, a.captures, fuzzy.CodeParams(chosen["m"], chosen["blocks"]))
     (RESULTS / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_manifest_metrics(res)
     print(json.dumps({"scores": {k: round(v["eer"], 4) for k, v in scores.items()}, "chosen": chosen,
                       "real": res["real_prints"]}, indent=1))
 
