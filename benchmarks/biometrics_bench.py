@@ -13,11 +13,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# The generators live in models/ (not an installed package): run from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics.keyrelease import enrol, release_private_key
