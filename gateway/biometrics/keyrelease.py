@@ -35,7 +35,7 @@ from gateway.rng import Clock, RandomSource, system_clock, system_random
 log = structlog.get_logger("gateway.biometrics")
 
 # Chosen from measured genuine/impostor bit-error rates (models/msenet/results/eval.json, MODEL_CARD.md).
-DEFAULT_CODE = fuzzy.CodeParams(m=6, blocks=3)
+DEFAULT_CODE = fuzzy.CodeParams(m=7, blocks=2)
 MIN_ENROL_CAPTURES = 3
 DEVICE_ENV = "MEDSHIELD_DEVICE_ID"
 
