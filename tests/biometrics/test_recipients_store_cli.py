@@ -112,3 +112,46 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["recipients", "list", "--state-dir", str(state)]) == 0
     assert capsys.readouterr().out.startswith(f"alice\t{card_doc['key_id']}")
+
+
+def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """provision → enroll → protect to the card → open with fresh captures + OTP + profile (the real CLI)."""
+    import numpy as np
+
+    out = tmp_path / "dr"
+    assert main(["otp", "provision", "dr", "--out", str(out)]) == 0
+    secret = read_secret_file(out / "dr.otp.secret")
+    seed = 3_000_001
+    caps = []
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 5), iris.captures(seed, 5))):
+        fp_path, eye_path = tmp_path / f"fp{i}.png", tmp_path / f"eye{i}.png"
+        cv2.imwrite(str(fp_path), f)
+        cv2.imwrite(str(eye_path), e)
+        caps.append((fp_path, eye_path))
+    # Fresh captures for opening: not among the enrolment captures.
+    f_new, e_new = fingerprint.impressions(seed, 1, first_capture=20)[0], iris.captures(seed, 1, first_capture=20)[0]
+    cv2.imwrite(str(tmp_path / "fresh_fp.png"), f_new)
+    cv2.imwrite(str(tmp_path / "fresh_eye.png"), e_new)
+    monkeypatch.setenv("MEDSHIELD_PROFILE_PASS", "clinician passphrase")
+    monkeypatch.setenv("MEDSHIELD_DEVICE_ID", "ws-cardiology-2")
+    assert main(["enroll", "dr", "--fingerprint", *[str(c[0]) for c in caps[:4]], "--iris",
+                 *[str(c[1]) for c in caps[:4]], "--otp-secret", str(out / "dr.otp.secret"),
+                 "--device-id", "ws-cardiology-2", "--out", str(out)]) == 0
+    image = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)
+    np.save(tmp_path / "scan.npy", image)
+    mask = np.zeros((96, 96), np.uint8)
+    mask[40:50, 40:50] = 1
+    np.save(tmp_path / "mask.npy", mask)
+    assert main(["protect", str(tmp_path / "scan.npy"), "-r", str(out / "dr.card"), "-o", str(tmp_path / "s.msh"),
+                 "--mask", str(tmp_path / "mask.npy")]) == 0
+    opened = tmp_path / "opened.npy"
+    base = ["open", str(tmp_path / "s.msh"), "--profile", str(out / "dr.profile"), "--fingerprint",
+            str(tmp_path / "fresh_fp.png"), "--iris", str(tmp_path / "fresh_eye.png"), "-o", str(opened),
+            "--restore-original"]
+    code = totp_at(secret, system_clock() // STEP_NS)
+    capsys.readouterr()
+    assert main([*base, "--otp", code]) == 0
+    assert np.array_equal(np.load(opened), image)
+    assert main([*base, "--otp", code]) == 1  # the same code again: replay refused, one opaque message
+    assert capsys.readouterr().err.strip() == "medshield: could not open envelope"
