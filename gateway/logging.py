@@ -39,6 +39,17 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+class CurrentStderr:
+    """A file-like object that writes to whatever `sys.stderr` is at the time of each write, so a logger
+    configured once never writes to a stream that was later replaced and closed (test capture, daemons)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes to whatever `sys.stdout` is at the time of each record."""
 

@@ -47,13 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # One-shot commands keep stdout for their results: only warnings, as JSON lines on stderr. The long-running
+    # commands (run, receive, demo) configure their own logging.
+    from gateway.logging import CurrentStderr, configure_logging
+
+    configure_logging("warning", stream=CurrentStderr())  # type: ignore[arg-type]
     try:
         return int(args.func(args))
     except OpenError as exc:
         print(f"medshield: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except InputError as exc:
-        print(f"medshield: cannot protect: {exc} ({exc.reason})", file=sys.stderr)
+        print(f"medshield: {exc} ({exc.reason})", file=sys.stderr)
         return EXIT_FAILED
     except ConfigError as exc:
         print(f"medshield: configuration error: {exc}", file=sys.stderr)

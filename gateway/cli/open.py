@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture")
     credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image")
     credentials.add_argument("--otp", help="current one-time code")
-    credentials.add_argument("--device-id", help="this device's id (defaults to the profile's)")
+    credentials.add_argument(
+        "--device-id", help="this device's id (default: $MEDSHIELD_DEVICE_ID, else /etc/machine-id)"
+    )
+    credentials.add_argument(
+        "--profile-pass-file", type=Path, help="file whose first line is the profile passphrase (default: $MEDSHIELD_PROFILE_PASS)"
+    )
     parser.add_argument(
         "--restore-original", action="store_true", help="write the bit-exact original instead of the marked image"
     )
@@ -39,8 +44,16 @@ def _private_key(args: argparse.Namespace) -> PrivateKey:
         if not (args.fingerprint and args.iris and args.otp):
             raise SystemExit("medshield: --profile needs --fingerprint, --iris and --otp")
         from gateway.biometrics.keyrelease import release_private_key
+        from gateway.biometrics.profile import passphrase_from
 
-        return release_private_key(args.profile, args.fingerprint, args.iris, args.otp, device_id=args.device_id)
+        return release_private_key(
+            args.profile,
+            args.fingerprint,
+            args.iris,
+            args.otp,
+            device_id=args.device_id,
+            passphrase=passphrase_from(args.profile_pass_file),
+        )
     raise SystemExit("medshield: give --key, or --profile with --fingerprint, --iris and --otp")
 
 
