@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import platform
@@ -68,28 +67,9 @@ def timed(operation: Callable[[], object], repeats: int) -> dict[str, float]:
 
 def ct_dicom(hu: np.ndarray) -> bytes:
     """A CT Image Storage file of `hu`: unsigned 12-bit stored values with rescale intercept -1024."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.filewriter import dcmwrite
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from gateway.scanner_sim import dicom_from_hu
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-    ds.PixelData = (hu.astype(np.int32) + 1024).astype("<u2").tobytes()
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_from_hu(hu, instance=1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=False)
 
 
 def bench_hiding(pixels: np.ndarray, lesion: np.ndarray, repeats: int) -> dict[str, object]:

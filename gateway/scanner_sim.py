@@ -37,15 +37,23 @@ def dicom_from_hu(
     spacing_mm: Sequence[float] = (1.0, 1.0),
     thickness_mm: float = 1.0,
     series_seed: str = "medshield-demo",
+    signed: bool = True,
 ) -> bytes:
-    """A CT Image Storage DICOM (explicit VR little endian, signed 16-bit, rescale 1/0) holding `hu`."""
+    """A CT Image Storage DICOM (explicit VR little endian) holding the HU slice `hu`.
+
+    `signed`: signed 16-bit stored values with rescale 1/0 (as many scanners write); otherwise unsigned 12-bit
+    stored values with rescale intercept −1024 (the other common layout). Both decode to the same HU.
+    """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     if hu.ndim != 2:
         raise ValueError("one 2-D slice expected")
-    pixels = np.clip(hu, -32768, 32767).astype("<i2")
+    if signed:
+        pixels = np.clip(hu, -32768, 32767).astype("<i2")
+    else:
+        pixels = (np.clip(hu, -1024, 3071).astype(np.int32) + 1024).astype("<u2")
     series_uid = generate_uid(entropy_srcs=[series_seed, "series"])
     sop_uid = generate_uid(entropy_srcs=[series_seed, "instance", str(instance)])
     meta = FileMetaDataset()
@@ -67,10 +75,10 @@ def dicom_from_hu(
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.RescaleIntercept = 0
+    ds.BitsStored = 16 if signed else 12
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.RescaleIntercept = 0 if signed else -1024
     ds.RescaleSlope = 1
     ds.PixelSpacing = [float(spacing_mm[0]), float(spacing_mm[1])]
     ds.SliceThickness = float(thickness_mm)

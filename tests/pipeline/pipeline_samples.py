@@ -1,4 +1,4 @@
-"""Sample inputs for pipeline tests: lung1 CT slices wrapped as DICOM, PNG and NPY bytes."""
+"""Sample inputs for pipeline tests: CT slices as DICOM, PNG and NPY bytes."""
 
 from __future__ import annotations
 
@@ -6,38 +6,13 @@ import io
 
 import cv2
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from gateway.scanner_sim import dicom_from_hu
 
 
 def ct_slice_as_dicom(hu: np.ndarray, *, seed: int = 0) -> bytes:
-    """A minimal but complete CT DICOM file of one HU slice (unsigned 12-bit, intercept −1024)."""
-    stored = np.clip(hu.astype(np.int32) + 1024, 0, 4095).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[f"lung1-{seed}"])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.PatientName = "Anonymous^Phantom"
-    ds.PatientID = "MS-TEST"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.PixelSpacing = [0.5703, 0.5703]
-    ds.PixelData = stored.tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    """One HU slice as a CT DICOM file (unsigned 12-bit, intercept −1024)."""
+    return dicom_from_hu(hu, instance=seed + 1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=False)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
