@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.protect",
     "gateway.cli.open",
     "gateway.cli.report",
+    "gateway.cli.bench",
 )
 
 EXIT_OK = 0
