@@ -161,6 +161,18 @@ def _series_by_size(result: BenchResult, bits: int, pick: Any) -> tuple[list[int
     return xs, ys
 
 
+DASHED_COLORS = ("#9a8c00", "#7f3fbf", "#bf3f3f", "#3f7fbf")
+
+
+def _figure_legend(fig: Any, axes: Any) -> None:
+    """One legend for the figure with every label any subplot used (subplots may lack some stages)."""
+    seen: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="upper right", fontsize=7, bbox_to_anchor=(0.995, 0.93))
+
+
 def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     """The three PNGs; returns their paths."""
     import matplotlib
@@ -168,6 +180,7 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = [plt.get_cmap("tab10")(i) for i in range(len(PIPELINE_LEAVES))]
     backend = _primary_backend(result)
     suites, bit_depths = result.config.suites, result.config.bits
     machine = result.machine.get("cpu_model", "?")
@@ -184,33 +197,32 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             ax = axes[r][c]
             xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and m.total.p50)
             ax.plot(xs, ys, "k-o", lw=2.2, label="end to end")
-            for stage in PIPELINE_LEAVES:
+            for i, stage in enumerate(PIPELINE_LEAVES):
                 xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and (st := m.stage(stage)) and st.p50)
                 if xs:
-                    ax.plot(xs, ys, "-", marker=".", lw=1, label=stage)
+                    ax.plot(xs, ys, "-", marker=".", lw=1, color=colors[i], label=stage)
             dashed = [
                 ("alternative", "aes-gcm-forward", None, None, "AES-GCM forward (alternative)"),
                 ("floor", "model", None, backend, "floor: model"),
                 ("floor", {"sbbe-blowfish": "blowfish-ctr", "aes-256-siv": "aes-siv"}[suite], suite, None, "floor: cipher"),
                 ("floor", "mqtt-envelope", suite, None, "floor: MQTT hop"),
             ]
-            for kind, name, s_suite, s_backend, label in dashed:
+            for j, (kind, name, s_suite, s_backend, label) in enumerate(dashed):
                 xs, ys = _series_by_size(
                     result, bits, lambda s, b: (m := result.find(s, b, kind, name, s_suite, s_backend)) and m.total.p50
                 )
                 if xs:
-                    ax.plot(xs, ys, "--", lw=1.2, label=label)
+                    ax.plot(xs, ys, "--", lw=1.4, color=DASHED_COLORS[j], label=label)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("image side (pixels)")
             ax.set_ylabel("latency p50 (s)")
             ax.set_title(f"{suite}, {bits}-bit")
             ax.grid(True, which="both", alpha=0.3)
-            if r == 0 and c == len(suites) - 1:
-                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _figure_legend(fig, axes)
     fig.suptitle("MedShield latency vs image size")
     fig.text(0.01, 0.005, footer, fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.02, 0.82, 0.97))
     path = out_dir / PLOT_NAMES[0]
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -247,7 +259,6 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
 
     # 3. Stage breakdown: share of each leaf stage's median, per size.
     fig, axes = plt.subplots(len(bit_depths), len(suites), figsize=(6 * len(suites), 3.6 * len(bit_depths)), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
     for r, bits in enumerate(bit_depths):
         for c, suite in enumerate(suites):
             ax = axes[r][c]
@@ -265,16 +276,15 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             lefts = [0.0] * len(sizes)
             for i, stage in enumerate(PIPELINE_LEAVES):
                 if any(shares[stage]):
-                    ax.barh(labels, shares[stage], left=lefts, color=colors[i % len(colors)], label=stage)
+                    ax.barh(labels, shares[stage], left=lefts, color=colors[i], label=stage)
                     lefts = [a + b for a, b in zip(lefts, shares[stage])]
             ax.set_xlim(0, 100)
             ax.set_xlabel("share of end-to-end median (%)")
             ax.set_title(f"{suite}, {bits}-bit")
-            if r == 0 and c == len(suites) - 1:
-                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _figure_legend(fig, axes)
     fig.suptitle("Where the time goes (per stage, p50)")
     fig.text(0.01, 0.005, footer, fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.02, 0.84, 0.96))
     path = out_dir / PLOT_NAMES[2]
     fig.savefig(path, dpi=90)
     plt.close(fig)
