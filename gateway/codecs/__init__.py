@@ -1,0 +1,52 @@
+"""Decode and encode the image formats the gateway protects: DICOM, PNG and NPY.
+
+`decode` sniffs the format from the first bytes, checks the limits before any heavy work and returns a
+`DecodedImage`; `encode` writes new pixel values back in the input's own format. Every failure on bad input
+is an `InputError` whose `reason` is one of:
+
+    empty, too_large, too_many_pixels, not_an_image, truncated, malformed, unsupported_transfer_syntax,
+    not_monochrome, unsupported_bit_depth, unsupported_dtype, unsupported_shape, multi_frame, no_pixel_data
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.codecs import dicom, npy, png
+from gateway.codecs.types import DecodedImage, Format, Limits
+from gateway.errors import InputError
+
+__all__ = ["DEFAULT_LIMITS", "DecodedImage", "Format", "Limits", "decode", "encode", "sniff"]
+
+DEFAULT_LIMITS = Limits()
+
+_DECODERS = {"dicom": dicom.decode, "png": png.decode, "npy": npy.decode}
+_ENCODERS = {"dicom": dicom.encode, "png": png.encode, "npy": npy.encode}
+
+
+def sniff(data: bytes) -> Format | None:
+    """The format `data` announces by its magic bytes, or None when it is none of DICOM, PNG or NPY."""
+    if png.is_png(data):
+        return "png"
+    if npy.is_npy(data):
+        return "npy"
+    if dicom.is_dicom(data):
+        return "dicom"
+    return None
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedImage:
+    """Decode one image, refusing anything outside `limits` or the supported formats with `InputError`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("decode takes bytes")
+    data = bytes(data)
+    limits.check_bytes(len(data))
+    kind = sniff(data)
+    if kind is None:
+        raise InputError("not_an_image", "the input is not a DICOM, PNG or NPY file")
+    return _DECODERS[kind](data, limits)
+
+
+def encode(image: DecodedImage, pixels: np.ndarray) -> bytes:
+    """`image` in its own format with `pixels` (same shape and dtype as `image.pixels`) as its pixel values."""
+    return _ENCODERS[image.format](image, pixels)
