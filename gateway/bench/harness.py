@@ -34,6 +34,7 @@ import numpy as np
 
 from gateway.bench import floors, images, machine
 from gateway.bench.mqtt import Hop, LocalBroker
+from gateway.errors import ConfigError
 from gateway.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
@@ -177,13 +178,18 @@ class BenchResult:
 
 
 def available_backends() -> list[str]:
-    """Inference backends usable here, fastest first where known (GPU ones only when a GPU is present)."""
+    """Inference backends usable here, fastest first (GPU ones only where a GPU and their runtime are present)."""
     try:
-        from gateway.inference import available_backends as from_inference
+        from gateway.inference import AUTO_ORDER, available_backends as reasons_by_backend
     except ImportError:
-        from_inference = None
-    if from_inference is not None:
-        return list(from_inference())
+        return _detect_backends()
+    reasons = reasons_by_backend()
+    ordered = [name for name in AUTO_ORDER if name in reasons] + [name for name in reasons if name not in AUTO_ORDER]
+    return [name for name in ordered if reasons[name] is None]
+
+
+def _detect_backends() -> list[str]:
+    """Where `gateway.inference` is not installed: what ONNX Runtime and TensorRT report."""
     found = []
     try:
         import onnxruntime as ort
@@ -216,7 +222,7 @@ def load_segmenter(backend: str) -> tuple[SegmentFn | None, str]:
         return None, f"gateway.segment unavailable ({exc.name or exc})"
     try:
         segmenter = Segmenter(backend=backend)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (ConfigError, OSError, RuntimeError, ValueError) as exc:
         return None, f"segmenter on {backend} unavailable: {type(exc).__name__}: {exc}"
     return segmenter.predict, f"DS-Net ({backend})"
 
