@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,12 @@ class Differential:
         return self.uaci_low <= self.uaci <= self.uaci_high
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "position": list(self.position), "npcr_pass": self.npcr_pass, "uaci_pass": self.uaci_pass}
+        return {
+            **asdict(self),
+            "position": list(self.position),
+            "npcr_pass": self.npcr_pass,
+            "uaci_pass": self.uaci_pass,
+        }
 
 
 def differential(reference: bytes, changed: bytes, position: tuple[int, int], alpha: float = ALPHA) -> Differential:
@@ -284,7 +290,11 @@ def analyse_image(
         plaintext_bytes=plaintext_bytes,
         body_bytes=len(body),
         differentials=diffs,
-        critical_512={"npcr": critical_512.npcr, "uaci_low": critical_512.uaci_low, "uaci_high": critical_512.uaci_high},
+        critical_512={
+            "npcr": critical_512.npcr,
+            "uaci_low": critical_512.uaci_low,
+            "uaci_high": critical_512.uaci_high,
+        },
         entropy_body=metrics.entropy(cipher, bits=8),
         entropy_plain=metrics.entropy(pixels),
         chi2_body={"statistic": chi2.statistic, "dof": chi2.dof, "p_value": chi2.p_value},
@@ -336,7 +346,14 @@ def default_image_set(quick: bool = False) -> list[ReportInput]:
         hu, mask = volume[33].astype(np.float32), masks[33]
         if quick:
             hu, mask = images.resample(hu, mask, 128)
-        out.append(ReportInput("lung1_z33_png8", images.encode_png(images.hu_to_stored(hu, 8)), mask, "real CT slice 33, windowed 8-bit PNG"))
+        out.append(
+            ReportInput(
+                "lung1_z33_png8",
+                images.encode_png(images.hu_to_stored(hu, 8)),
+                mask,
+                "real CT slice 33, windowed 8-bit PNG",
+            )
+        )
     except FileNotFoundError:
         pass
     try:
@@ -346,13 +363,27 @@ def default_image_set(quick: bool = False) -> list[ReportInput]:
         if path:
             data = Path(str(path)).read_bytes()
             shape = codecs.decode(data).pixels.shape
-            out.append(ReportInput("pydicom_CT_small", data, np.zeros(shape, bool), "pydicom CT_small.dcm (real CT, 128², signed 16-bit), no lesion"))
+            out.append(
+                ReportInput(
+                    "pydicom_CT_small",
+                    data,
+                    np.zeros(shape, bool),
+                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit), no lesion",
+                )
+            )
     except ImportError:
         pass
     side = 128 if quick else 512
     for seed in (1,) if quick else (1, 2):
         hu, mask = images.phantom_slice(side, seed)
-        out.append(ReportInput(f"phantom{seed}_png8", images.encode_png(images.hu_to_stored(hu, 8)), mask, f"generated slice (seed {seed}), 8-bit PNG"))
+        out.append(
+            ReportInput(
+                f"phantom{seed}_png8",
+                images.encode_png(images.hu_to_stored(hu, 8)),
+                mask,
+                f"generated slice (seed {seed}), 8-bit PNG",
+            )
+        )
         data = images.wrap_dicom(images.hu_to_stored(hu, 16), hu_intercept=-images.HU_OFFSET, uid_seed=1000 + seed)
         out.append(ReportInput(f"phantom{seed}_dicom16", data, mask, f"generated slice (seed {seed}), DICOM 16-bit"))
     return out
@@ -421,7 +452,9 @@ def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "")
         ax.tick_params(labelsize=6)
         ax = axes[r][1]
         ax.bar(np.arange(256), np.bincount(body_array(rep.body), minlength=256), width=1.0, color="#2a6fb0")
-        ax.set_title(f"cipher body bytes (entropy {rep.entropy_body:.4f}, χ² p={rep.chi2_body['p_value']:.3f})", fontsize=8)
+        ax.set_title(
+            f"cipher body bytes (entropy {rep.entropy_body:.4f}, χ² p={rep.chi2_body['p_value']:.3f})", fontsize=8
+        )
         ax.set_xlim(0, 256)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
@@ -454,8 +487,12 @@ def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "")
     if sum(len(r.differentials) for r in reports) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for r in reports:
-            axes[0].scatter([d.compared_bytes for d in r.differentials], [d.npcr for d in r.differentials], s=6, label=r.name)
-            axes[1].scatter([d.compared_bytes for d in r.differentials], [d.uaci for d in r.differentials], s=6, label=r.name)
+            axes[0].scatter(
+                [d.compared_bytes for d in r.differentials], [d.npcr for d in r.differentials], s=6, label=r.name
+            )
+            axes[1].scatter(
+                [d.compared_bytes for d in r.differentials], [d.uaci for d in r.differentials], s=6, label=r.name
+            )
         ns = np.unique([d.compared_bytes for r in reports for d in r.differentials])
         grid = np.geomspace(max(1, ns.min()), ns.max(), 50) if ns.size > 1 else ns.astype(float)
         crit = [metrics.wna_critical_values(int(n), 8, ALPHA) for n in grid]
@@ -478,7 +515,9 @@ def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "")
     return written
 
 
-def markdown(reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path] = (), notes: Sequence[str] = ()) -> str:
+def markdown(
+    reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path] = (), notes: Sequence[str] = ()
+) -> str:
     """The report as Markdown: one table of differential results, one of statistics, one of fidelity."""
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes]
@@ -486,12 +525,14 @@ def markdown(reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path
         lines.append("")
     rep0 = reports[0]
     lines += [
-        f"Suite `{rep0.suite}`, seed `{rep0.seed_hex}` (every random choice and the clock derive from it; the recipient "
-        "is derived from it too). One-pixel change: one pixel's least significant bit flipped (±1 grey level), "
-        "protected again under the same key material. NPCR/UACI compare the two cipher bodies (bytes) over "
-        f"their common length; critical values are Wu–Noonan–Agaian's for that many bytes at 8 bits, α = {ALPHA} "
-        f"(for reference, at 512² they are NPCR* = {rep0.critical_512['npcr']:.4f} %, UACI in "
-        f"{rep0.critical_512['uaci_low']:.4f}–{rep0.critical_512['uaci_high']:.4f} %).",
+        (
+            f"Suite `{rep0.suite}`, seed `{rep0.seed_hex}` (every random choice and the clock derive from it; the recipient "
+            "is derived from it too). One-pixel change: one pixel's least significant bit flipped (±1 grey level), "
+            "protected again under the same key material. NPCR/UACI compare the two cipher bodies (bytes) over "
+            f"their common length; critical values are Wu–Noonan–Agaian's for that many bytes at 8 bits, α = {ALPHA} "
+            f"(for reference, at 512² they are NPCR* = {rep0.critical_512['npcr']:.4f} %, UACI in "
+            f"{rep0.critical_512['uaci_low']:.4f}–{rep0.critical_512['uaci_high']:.4f} %)."
+        ),
         "",
         "## Differential (NPCR / UACI)",
         "",
@@ -510,10 +551,12 @@ def markdown(reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path
     uaci_ok = sum(d.uaci_pass for r in reports for d in r.differentials)
     lines += [
         "",
-        f"Over all {total} one-pixel changes: NPCR passes {npcr_ok}/{total} ({100 * npcr_ok / total:.1f} %), "
-        f"UACI passes {uaci_ok}/{total} ({100 * uaci_ok / total:.1f} %). An ideal cipher passes each test with "
-        f"probability {100 * (1 - ALPHA):.0f} % (two-sided for UACI), so a rate near {100 * (1 - ALPHA):.0f} % is "
-        "what randomness looks like; 100 % over many changes would be suspicious.",
+        (
+            f"Over all {total} one-pixel changes: NPCR passes {npcr_ok}/{total} ({100 * npcr_ok / total:.1f} %), "
+            f"UACI passes {uaci_ok}/{total} ({100 * uaci_ok / total:.1f} %). An ideal cipher passes each test with "
+            f"probability {100 * (1 - ALPHA):.0f} % (two-sided for UACI), so a rate near {100 * (1 - ALPHA):.0f} % is "
+            "what randomness looks like; 100 % over many changes would be suspicious."
+        ),
         "",
         "## Cipher body statistics",
         "",
@@ -543,9 +586,11 @@ def markdown(reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path
         )
     lines += [
         "",
-        "PSNR/SSIM use the dtype's full range as peak (255, or 65535 for 16-bit). \"restored file identical\" "
-        "compares file bytes (an encoder may write the same pixels differently); \"restored bit-exact\" compares "
-        "pixel values, which is the guarantee.",
+        (
+            'PSNR/SSIM use the dtype\'s full range as peak (255, or 65535 for 16-bit). "restored file identical" '
+            'compares file bytes (an encoder may write the same pixels differently); "restored bit-exact" compares '
+            "pixel values, which is the guarantee."
+        ),
     ]
     if plots:
         lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots]
@@ -553,14 +598,22 @@ def markdown(reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path
 
 
 def write_report(
-    reports: Sequence[ImageReport], out_dir: Path, *, title: str, notes: Sequence[str] = (), plots: bool = True, prefix: str = ""
+    reports: Sequence[ImageReport],
+    out_dir: Path,
+    *,
+    title: str,
+    notes: Sequence[str] = (),
+    plots: bool = True,
+    prefix: str = "",
 ) -> list[Path]:
     """`{prefix}report.json`, `{prefix}report.md` and the PNGs in `out_dir`; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = write_plots(reports, out_dir, prefix) if plots else []
     json_path = out_dir / f"{prefix}report.json"
     json_path.write_text(
-        json.dumps({"title": title, "notes": list(notes), "alpha": ALPHA, "images": [r.as_dict() for r in reports]}, indent=1)
+        json.dumps(
+            {"title": title, "notes": list(notes), "alpha": ALPHA, "images": [r.as_dict() for r in reports]}, indent=1
+        )
         + "\n",
         encoding="utf-8",
     )

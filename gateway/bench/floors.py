@@ -44,7 +44,7 @@ class EciesRecipient:
     public: ECC.EccKey
 
     @classmethod
-    def generate(cls) -> "EciesRecipient":
+    def generate(cls) -> EciesRecipient:
         private = ECC.generate(curve="curve25519")
         return cls(private=private, public=private.public_key())
 

@@ -26,16 +26,17 @@ import resource
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import numpy as np
 
 from gateway.bench import floors, images, machine
 from gateway.bench.mqtt import Hop, LocalBroker
-from gateway.errors import ConfigError
 from gateway.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
+from gateway.errors import ConfigError
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 DEFAULT_SIZES = (128, 256, 512, 1024, 2048)
@@ -46,6 +47,7 @@ PAPER_SBBE_SECONDS = 0.67  # BioMedShield, Fig. 13: SBBE "completing the task in
 REFERENCE_MASK = "reference"
 CIPHER_FLOOR = {"sbbe-blowfish": "blowfish-ctr", "aes-256-siv": "aes-siv"}
 INGEST, FORWARD, PROTECT = "ingest", "publish→receive", "protect"
+
 
 class Progress(Protocol):
     """Told how many cases there are, then after every repetition (warm-ups included) and every finished case."""
@@ -73,7 +75,7 @@ class BenchConfig:
     broker_binary: str | None = None
 
     @classmethod
-    def quick(cls, **overrides: Any) -> "BenchConfig":
+    def quick(cls, **overrides: Any) -> BenchConfig:
         """Tiny sizes and few repetitions: seconds, for tests and smoke runs (figures not meaningful)."""
         base = cls(
             sizes=QUICK_SIZES,
@@ -122,7 +124,9 @@ class BenchResult:
     measurements: list[Measurement] = field(default_factory=list)
     peak_rss_bytes: int = 0
 
-    def find(self, size: int, bits: int, kind: str, name: str, suite: str | None = None, backend: str | None = None) -> Measurement | None:
+    def find(
+        self, size: int, bits: int, kind: str, name: str, suite: str | None = None, backend: str | None = None
+    ) -> Measurement | None:
         for m in self.measurements:
             if m.key() == (size, bits, kind, name, suite, backend):
                 return m
@@ -180,7 +184,8 @@ class BenchResult:
 def available_backends() -> list[str]:
     """Inference backends usable here, fastest first (GPU ones only where a GPU and their runtime are present)."""
     try:
-        from gateway.inference import AUTO_ORDER, available_backends as reasons_by_backend
+        from gateway.inference import AUTO_ORDER
+        from gateway.inference import available_backends as reasons_by_backend
     except ImportError:
         return _detect_backends()
     reasons = reasons_by_backend()
@@ -392,13 +397,19 @@ class Runner:
             return delivered_at - start, {INGEST: ingest_s, "encrypt": encrypt_s, FORWARD: forward_s}
 
         series = self._repeat(f"aes-gcm-forward {image.name}", trial)
-        peak = _peak_memory(lambda: floors.ecies_gcm_encrypt(image.data, self.ecies.public)) if self.config.memory else None
+        peak = (
+            _peak_memory(lambda: floors.ecies_gcm_encrypt(image.data, self.ecies.public))
+            if self.config.memory
+            else None
+        )
         m = self._floor(image, "aes-gcm-forward", None, None, series, len(first))
         m.kind, m.peak_memory_bytes = "alternative", peak
         return m
 
     @staticmethod
-    def _floor(image: images.TestImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int) -> Measurement:
+    def _floor(
+        image: images.TestImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int
+    ) -> Measurement:
         return Measurement(
             size=image.pixels.shape[0],
             bits=image.bits,
@@ -427,7 +438,9 @@ def iter_images(config: BenchConfig) -> Iterator[images.TestImage]:
             yield images.ct_image(size, bits)
 
 
-def run(config: BenchConfig, progress: Progress | None = None, on_case: Callable[[Measurement], None] | None = None) -> BenchResult:
+def run(
+    config: BenchConfig, progress: Progress | None = None, on_case: Callable[[Measurement], None] | None = None
+) -> BenchResult:
     """Measure everything `config` asks for, through a private mosquitto; returns every sample and summary."""
     for suite in config.suites:
         if suite not in SUITES:
@@ -451,7 +464,7 @@ def run(config: BenchConfig, progress: Progress | None = None, on_case: Callable
         result = BenchResult(
             config=config,
             machine=machine.describe(config.note, broker.binary),
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
             mask_source=mask_source,
         )
         with Hop(broker.host, broker.port) as hop:
@@ -484,7 +497,9 @@ def run(config: BenchConfig, progress: Progress | None = None, on_case: Callable
                 for suite in config.suites:
                     plaintext_bytes = 0
                     for backend in backends:
-                        m = runner.pipeline(image, suite, None if backend == REFERENCE_MASK else backend, segmenters[backend])
+                        m = runner.pipeline(
+                            image, suite, None if backend == REFERENCE_MASK else backend, segmenters[backend]
+                        )
                         keep(m)
                         plaintext_bytes = m.info["plaintext_bytes"] or m.payload_bytes
                         envelope_bytes = m.payload_bytes
@@ -503,7 +518,7 @@ def run(config: BenchConfig, progress: Progress | None = None, on_case: Callable
                         )
                     keep(runner.cipher_floor(image, suite, plaintext_bytes))
                     keep(runner.mqtt_floor(image, "mqtt-envelope", suite, envelope_bytes))
-    result.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result.finished = datetime.now(UTC).isoformat(timespec="seconds")
     result.wall_s = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result.peak_rss_bytes = rss if sys.platform == "darwin" else rss * 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -109,14 +109,16 @@ def encode_npy(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def wrap_dicom(pixels: np.ndarray, *, hu_intercept: float | None = None, uid_seed: int = 0, description: str = "") -> bytes:
+def wrap_dicom(
+    pixels: np.ndarray, *, hu_intercept: float | None = None, uid_seed: int = 0, description: str = ""
+) -> bytes:
     """A minimal but complete CT Image Storage DICOM file (explicit VR little endian) holding `pixels`.
 
     16-bit pixels carry the rescale intercept (stored = HU − intercept); 8-bit ones are a secondary capture
     style rendering without rescale. UIDs are derived from `uid_seed` so files are reproducible.
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError("wrap_dicom needs a 2-D uint8 or uint16 array")
@@ -127,7 +129,7 @@ def wrap_dicom(pixels: np.ndarray, *, hu_intercept: float | None = None, uid_see
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[f"medshield-bench/{uid_seed}/study"])
@@ -159,7 +161,9 @@ def wrap_dicom(pixels: np.ndarray, *, hu_intercept: float | None = None, uid_see
     return buf.getvalue()
 
 
-def ct_image(size: int, bits: int, *, fmt: str | None = None, slice_index: int = LUNG1_LESION_SLICE, seed: int = 0) -> TestImage:
+def ct_image(
+    size: int, bits: int, *, fmt: str | None = None, slice_index: int = LUNG1_LESION_SLICE, seed: int = 0
+) -> TestImage:
     """A CT slice of size×size at 8 or 16 bits, from the real lung1 CT when present, else generated.
 
     `fmt` defaults to DICOM for 16-bit (what scanners send) and PNG for 8-bit renderings.
@@ -183,6 +187,4 @@ def ct_image(size: int, bits: int, *, fmt: str | None = None, slice_index: int =
         data = encode_npy(pixels)
     else:
         raise ValueError(f"unknown format {fmt!r}")
-    return TestImage(
-        name=f"ct{size}_{bits}bit", data=data, format=fmt, pixels=pixels, lesion_mask=mask, origin=origin
-    )
+    return TestImage(name=f"ct{size}_{bits}bit", data=data, format=fmt, pixels=pixels, lesion_mask=mask, origin=origin)

@@ -86,7 +86,7 @@ def mosquitto_version(binary: str | None) -> str | None:
     if not binary:
         return None
     try:
-        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.strip().splitlines()[0] if out.strip() else ""

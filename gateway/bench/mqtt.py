@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import paho.mqtt.client as mqtt
 
@@ -53,7 +54,7 @@ class LocalBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         self._dir = tempfile.TemporaryDirectory(prefix="medshield-bench-broker-")
         self.port = free_loopback_port()
         conf = Path(self._dir.name) / "mosquitto.conf"
@@ -65,9 +66,7 @@ class LocalBroker:
             "log_dest none\n",
             encoding="utf-8",
         )
-        self._proc = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self._proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -166,7 +165,7 @@ class Hop:
                 client.disconnect()
                 client.loop_stop()
 
-    def __enter__(self) -> "Hop":
+    def __enter__(self) -> Hop:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from gateway.bench.harness import FORWARD, INGEST, BenchResult, Measurement
 from gateway.bench.stats import Summary
@@ -61,7 +62,9 @@ def _row(m: Measurement, stage: str, s: Summary) -> dict[str, Any]:
         "pixel_mb_per_s": round(_pixel_bytes(m) / s.p50 / 1e6, 4) if s.p50 > 0 else "",
         "payload_bytes": m.payload_bytes,
         "input_bytes": m.input_bytes,
-        "peak_memory_mb": round(m.peak_memory_bytes / 2**20, 3) if m.peak_memory_bytes is not None and stage == "total" else "",
+        "peak_memory_mb": round(m.peak_memory_bytes / 2**20, 3)
+        if m.peak_memory_bytes is not None and stage == "total"
+        else "",
     }
 
 
@@ -191,25 +194,41 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
         return result.find(size, bits, "pipeline", name, suite, backend)
 
     # 1. Latency vs size, log-log, one line per stage and the total; floors and the alternative dashed.
-    fig, axes = plt.subplots(len(bit_depths), len(suites), figsize=(6 * len(suites), 4.2 * len(bit_depths)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(bit_depths), len(suites), figsize=(6 * len(suites), 4.2 * len(bit_depths)), squeeze=False
+    )
     for r, bits in enumerate(bit_depths):
         for c, suite in enumerate(suites):
             ax = axes[r][c]
-            xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and m.total.p50)
+            xs, ys = _series_by_size(result, bits, lambda s, b, suite=suite: (m := pipe(s, b, suite)) and m.total.p50)
             ax.plot(xs, ys, "k-o", lw=2.2, label="end to end")
             for i, stage in enumerate(PIPELINE_LEAVES):
-                xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and (st := m.stage(stage)) and st.p50)
+                xs, ys = _series_by_size(
+                    result,
+                    bits,
+                    lambda s, b, suite=suite, stage=stage: (
+                        (m := pipe(s, b, suite)) and (st := m.stage(stage)) and st.p50
+                    ),
+                )
                 if xs:
                     ax.plot(xs, ys, "-", marker=".", lw=1, color=colors[i], label=stage)
             dashed = [
                 ("alternative", "aes-gcm-forward", None, None, "AES-GCM forward (alternative)"),
                 ("floor", "model", None, backend, "floor: model"),
-                ("floor", {"sbbe-blowfish": "blowfish-ctr", "aes-256-siv": "aes-siv"}[suite], suite, None, "floor: cipher"),
+                (
+                    "floor",
+                    {"sbbe-blowfish": "blowfish-ctr", "aes-256-siv": "aes-siv"}[suite],
+                    suite,
+                    None,
+                    "floor: cipher",
+                ),
                 ("floor", "mqtt-envelope", suite, None, "floor: MQTT hop"),
             ]
             for j, (kind, name, s_suite, s_backend, label) in enumerate(dashed):
                 xs, ys = _series_by_size(
-                    result, bits, lambda s, b: (m := result.find(s, b, kind, name, s_suite, s_backend)) and m.total.p50
+                    result,
+                    bits,
+                    lambda s, b, k=(kind, name, s_suite, s_backend): (m := result.find(s, b, *k)) and m.total.p50,
                 )
                 if xs:
                     ax.plot(xs, ys, "--", lw=1.4, color=DASHED_COLORS[j], label=label)
@@ -232,14 +251,24 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for bits in bit_depths:
         for suite in suites:
-            xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and m.total.throughput)
+            xs, ys = _series_by_size(
+                result, bits, lambda s, b, suite=suite: (m := pipe(s, b, suite)) and m.total.throughput
+            )
             axes[0].plot(xs, ys, "-o", label=f"pipeline {suite} {bits}-bit")
-            xs, ys = _series_by_size(result, bits, lambda s, b: (m := pipe(s, b, suite)) and s * s * b / 8 / m.total.p50 / 1e6)
+            xs, ys = _series_by_size(
+                result, bits, lambda s, b, suite=suite: (m := pipe(s, b, suite)) and s * s * b / 8 / m.total.p50 / 1e6
+            )
             axes[1].plot(xs, ys, "-o", label=f"pipeline {suite} {bits}-bit")
-        xs, ys = _series_by_size(result, bits, lambda s, b: (m := result.find(s, b, "alternative", "aes-gcm-forward")) and m.total.throughput)
+        xs, ys = _series_by_size(
+            result, bits, lambda s, b: (m := result.find(s, b, "alternative", "aes-gcm-forward")) and m.total.throughput
+        )
         axes[0].plot(xs, ys, "--", label=f"AES-GCM forward {bits}-bit")
         xs, ys = _series_by_size(
-            result, bits, lambda s, b: (m := result.find(s, b, "alternative", "aes-gcm-forward")) and s * s * b / 8 / m.total.p50 / 1e6
+            result,
+            bits,
+            lambda s, b: (
+                (m := result.find(s, b, "alternative", "aes-gcm-forward")) and s * s * b / 8 / m.total.p50 / 1e6
+            ),
         )
         axes[1].plot(xs, ys, "--", label=f"AES-GCM forward {bits}-bit")
     for ax, label in zip(axes, ("images per second (1 / mean)", "pixel data MB/s (at p50)")):
@@ -258,7 +287,9 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     written.append(path)
 
     # 3. Stage breakdown: share of each leaf stage's median, per size.
-    fig, axes = plt.subplots(len(bit_depths), len(suites), figsize=(6 * len(suites), 3.6 * len(bit_depths)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(bit_depths), len(suites), figsize=(6 * len(suites), 3.6 * len(bit_depths)), squeeze=False
+    )
     for r, bits in enumerate(bit_depths):
         for c, suite in enumerate(suites):
             ax = axes[r][c]
@@ -316,4 +347,3 @@ def summary_lines(result: BenchResult) -> list[str]:
             line += f" | SBBE N={ratio['paper_population']} {ratio['sbbe_paper_p50_s'] * 1000:7.1f} ms (= {ratio['sbbe_paper_over_0.67s']:.3f} × 0.67 s)"
         lines.append(line)
     return lines
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,8 @@ def median_ci(sorted_samples: np.ndarray, z: float = Z95) -> tuple[float, float]
     if n == 0:
         return math.nan, math.nan
     half = z * math.sqrt(n) / 2
-    lo = max(0, int(math.floor(n / 2 - half)))
-    hi = min(n - 1, int(math.ceil(n / 2 + half)))
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half))
     return float(sorted_samples[lo]), float(sorted_samples[hi])
 
 

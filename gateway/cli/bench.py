@@ -38,12 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bits", type=_ints, help="bit depths, 8 and/or 16 (default 8,16)")
     parser.add_argument("--suites", type=_names, help=f"cipher suites (default {','.join(SUITES)})")
     parser.add_argument("--backends", type=_names, help="inference backends (default: every available one)")
-    parser.add_argument("--paper-population", type=int, default=PAPER_POPULATION, help="SBBE population of the paper's setting")
+    parser.add_argument(
+        "--paper-population", type=int, default=PAPER_POPULATION, help="SBBE population of the paper's setting"
+    )
     parser.add_argument("--budget", type=float, help="seconds of measured work per case (default 10)")
     parser.add_argument("--warmup", type=int, help="discarded warm-up repetitions per case (default 2)")
     parser.add_argument("--min-reps", type=int, help="at least this many timed repetitions (default 5)")
     parser.add_argument("--max-reps", type=int, help="at most this many timed repetitions (default 200)")
-    parser.add_argument("--target-ci", type=float, help="stop once the median's 95%% CI is within ± this fraction (default 0.02)")
+    parser.add_argument(
+        "--target-ci", type=float, help="stop once the median's 95%% CI is within ± this fraction (default 0.02)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak-memory pass")
     parser.add_argument("--no-plots", action="store_true", help="CSV and JSON only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,7 +1,7 @@
 """`medshield report`: security metrics of protected output, for one image or for the reference image set.
 
-    medshield report IMAGE [--suite S] [--seed HEX] [--mask M] [--changes N] [--out DIR]
-    medshield report --set [--suite S] [--seed HEX] [--changes N] [--quick] [--out DIR]
+medshield report IMAGE [--suite S] [--seed HEX] [--mask M] [--changes N] [--out DIR]
+medshield report --set [--suite S] [--seed HEX] [--changes N] [--quick] [--out DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("image", nargs="?", type=Path, help="one image (DICOM, PNG or NPY)")
-    parser.add_argument("--set", action="store_true", help="the reference set: real CT slices, CT_small.dcm, generated slices")
+    parser.add_argument(
+        "--set", action="store_true", help="the reference set: real CT slices, CT_small.dcm, generated slices"
+    )
     parser.add_argument("--suite", choices=SUITES, default=SUITES[0])
     parser.add_argument(
         "--seed",
@@ -34,10 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Reports only: never protect real data with a seed",
     )
     parser.add_argument("--mask", type=Path, help="lesion mask (PNG or NPY, nonzero = lesion) instead of DS-Net")
-    parser.add_argument("--changes", type=int, help="one-pixel changes per image for NPCR/UACI (default 1 for an image, 20 for the set)")
+    parser.add_argument(
+        "--changes", type=int, help="one-pixel changes per image for NPCR/UACI (default 1 for an image, 20 for the set)"
+    )
     parser.add_argument("--quick", action="store_true", help="with --set: one image of each kind, small sizes")
     parser.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
-    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
+    parser.add_argument(
+        "-o", "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})"
+    )
     parser.set_defaults(func=run)
 
 
@@ -120,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             f"BER {r.ber_payload:g}; restore {'bit-exact' if r.restored_pixels_equal else 'FAILED'}"
         )
         if len(r.differentials) > 1:
-            print(f"  over {len(r.differentials)} changes: NPCR pass {100 * r.npcr_pass_rate:.0f} %, UACI pass {100 * r.uaci_pass_rate:.0f} %")
+            print(
+                f"  over {len(r.differentials)} changes: NPCR pass {100 * r.npcr_pass_rate:.0f} %, UACI pass {100 * r.uaci_pass_rate:.0f} %"
+            )
     print(f"seed {seed.hex()}; wrote {', '.join(str(p) for p in written)}")
     return 0 if all(r.restored_pixels_equal and r.ber_payload == 0 for r in reports) else 1

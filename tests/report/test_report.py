@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway import metrics
+from gateway import codecs, metrics
 from gateway.bench import images
 from gateway.report import (
     analyse_image,
@@ -19,7 +19,6 @@ from gateway.report import (
     with_pixel_flipped,
     write_report,
 )
-from gateway import codecs
 
 SEED = bytes.fromhex("4d6564536869656c64207265706f7274")  # fixed, so the test is reproducible
 
