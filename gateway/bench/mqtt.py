@@ -54,7 +54,7 @@ class LocalBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
-    def __enter__(self) -> LocalBroker:
+    def __enter__(self) -> Self:
         self._dir = tempfile.TemporaryDirectory(prefix="medshield-bench-broker-")
         self.port = free_loopback_port()
         conf = Path(self._dir.name) / "mosquitto.conf"
@@ -165,7 +165,7 @@ class Hop:
                 client.disconnect()
                 client.loop_stop()
 
-    def __enter__(self) -> Hop:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
