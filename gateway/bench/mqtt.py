@@ -137,7 +137,7 @@ class Hop:
         self._seq = 0
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put((message.topic, message.payload, time.perf_counter()))
+        self._inbox.put((message.topic, bytes(message.payload), time.perf_counter()))
 
     def send(self, payload: bytes, channel: str = "data") -> tuple[bytes, float, float]:
         """Publish `payload` and wait for its delivery.
