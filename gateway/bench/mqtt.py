@@ -137,7 +137,8 @@ class Hop:
         self._seq = 0
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put((message.topic, bytes(message.payload), time.perf_counter()))
+        received = time.perf_counter()  # before any copy, so the hop's time is the broker's and the sockets'
+        self._inbox.put((message.topic, bytes(message.payload), received))
 
     def send(self, payload: bytes, channel: str = "data") -> tuple[bytes, float, float]:
         """Publish `payload` and wait for its delivery.
