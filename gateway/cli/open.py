@@ -1,0 +1,74 @@
+"""`medshield open IN.msh (--key F | --profile F --fingerprint F --iris I --otp CODE) -o OUT`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from gateway.crypto.recipients import PrivateKey
+from gateway.errors import OpenError
+from gateway.pipeline import open_
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("open", help="open an envelope as its recipient")
+    parser.add_argument("input", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="image to write (the input's format)")
+    credentials = parser.add_argument_group("credentials (a raw key, or a biometric profile)")
+    credentials.add_argument("--key", type=Path, help="raw-key recipient's private key (NAME.key)")
+    credentials.add_argument("--profile", type=Path, help="enrolled recipient profile (NAME.profile)")
+    credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture")
+    credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image")
+    credentials.add_argument("--otp", help="current one-time code")
+    credentials.add_argument("--device-id", help="this device's id (defaults to the profile's)")
+    parser.add_argument(
+        "--restore-original", action="store_true", help="write the bit-exact original instead of the marked image"
+    )
+    parser.add_argument("--hidden", type=Path, help="write the hidden payload (ids, timestamp, lesion mask) as JSON")
+    parser.set_defaults(func=run)
+
+
+def _private_key(args: argparse.Namespace) -> PrivateKey:
+    if args.key and args.profile:
+        raise SystemExit("medshield: give --key or --profile, not both")
+    if args.key:
+        return PrivateKey.load(args.key)
+    if args.profile:
+        if not (args.fingerprint and args.iris and args.otp):
+            raise SystemExit("medshield: --profile needs --fingerprint, --iris and --otp")
+        from gateway.biometrics.keyrelease import release_private_key
+
+        return release_private_key(args.profile, args.fingerprint, args.iris, args.otp, device_id=args.device_id)
+    raise SystemExit("medshield: give --key, or --profile with --fingerprint, --iris and --otp")
+
+
+def run(args: argparse.Namespace) -> int:
+    private_key = _private_key(args)
+    try:
+        envelope = args.input.read_bytes()
+    except OSError:
+        raise OpenError() from None
+    opened = open_(envelope, private_key, restore_original=args.restore_original)
+    image = opened.original if args.restore_original else opened.marked
+    assert image is not None
+    args.output.write_bytes(image)
+    if args.hidden:
+        hidden = opened.hidden
+        record = {
+            "message_id": hidden.message_id,
+            "timestamp_ns": hidden.timestamp_ns,
+            "stamp_verified": True,
+            "source_ref": hidden.source_ref,
+            "lesion_pixels": int(hidden.lesion_mask.sum()),
+            "lesion_mask_shape": list(hidden.lesion_mask.shape),
+            "gateway": opened.header.get("device_id"),
+        }
+        fd = os.open(args.hidden, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=2)
+            handle.write("\n")
+    what = "original" if args.restore_original else "marked image"
+    print(f"opened {args.input.name}: {what} -> {args.output}; timestamp stamp verified")
+    return 0

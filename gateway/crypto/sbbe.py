@@ -1,0 +1,370 @@
+"""SBBE: the paper's evolutionary Blowfish cipher (eqs. 16-24), made sound (DESIGN.md §4).
+
+From the per-message secret S (see `gateway.crypto.envelope`):
+
+- a population of public 16-byte *genomes* g_i; candidate key K_i = HKDF(S, info="sbbe/candidate" ‖ g_i),
+  56 bytes (Blowfish-448). Genomes are public; key material never appears in them (eq. 16);
+- each candidate encrypts a small sample of the image and its ciphertext is scored on entropy, adjacent-byte
+  correlation, NPCR and UACI (eqs. 17-18);
+- new genomes come from recombination g_a ⊕ rot(g_b, r) (eq. 19), block mutation (eq. 20) and injection of
+  Trunc(SHA-256(message id ‖ fresh randomness)) (eq. 21); parents and offspring compete, the top N survive
+  (eq. 22); after G generations the best genome gives K* (eq. 23);
+- the image is encrypted under K* SIV-style (eq. 24): tag = HMAC-SHA256(HKDF(K*, "sbbe/mac"), aad ‖ plaintext),
+  K_img = HKDF(K*, "sbbe/enc" ‖ tag), body = Blowfish-CTR(K_img, 64-bit counter from 0)(plaintext).
+
+All candidates are PRF outputs of S, so the search adds no strength; it costs a few milliseconds, can be
+reduced to N=1, G=0, and its fitness trace is reported. All randomness comes from the injected `rng`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+import numpy as np
+from Crypto.Cipher import Blowfish
+
+from gateway.crypto.kdf import hkdf
+from gateway.errors import InputError, OpenError
+from gateway.rng import RandomSource
+
+SUITE = "sbbe-blowfish"
+GENOME_BYTES = 16
+KEY_BYTES = 56  # Blowfish's largest key: 448 bits
+TAG_BYTES = 32
+BLOCK_BYTES = 8
+MAX_BLOCKS = 1 << 26  # 64-bit block: at most 2^26 blocks (512 MiB) under one K_img
+MAX_PLAINTEXT_BYTES = MAX_BLOCKS * BLOCK_BYTES
+
+INFO_CANDIDATE = b"sbbe/candidate"
+INFO_MAC = b"sbbe/mac"
+INFO_ENC = b"sbbe/enc"
+
+MUTATION_BLOCK_BYTES = 4
+INJECTION_BYTES = 8
+# Ideal values for uniformly random bytes: NPCR = 1 - 1/256, UACI = E|X-Y|/255 = (256^2-1)/(3*256*255).
+IDEAL_NPCR = 1.0 - 1.0 / 256.0
+IDEAL_UACI = (256.0 * 256.0 - 1.0) / (3.0 * 256.0 * 255.0)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Search settings.
+
+    `population` N (paper: 20-50), `generations` G, `offspring` new genomes per generation (None: N/2,
+    rounded up), `sample_side`: the fitness sample is the central crop of at most side×side pixels. The
+    defaults (20, 3, 10, 32) score 50 candidates; each costs two Blowfish key schedules, which dominate.
+    """
+
+    population: int = 20
+    generations: int = 3
+    offspring: int | None = None
+    sample_side: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.population <= 256:
+            raise ValueError("population must be 1..256")
+        if not 0 <= self.generations <= 64:
+            raise ValueError("generations must be 0..64")
+        if self.offspring is not None and not 1 <= self.offspring <= 256:
+            raise ValueError("offspring must be 1..256")
+        if not 2 <= self.sample_side <= 512:
+            raise ValueError("sample_side must be 2..512")
+
+    @property
+    def offspring_count(self) -> int:
+        return (self.population + 1) // 2 if self.offspring is None else self.offspring
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Fitness of the surviving population after one generation (generation 0: the initial population)."""
+
+    generation: int
+    best: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The winning genome, its fitness, the per-generation trace and how many candidates were scored."""
+
+    genome: bytes
+    fitness: float
+    trace: list[GenerationStats] = field(default_factory=list)
+    evaluations: int = 0
+    sample_shape: tuple[int, int] = (0, 0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Keys and the SIV-style cipher (eq. 24)
+
+
+def candidate_key(secret: bytes, genome: bytes) -> bytes:
+    """K_i = HKDF(S, info="sbbe/candidate" ‖ g_i), 56 bytes."""
+    if len(genome) != GENOME_BYTES:
+        raise ValueError("a genome is 16 bytes")
+    return hkdf(secret, salt=b"", info=INFO_CANDIDATE + genome, length=KEY_BYTES)
+
+
+def _mac_key(k_star: bytes) -> bytes:
+    return hkdf(k_star, salt=b"", info=INFO_MAC, length=32)
+
+
+def _ctr(k_star: bytes, tag: bytes):  # type: ignore[no-untyped-def]
+    k_img = hkdf(k_star, salt=b"", info=INFO_ENC + tag, length=KEY_BYTES)
+    # Empty nonce: the whole 64-bit block is the big-endian counter, starting at 0.
+    return Blowfish.new(k_img, Blowfish.MODE_CTR, nonce=b"", initial_value=0)
+
+
+def _tag(mac_key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    mac = hmac.new(mac_key, aad, "sha256")
+    mac.update(plaintext)  # no concatenated copy of a large plaintext
+    return mac.digest()
+
+
+def _check_length(n: int) -> None:
+    if n > MAX_PLAINTEXT_BYTES:
+        raise InputError(
+            "too_large", f"SBBE refuses more than 2^26 Blowfish blocks ({MAX_PLAINTEXT_BYTES} bytes) per key"
+        )
+
+
+def encrypt(k_star: bytes, aad: bytes, plaintext: bytes, *, mac_key: bytes | None = None) -> tuple[bytes, bytes]:
+    """(tag, body) for `plaintext` under K*, with `aad` authenticated but not encrypted."""
+    _check_length(len(plaintext))
+    mk = _mac_key(k_star) if mac_key is None else mac_key
+    tag = _tag(mk, aad, plaintext)
+    body = _ctr(k_star, tag).encrypt(plaintext)
+    return tag, body
+
+
+def decrypt(k_star: bytes, aad: bytes, tag: bytes, body: bytes) -> bytes:
+    """The plaintext, or OpenError if the tag does not match (checked in constant time)."""
+    if len(tag) != TAG_BYTES or len(body) > MAX_PLAINTEXT_BYTES:
+        raise OpenError()
+    plaintext = _ctr(k_star, tag).decrypt(body)
+    expected = _tag(_mac_key(k_star), aad, plaintext)
+    if not hmac.compare_digest(expected, tag):
+        raise OpenError()
+    return plaintext
+
+
+# --------------------------------------------------------------------------------------------------------
+# The sample and the fitness (eqs. 17-18)
+
+
+def sample_matrix(sample: np.ndarray | bytes, side: int) -> np.ndarray:
+    """The bytes the fitness is measured on, as a 2-D uint8 matrix.
+
+    An image array: its central crop of at most side×side pixels, each pixel as little-endian bytes side by
+    side (a uint16 64×64 crop becomes 64×128 bytes). Raw bytes: the first side² bytes in rows of `side`.
+    """
+    if isinstance(sample, (bytes, bytearray, memoryview)):
+        raw = np.frombuffer(bytes(sample[: side * side]), dtype=np.uint8)
+        if raw.size == 0:
+            return np.zeros((1, 1), dtype=np.uint8)
+        rows = max(1, raw.size // side)
+        width = side if raw.size >= side else raw.size
+        return raw[: rows * width].reshape(rows, width).copy()
+    arr = np.asarray(sample)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 1:
+        arr = arr[np.newaxis, :]
+    elif arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.size == 0 or arr.dtype.kind not in "uif":
+        raise InputError("bad_sample", "the SBBE sample must be a non-empty numeric array")
+    h, w = arr.shape
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = arr[top : top + side, left : left + side]
+    crop = np.ascontiguousarray(crop, dtype=crop.dtype.newbyteorder("<"))
+    return crop.view(np.uint8).reshape(crop.shape[0], -1).copy()
+
+
+def _flip_one(matrix: np.ndarray) -> np.ndarray:
+    """The sample with the least significant bit of its central byte flipped (the differential probe)."""
+    other = matrix.copy()
+    other[matrix.shape[0] // 2, matrix.shape[1] // 2] ^= 1
+    return other
+
+
+def _entropy(c: np.ndarray) -> np.ndarray:
+    m = c.shape[0]
+    flat = c.reshape(m, -1).astype(np.intp) + (np.arange(m, dtype=np.intp) * 256)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=m * 256).reshape(m, 256).astype(np.float64)
+    p = counts / counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log2(p), 0.0)
+    return -terms.sum(axis=1)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """|Pearson correlation| per candidate of float64 (M, h, w) views; an undefined one (constant data)
+    counts as 1, the worst. Sums of products through einsum avoid copying the strided views."""
+    n = x.shape[1] * x.shape[2]
+    sx, sy = x.sum(axis=(1, 2)), y.sum(axis=(1, 2))
+    cov = np.einsum("mij,mij->m", x, y) - sx * sy / n
+    vx = np.einsum("mij,mij->m", x, x) - sx * sx / n
+    vy = np.einsum("mij,mij->m", y, y) - sy * sy / n
+    den = np.sqrt(np.maximum(vx, 0.0) * np.maximum(vy, 0.0))
+    ok = den > 1e-9
+    r = np.where(ok, cov / np.where(ok, den, 1.0), 1.0)
+    return np.abs(r)
+
+
+def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
+    """Scores in [0, 1] (1 = ideal random cipher) for M candidates' ciphertexts of the sample (`c1`) and of
+    the one-byte-changed sample (`c2`), both (M, h, w) uint8.
+
+    score = mean of: entropy / 8; 1 - mean |adjacent correlation| (horizontal, vertical, diagonal, those the
+    sample's shape allows); NPCR / ideal NPCR; 1 - |UACI - ideal UACI| / ideal UACI.
+    """
+    h, w = c1.shape[1], c1.shape[2]
+    entropy = _entropy(c1) / 8.0
+    f = c1.astype(np.float64)
+    corrs = []
+    if w > 1:
+        corrs.append(_correlation(f[:, :, :-1], f[:, :, 1:]))
+    if h > 1:
+        corrs.append(_correlation(f[:, :-1, :], f[:, 1:, :]))
+    if h > 1 and w > 1:
+        corrs.append(_correlation(f[:, :-1, :-1], f[:, 1:, 1:]))
+    corr = np.mean(corrs, axis=0) if corrs else np.ones(c1.shape[0])
+    m = c1.shape[0]
+    a = c1.reshape(m, -1)
+    b = c2.reshape(m, -1)
+    npcr = (a != b).mean(axis=1)
+    uaci = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=1) / 255.0
+    parts = np.stack(
+        [
+            entropy,
+            1.0 - corr,
+            np.minimum(npcr / IDEAL_NPCR, 1.0),
+            np.clip(1.0 - np.abs(uaci - IDEAL_UACI) / IDEAL_UACI, 0.0, 1.0),
+        ]
+    )
+    return parts.mean(axis=0)
+
+
+def _score(secret: bytes, genomes: list[bytes], sample: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """Encrypt the sample and its one-byte-changed twin under each candidate with the real cipher; score."""
+    s1, s2 = sample.tobytes(), probe.tobytes()
+    shape = (len(genomes),) + sample.shape
+    c1 = np.empty(shape, dtype=np.uint8)
+    c2 = np.empty(shape, dtype=np.uint8)
+    for i, genome in enumerate(genomes):
+        k = candidate_key(secret, genome)
+        mk = _mac_key(k)
+        c1[i] = np.frombuffer(encrypt(k, b"", s1, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
+        c2[i] = np.frombuffer(encrypt(k, b"", s2, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
+    # Rounded so that summation-order differences between numpy builds cannot reorder candidates.
+    return np.round(fitness_batch(c1, c2), 9)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Genome operators (eqs. 19-21)
+
+
+def _randbelow(rng: RandomSource, n: int) -> int:
+    """Uniform integer in [0, n) from `rng` (rejection sampling, no modulo bias)."""
+    if n <= 1:
+        return 0
+    limit = (1 << 32) - ((1 << 32) % n)
+    while True:
+        v = int.from_bytes(rng(4), "big")
+        if v < limit:
+            return v % n
+
+
+def rotate(genome: bytes, r: int) -> bytes:
+    """Rotate a 128-bit genome left by r bits."""
+    bits = GENOME_BYTES * 8
+    v = int.from_bytes(genome, "big")
+    r %= bits
+    v = ((v << r) | (v >> (bits - r))) & ((1 << bits) - 1)
+    return v.to_bytes(GENOME_BYTES, "big")
+
+
+def recombine(a: bytes, b: bytes, r: int) -> bytes:
+    """Eq. 19: g_a ⊕ rot(g_b, r)."""
+    return bytes(x ^ y for x, y in zip(a, rotate(b, r)))
+
+
+def mutate(genome: bytes, blocks: int, mask: bytes) -> bytes:
+    """Eq. 20: XOR the 4-byte blocks selected by the bits of `blocks` with the matching bytes of `mask`."""
+    out = bytearray(genome)
+    for blk in range(GENOME_BYTES // MUTATION_BLOCK_BYTES):
+        if blocks >> blk & 1:
+            for j in range(blk * MUTATION_BLOCK_BYTES, (blk + 1) * MUTATION_BLOCK_BYTES):
+                out[j] ^= mask[j]
+    return bytes(out)
+
+
+def inject(genome: bytes, pos: int, message_id: bytes, fresh: bytes) -> bytes:
+    """Eq. 21: replace 8 bytes at `pos` with Trunc_8(SHA-256(message id ‖ fresh randomness))."""
+    seed = hashlib.sha256(message_id + fresh).digest()[:INJECTION_BYTES]
+    return genome[:pos] + seed + genome[pos + INJECTION_BYTES :]
+
+
+def _offspring(population: list[bytes], message_id: bytes, rng: RandomSource) -> bytes:
+    op = _randbelow(rng, 4)  # recombination 1/2, mutation 1/4, injection 1/4
+    parent = population[_randbelow(rng, len(population))]
+    if op < 2:
+        other = population[_randbelow(rng, len(population))]
+        return recombine(parent, other, 1 + _randbelow(rng, GENOME_BYTES * 8 - 1))
+    if op == 2:
+        blocks = rng(1)[0] & 0x0F or 1 << _randbelow(rng, GENOME_BYTES // MUTATION_BLOCK_BYTES)
+        return mutate(parent, blocks, rng(GENOME_BYTES))
+    pos = _randbelow(rng, GENOME_BYTES - INJECTION_BYTES + 1)
+    return inject(parent, pos, message_id, rng(16))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The search (eqs. 16, 22, 23)
+
+
+def search(
+    secret: bytes,
+    sample: np.ndarray | bytes,
+    message_id: bytes,
+    params: SearchParams,
+    rng: RandomSource,
+) -> SearchResult:
+    """Run the evolutionary search; returns the best genome (K* = candidate_key(S, genome))."""
+    matrix = sample_matrix(sample, params.sample_side)
+    probe = _flip_one(matrix)
+    n = params.population
+    genomes = [rng(GENOME_BYTES) for _ in range(n)]  # eq. 16
+    scores = list(_score(secret, genomes, matrix, probe))
+    evaluations = len(genomes)
+    order = sorted(range(len(genomes)), key=lambda i: -scores[i])
+    genomes = [genomes[i] for i in order]
+    scores = [scores[i] for i in order]
+    trace = [GenerationStats(0, float(scores[0]), float(np.mean(scores)))]
+    for gen in range(1, params.generations + 1):
+        seen = set(genomes)
+        children: list[bytes] = []
+        for _ in range(params.offspring_count):
+            child = _offspring(genomes, message_id, rng)
+            if child not in seen:  # an identical genome is the identical key: nothing new to score
+                seen.add(child)
+                children.append(child)
+        if children:
+            genomes += children
+            scores += list(_score(secret, children, matrix, probe))
+            evaluations += len(children)
+        # Eq. 22: top N; stable sort keeps the earlier (older) genome on ties.
+        order = sorted(range(len(genomes)), key=lambda i: -scores[i])[:n]
+        genomes = [genomes[i] for i in order]
+        scores = [scores[i] for i in order]
+        trace.append(GenerationStats(gen, float(scores[0]), float(np.mean(scores))))
+    return SearchResult(
+        genome=genomes[0],
+        fitness=float(scores[0]),
+        trace=trace,
+        evaluations=evaluations,
+        sample_shape=(int(matrix.shape[0]), int(matrix.shape[1])),
+    )

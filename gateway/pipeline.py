@@ -1,0 +1,177 @@
+"""The protection pipeline: `protect()` turns one image into a sealed envelope, `open_()` turns it back.
+
+Stages (each a pure function elsewhere; this module only composes them and times them):
+
+    decode ▸ segment ▸ hide (stamp + lesion mask into non-lesion LSBs) ▸ encode ▸ pack ▸ SBBE search ▸ encrypt ▸ seal
+
+Per-message keys for the hiding stage (pixel order, timestamp MAC) come from the envelope's message secret, so
+only the recipient can locate or verify the hidden payload, and nothing the gateway keeps can recompute them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from gateway import codecs, container, stego
+from gateway.crypto.envelope import Sealer, open_envelope
+from gateway.crypto.sbbe import SearchParams
+from gateway.crypto.recipients import PrivateKey, RecipientCard
+from gateway.errors import InputError, OpenError
+from gateway.rng import Clock, RandomSource, system_clock, system_random
+from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
+
+DEFAULT_SUITE = "sbbe-blowfish"
+DEFAULT_MARGIN_PX = 3
+ORDER_LABEL = "stego/order"
+STAMP_LABEL = "stego/stamp"
+# The SBBE fitness sample: a centred square of the marked image (DESIGN §4: "e.g. 64×64").
+SAMPLE_SIDE = 64
+
+Segmenter = Callable[[codecs.DecodedImage], np.ndarray]
+"""Anything that maps a decoded image to a boolean lesion mask of the same shape."""
+
+
+@dataclass(frozen=True)
+class Protected:
+    """The result of `protect`."""
+
+    envelope: bytes
+    message_id: str
+    lesion_pixels: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenedImage:
+    """The result of `open_`: the marked image (input format), its hidden payload and, if asked, the original."""
+
+    header: Mapping[str, Any]
+    marked: bytes
+    hidden: HiddenPayload
+    original: bytes | None
+
+
+def fitness_sample(pixels: np.ndarray, side: int = SAMPLE_SIDE) -> np.ndarray:
+    """The centred `side`×`side` patch (or the whole image if smaller) that the SBBE search scores keys on."""
+    height, width = pixels.shape
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    return pixels[top : top + side, left : left + side]
+
+
+def protect(
+    data: bytes,
+    card: RecipientCard,
+    *,
+    suite: str = DEFAULT_SUITE,
+    mask: np.ndarray | None = None,
+    segmenter: Segmenter | None = None,
+    message_id: str | None = None,
+    source: Mapping[str, Any] | None = None,
+    device_id: str = "medshield-cli",
+    sbbe_params: SearchParams | None = None,
+    margin_px: int = DEFAULT_MARGIN_PX,
+    compression: container.Compression = "zlib",
+    limits: codecs.Limits | None = None,
+    rng: RandomSource = system_random,
+    clock: Clock = system_clock,
+) -> Protected:
+    """Protect one image (DICOM, PNG or NPY bytes) for one recipient.
+
+    The lesion mask comes from `mask` if given, else from `segmenter`. Raises `InputError` (with a reason code)
+    for input that cannot be protected; nothing is written anywhere.
+    """
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        timings[stage] = now - tick
+        tick = now
+
+    image = codecs.decode(data, limits or codecs.Limits())
+    lap("decode")
+
+    if mask is None:
+        if segmenter is None:
+            raise ValueError("protect needs a lesion mask or a segmenter")
+        mask = segmenter(image)
+    lesion = np.asarray(mask).astype(bool)
+    if lesion.shape != image.pixels.shape:
+        raise InputError("mask_shape", f"lesion mask shape {lesion.shape} differs from image shape {image.pixels.shape}")
+    lap("segment")
+
+    message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
+    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params or SearchParams())
+    timestamp_ns = clock()
+    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_sha256(image.pixels), message_id)
+    payload = HiddenPayload(
+        message_id=message_id,
+        timestamp_ns=timestamp_ns,
+        stamp=stamp,
+        lesion_mask=lesion,
+        source_ref=image.source_ref,
+    )
+    exclusion = stego.exclusion_mask(lesion, margin_px)
+    marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
+    lap("hide")
+
+    marked_bytes = codecs.encode(image, marked)
+    plaintext = container.pack(container.Container(marked=marked_bytes, record=record.to_bytes()), compression)
+    lap("pack")
+
+    content = {
+        "format": image.format,
+        "dtype": str(image.pixels.dtype),
+        "signed": image.signed,
+        "shape": list(image.pixels.shape),
+        "compression": compression,
+        "plaintext_bytes": len(plaintext),
+    }
+    envelope = sealer.seal(plaintext, content, dict(source or {}), fitness_sample(marked))
+    lap("seal")
+    # The sealer splits its own time: ephemeral keys (at construction), SBBE search, encryption, total seal.
+    for stage, seconds in sealer.timings.items():
+        timings[f"seal.{stage}"] = seconds
+    return Protected(envelope=envelope, message_id=message_id, lesion_pixels=int(lesion.sum()), timings=timings)
+
+
+def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = False) -> OpenedImage:
+    """Open an envelope: authenticate and decrypt, extract and verify the hidden payload, optionally restore.
+
+    Every failure, whatever its cause, raises the one `OpenError`.
+    """
+    opened = open_envelope(envelope, private_key)
+    try:
+        header = opened.header
+        content = header["content"]
+        box = container.unpack(opened.plaintext, content["compression"], max_bytes=_plaintext_limit(content))
+        image = codecs.decode(box.marked)
+        order_key = opened.derive(ORDER_LABEL)
+        record = stego.RestorationRecord.from_bytes(box.record)
+        hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
+        original_pixels = stego.restore(image.pixels, record, order_key)
+        stamp_ok = verify_stamp(
+            opened.derive(STAMP_LABEL), hidden.timestamp_ns, pixel_sha256(original_pixels), hidden.message_id, hidden.stamp
+        )
+        if not stamp_ok or hidden.message_id != header["message_id"]:
+            raise OpenError()
+        original = codecs.encode(image, original_pixels) if restore_original else None
+    except OpenError:
+        raise
+    except Exception:
+        # An authenticated envelope that does not unpack can only come from a faulty or hostile sealer; the
+        # caller learns the same thing as for any other failure.
+        raise OpenError() from None
+    return OpenedImage(header=header, marked=box.marked, hidden=hidden, original=original)
+
+
+def _plaintext_limit(content: Mapping[str, Any]) -> int:
+    """A generous bound on the decompressed container: the image at 2 bytes/pixel, twice, plus DICOM headers."""
+    height, width = (int(v) for v in content["shape"])
+    return 4 * height * width + (16 << 20)

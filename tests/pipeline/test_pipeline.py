@@ -1,0 +1,106 @@
+"""protect() → open_() end to end on real CT and generated images, both suites."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from gateway import codecs
+from gateway.crypto.recipients import generate_recipient
+from gateway.crypto.sbbe import SearchParams
+from gateway.errors import CapacityError, InputError, OpenError
+from gateway.pipeline import open_, protect
+from gateway.rng import SeededRandom
+from gateway.stego import exclusion_mask
+
+from pipeline_samples import ct_slice_as_dicom, npy_bytes, png_bytes
+
+SUITES = ("sbbe-blowfish", "aes-256-siv")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_real_ct_dicom_round_trip_is_bit_exact_and_spares_the_lesion(suite, lung1, recipient):
+    private_key, card = recipient
+    hu, lesion = lung1["image_hu"][33], lung1["lesion_mask"][33]
+    data = ct_slice_as_dicom(hu)
+    result = protect(data, card, suite=suite, mask=lesion, source={"topic": "t"}, rng=SeededRandom(b"ct"))
+    opened = open_(result.envelope, private_key, restore_original=True)
+
+    assert opened.original == data  # DICOM in, the same DICOM file back
+    assert opened.hidden.message_id == result.message_id
+    assert np.array_equal(opened.hidden.lesion_mask, lesion)
+    marked = pydicom.dcmread(io.BytesIO(opened.marked))
+    original = pydicom.dcmread(io.BytesIO(data))
+    assert marked.SOPInstanceUID == original.SOPInstanceUID and marked.PatientID == original.PatientID
+    changed = marked.pixel_array != original.pixel_array
+    assert changed.any()
+    # No changed pixel lies in the lesion or its safety margin.
+    assert not (changed & exclusion_mask(lesion, 3)).any()
+    assert opened.header["content"]["format"] == "dicom"
+
+
+def test_pydicom_ct_small_round_trip(recipient):
+    private_key, card = recipient
+    data = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    image = codecs.decode(data)
+    mask = np.zeros(image.pixels.shape, bool)
+    mask[60:70, 60:70] = True
+    opened = open_(protect(data, card, mask=mask).envelope, private_key, restore_original=True)
+    assert opened.original == data
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("side", [64, 512])
+def test_generated_png_and_npy_round_trips(dtype, side, recipient):
+    private_key, card = recipient
+    rng = np.random.default_rng(side)
+    pixels = rng.integers(0, np.iinfo(dtype).max, size=(side, side), dtype=dtype)
+    mask = np.zeros_like(pixels, dtype=bool)
+    mask[side // 4 : side // 3, side // 4 : side // 3] = True
+    for data in (png_bytes(pixels), npy_bytes(pixels)):
+        opened = open_(protect(data, card, mask=mask).envelope, private_key, restore_original=True)
+        assert np.array_equal(codecs.decode(opened.original).pixels, pixels)
+        assert np.array_equal(opened.hidden.lesion_mask, mask)
+        assert (codecs.decode(opened.marked).pixels != pixels).any()
+
+
+def test_seed_makes_protect_deterministic(lung1, recipient):
+    _, card = recipient
+    data = ct_slice_as_dicom(lung1["image_hu"][10])
+    mask = lung1["lesion_mask"][10]
+    clock = lambda: 1_700_000_000_000_000_000  # noqa: E731
+    first = protect(data, card, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    second = protect(data, card, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    third = protect(data, card, mask=mask, rng=SeededRandom(b"t"), clock=clock).envelope
+    assert first == second != third
+
+
+def test_wrong_recipient_and_tampering_give_the_one_error(lung1, recipient):
+    _, card = recipient
+    data = ct_slice_as_dicom(lung1["image_hu"][20])
+    envelope = protect(data, card, mask=lung1["lesion_mask"][20], sbbe_params=SearchParams(population=1, generations=0)).envelope
+    stranger, _ = generate_recipient("stranger", SeededRandom(b"someone else"))
+    with pytest.raises(OpenError) as wrong_key:
+        open_(envelope, stranger)
+    for position in (0, 5, len(envelope) // 2, len(envelope) - 1):
+        tampered = bytearray(envelope)
+        tampered[position] ^= 0x01
+        with pytest.raises(OpenError) as tampered_error:
+            open_(bytes(tampered), recipient[0])
+        assert str(tampered_error.value) == str(wrong_key.value)
+
+
+def test_bad_input_and_no_room_are_input_errors(recipient):
+    _, card = recipient
+    with pytest.raises(InputError) as bad:
+        protect(b"not an image at all", card, mask=np.zeros((1, 1), bool))
+    assert bad.value.reason
+    tiny = np.full((8, 8), 7, np.uint8)
+    with pytest.raises(CapacityError):
+        protect(png_bytes(tiny), card, mask=np.zeros((8, 8), bool))
+    with pytest.raises(InputError):
+        protect(png_bytes(tiny), card, mask=np.zeros((9, 9), bool))
