@@ -31,9 +31,9 @@ from gateway import codecs, metrics
 from gateway.crypto import envelope as envelope_mod
 from gateway.crypto.kdf import hkdf
 from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
-from gateway.pipeline import STAMP_LABEL, Protected, open_, pixel_digest, protect
+from gateway.pipeline import STAMP_LABEL, Protected, open_, protect
 from gateway.rng import SeededRandom, fixed_clock
-from gateway.stego.payload import HiddenPayload, make_stamp
+from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
 
 ALPHA = 0.05
 REPORT_CLOCK_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed clock makes runs reproducible
@@ -256,7 +256,7 @@ def analyse_image(
     sent = HiddenPayload(
         message_id=header["message_id"],
         timestamp_ns=REPORT_CLOCK_NS,
-        stamp=make_stamp(raw.derive(STAMP_LABEL), REPORT_CLOCK_NS, pixel_digest(pixels), header["message_id"]),
+        stamp=make_stamp(raw.derive(STAMP_LABEL), REPORT_CLOCK_NS, pixel_sha256(pixels), header["message_id"]),
         lesion_mask=lesion,
         source_ref=image.source_ref,
     ).to_bytes()

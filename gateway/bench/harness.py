@@ -36,6 +36,7 @@ import numpy as np
 from gateway.bench import floors, images, machine
 from gateway.bench.mqtt import Hop, LocalBroker
 from gateway.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
+from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
@@ -294,7 +295,7 @@ class Runner:
         segment: SegmentFn | None,
         *,
         name: str = "pipeline",
-        sbbe_params: Mapping[str, int] | None = None,
+        sbbe_params: SearchParams | None = None,
     ) -> Measurement:
         from gateway.pipeline import open_, protect
 
@@ -477,7 +478,6 @@ def run(
                 if on_case:
                     on_case(m)
 
-            default_params = _default_sbbe_params()
             for image in iter_images(config):
                 result.images[image.name] = {
                     "size": image.pixels.shape[0],
@@ -505,7 +505,7 @@ def run(
                         envelope_bytes = m.payload_bytes
                     if suite == "sbbe-blowfish":
                         backend = backends[0]
-                        params = {**default_params, "population": config.paper_population}
+                        params = replace(SearchParams(), population=config.paper_population)
                         keep(
                             runner.pipeline(
                                 image,
@@ -523,12 +523,3 @@ def run(
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result.peak_rss_bytes = rss if sys.platform == "darwin" else rss * 1024
     return result
-
-
-def _default_sbbe_params() -> dict[str, int]:
-    """The SBBE search parameters the envelope uses by default (population, generations, ...)."""
-    from dataclasses import asdict as _asdict
-
-    from gateway.crypto import sbbe
-
-    return {k: v for k, v in _asdict(sbbe.SearchParams()).items() if v is not None}
