@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Latency vs image size: the pipeline, its floors and the alternative in one run (same as `medshield bench`).
 
-    python benchmarks/harness.py                       # full run → benchmarks/results/latest/
+    python benchmarks/harness.py                       # full run → benchmarks/results/bench/
     python benchmarks/harness.py --quick               # seconds, tiny sizes
     python benchmarks/harness.py --sizes 512 --bits 16 --budget 30 --out /tmp/b
 

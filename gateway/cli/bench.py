@@ -10,7 +10,8 @@ from pathlib import Path
 from gateway.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
 from gateway.bench.stats import RepetitionRule
 
-DEFAULT_OUT = Path("benchmarks/results/latest")
+DEFAULT_OUT = Path("benchmarks/results/bench")  # where the committed full run lives
+QUICK_OUT = Path("benchmarks/results/tmp/quick")  # ignored by git: quick figures are not results
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -52,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-plots", action="store_true", help="CSV and JSON only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--note", help="free text stored with the machine description (e.g. 'shared CPU')")
-    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "-o", "--out", type=Path, help=f"output directory (default {DEFAULT_OUT}; with --quick {QUICK_OUT})"
+    )
     parser.set_defaults(func=run)
 
 
@@ -125,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_bench(config, progress=bar)
     finally:
         bar.close()
-    written = write_all(result, args.out, plots=not args.no_plots)
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    written = write_all(result, out, plots=not args.no_plots)
     print(f"warm-up: first {config.rule.warmup} repetitions of each case discarded; figures are p50 of the rest")
     for line in summary_lines(result):
         print(line)
