@@ -19,8 +19,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
     "gateway.cli.protect",
     "gateway.cli.open",
-    "gateway.cli.report",
+    "gateway.cli.run",
+    "gateway.cli.check_config",
+    "gateway.cli.receive",
+    "gateway.cli.demo",
+    "gateway.cli.ledger",
     "gateway.cli.bench",
+    "gateway.cli.report",
 )
 
 EXIT_OK = 0

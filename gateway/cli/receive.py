@@ -1,0 +1,63 @@
+"""`medshield receive --broker URL --out DIR [--key F]`: collect, reassemble, de-duplicate, store, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("receive", help="cloud side: collect and verify envelopes", description=__doc__)
+    parser.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    parser.add_argument("--out", required=True, type=Path, help="directory for <message_id>.msh files")
+    parser.add_argument("--key", type=Path, help="raw-key service recipient (NAME.key) to open and check each envelope")
+    parser.add_argument("--topic", default="medshield/gateways/+/envelopes")
+    parser.add_argument("--client-id", default="medshield-receiver")
+    parser.add_argument("--ca-file", type=Path, help="CA bundle for mqtts://")
+    parser.add_argument("--username")
+    parser.add_argument("--password-file", type=Path)
+    parser.add_argument("--count", type=int, help="exit after storing this many envelopes")
+    parser.add_argument("--timeout", type=float, help="exit after this many seconds")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from gateway.config import TLSConfig, read_secret
+    from gateway.logging import configure_logging
+    from gateway.mqtt import broker_from_url
+    from gateway.receiver import Receiver, ReceiverService, key_verifier
+
+    configure_logging("info")
+    overrides: dict[str, Any] = {}
+    if args.username:
+        overrides["username"] = args.username
+    broker = broker_from_url(args.broker, **overrides)
+    if args.ca_file:
+        broker = broker.model_copy(update={"tls": TLSConfig(ca_file=args.ca_file)})
+    if args.password_file:
+        secret = read_secret(args.password_file, "--password-file", os.environ)
+        broker = broker.model_copy(update={"password": secret, "password_file": args.password_file})
+    verifier = None
+    if args.key:
+        from gateway.crypto.recipients import PrivateKey
+
+        verifier = key_verifier(PrivateKey.load(args.key))
+    receiver = Receiver(args.out, verifier)
+    service = ReceiverService(receiver, broker, topic=args.topic, client_id=args.client_id).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + args.timeout if args.timeout else float("inf")
+    while not stop.is_set() and time.monotonic() < deadline:
+        if args.count is not None and receiver.stats.stored >= args.count:
+            break
+        stop.wait(0.1)
+    service.stop()
+    print(json.dumps(receiver.stats.as_dict(), sort_keys=True))
+    return 0 if receiver.stats.verify_failed == 0 else 1

@@ -1,0 +1,291 @@
+"""The gateway's configuration: one TOML file, strict pydantic models, environment overrides, secret files.
+
+Loading order: the TOML file, then `MEDSHIELD__SECTION__KEY=value` environment variables (a value is parsed
+as TOML when it can be, so `MEDSHIELD__LIMITS__QUEUE_SIZE=64` is an int and `...__PASSWORD_FILE=/x` a string),
+then validation (unknown keys are errors, named by their dotted path), then secrets: every `*_file` field is
+read at load time (never at import), relative names are looked up in systemd's `$CREDENTIALS_DIRECTORY`
+first. Secret values live in `SecretStr` and never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "MEDSHIELD__"
+DEFAULT_TOPIC = "medshield/scanners/+/images"
+DEFAULT_CLOUD_TOPIC = "medshield/gateways/{device_id}/envelopes"
+AWS_IOT_MAX_MESSAGE_BYTES = 128 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSConfig(_Strict):
+    """TLS towards a broker. `ca_file` alone = server authentication; add cert+key for client certificates."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class BrokerConfig(_Strict):
+    """One MQTT broker connection."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["mqtt5", "mqtt311"] = "mqtt5"
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    password: SecretStr | None = Field(default=None, exclude=True)
+    tls: TLSConfig | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    session_expiry_s: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _no_inline_password(self) -> BrokerConfig:
+        # Passwords come from files (or systemd credentials) only, so they never sit in a config file.
+        if self.password is not None and self.password_file is None:
+            raise ValueError("give password_file (or a systemd credential name), not password")
+        return self
+
+
+class GatewaySection(_Strict):
+    device_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    state_dir: Path = Path("/var/lib/medshield")
+
+
+class TopicsConfig(_Strict):
+    inbound: list[str] = Field(default_factory=lambda: [DEFAULT_TOPIC], min_length=1)
+    shared_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] | None = None
+    cloud: str = DEFAULT_CLOUD_TOPIC
+
+    @field_validator("inbound")
+    @classmethod
+    def _filters(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if not topic or topic.startswith("$share/"):
+                raise ValueError(f"bad topic filter {topic!r} (use shared_group for $share)")
+        return value
+
+
+class SBBEParams(_Strict):
+    """The SBBE key search (DESIGN §4): population N, generations G, offspring per generation, sample side."""
+
+    population: Annotated[int, Field(ge=1, le=256)] = 20
+    generations: Annotated[int, Field(ge=0, le=64)] = 3
+    offspring: Annotated[int, Field(ge=1, le=256)] | None = None
+    sample_side: Annotated[int, Field(ge=2, le=512)] = 32
+
+
+class ProtectionConfig(_Strict):
+    suite: Literal["sbbe-blowfish", "aes-256-siv"] = "sbbe-blowfish"
+    recipients: list[Path] = Field(default_factory=list)
+    sbbe: SBBEParams = Field(default_factory=SBBEParams)
+    stego_margin_px: Annotated[int, Field(ge=0, le=64)] = 3
+
+
+class SegmentationConfig(_Strict):
+    """DS-Net: `model` null → the committed model; `backend` auto picks the fastest available runner."""
+
+    model: Path | None = None
+    backend: Literal["auto", "cpu", "cuda", "tensorrt-ep", "tensorrt"] = "auto"
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None
+
+
+class LimitsConfig(_Strict):
+    max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1)] = 4096 * 4096
+    max_side: Annotated[int, Field(ge=1)] = 8192
+    queue_size: Annotated[int, Field(ge=1, le=10_000)] = 32
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+
+
+class SpoolConfig(_Strict):
+    path: Path | None = None
+    max_bytes: Annotated[int, Field(ge=1024)] = 2 * 1024 * 1024 * 1024
+    publish_window: Annotated[int, Field(ge=1, le=1000)] = 16
+    flush_timeout_s: Annotated[float, Field(ge=0)] = 10.0
+
+
+class TelemetryConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] | None = 9464
+
+
+class LedgerConfig(_Strict):
+    """The signed envelope ledger (DESIGN §9); the Ed25519 key is created on first start if missing."""
+
+    enabled: bool = True
+    key_file: Path | None = None
+
+
+class CloudSection(BrokerConfig):
+    max_message_bytes: Annotated[int, Field(ge=1024)] = AWS_IOT_MAX_MESSAGE_BYTES
+
+
+class GatewayConfig(_Strict):
+    """The whole configuration file. `inbound`/`cloud` null → the embedded broker on 127.0.0.1."""
+
+    gateway: GatewaySection
+    inbound: BrokerConfig | None = None
+    cloud: CloudSection | None = None
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool.path or self.gateway.state_dir / "spool.sqlite3"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.gateway.state_dir / "quarantine"
+
+    @property
+    def cloud_topic(self) -> str:
+        return self.topics.cloud.format(device_id=self.gateway.device_id)
+
+    @property
+    def status_topic(self) -> str:
+        return f"medshield/gateways/{self.gateway.device_id}/status"
+
+    @property
+    def ledger_topic(self) -> str:
+        return f"medshield/gateways/{self.gateway.device_id}/ledger"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        return self.ledger.key_file or self.gateway.state_dir / "ledger.key"
+
+    @property
+    def errors_topic(self) -> str:
+        return f"medshield/gateways/{self.gateway.device_id}/errors"
+
+    def inbound_filters(self) -> list[str]:
+        """The subscription filters, wrapped in `$share/<group>/` when a shared group is set."""
+        group = self.topics.shared_group
+        return [f"$share/{group}/{t}" if group else t for t in self.topics.inbound]
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of `data` with `MEDSHIELD__A__B=v` set at `data["a"]["b"]` (keys lower-cased)."""
+    out: dict[str, Any] = _deep_copy(data)
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            raise ConfigError(f"{name}: empty key in environment override")
+        node = out
+        for key in path[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path)}: environment override under a non-table value")
+            node = child
+        node[path[-1]] = _parse_env_value(environ[name])
+    return out
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        kind = err["type"]
+        message = "unknown key" if kind == "extra_forbidden" else err["msg"]
+        lines.append(f"{path}: {message}")
+    return "; ".join(lines)
+
+
+def resolve_secret_path(path: Path, environ: Mapping[str, str]) -> Path:
+    """A secret file: relative names are systemd credentials when $CREDENTIALS_DIRECTORY holds them."""
+    if not path.is_absolute():
+        creds = environ.get("CREDENTIALS_DIRECTORY")
+        if creds and (Path(creds) / path).is_file():
+            return Path(creds) / path
+    return path
+
+
+def read_secret(path: Path, key: str, environ: Mapping[str, str]) -> SecretStr:
+    """Read one secret file (or systemd credential); `key` names the setting in errors."""
+    real = resolve_secret_path(path, environ)
+    try:
+        value = real.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read secret file ({exc.strerror})") from None
+    if not value:
+        raise ConfigError(f"{key}: secret file is empty")
+    return SecretStr(value)
+
+
+def _with_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> GatewayConfig:
+    updates: dict[str, Any] = {}
+    for section in ("inbound", "cloud"):
+        broker = getattr(config, section)
+        if broker is not None and broker.password_file is not None:
+            secret = read_secret(broker.password_file, f"{section}.password_file", environ)
+            updates[section] = broker.model_copy(update={"password": secret})
+    return config.model_copy(update=updates) if updates else config
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate a configuration mapping (with environment overrides) and read its secret files."""
+    env = os.environ if environ is None else environ
+    merged = apply_env_overrides(dict(data), env)
+    for section in ("inbound", "cloud"):
+        if isinstance(merged.get(section), dict) and "password" in merged[section]:
+            raise ConfigError(f"{section}.password: give password_file (or a systemd credential), not password")
+    try:
+        config = GatewayConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    return _with_secrets(config, env)
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, override, validate and complete the TOML file at `path`. Errors: `ConfigError` naming the key."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(data, environ)

@@ -1,0 +1,85 @@
+"""Structured logging: structlog JSON lines on stdout, with secret-looking fields masked.
+
+Call `configure_logging()` once from a command's entry point (never at import). Every event goes through
+`redact_secrets`, which replaces the value of any field whose name looks like a secret (password, token,
+key, otp, secret, credential, biometric...) and drops raw binary payloads, so a careless `log.info(...,
+password=...)` cannot leak. Pixel data and patient data must still never be passed to a logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[redacted]"
+_SECRET_NAME = re.compile(
+    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private|priv[_-]?key|^key$|_key$|otp|totp|credential|"
+    r"biometric|fingerprint|iris|embedding|seed|salt|nonce|pixels?|payload|patient)",
+    re.IGNORECASE,
+)
+# Fields that merely name or identify keys are safe and useful to operators.
+_ALLOWED = frozenset({"key_id", "message_id", "event", "level", "timestamp", "logger", "payload_bytes"})
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask values of secret-named fields and any raw bytes."""
+    for name in list(event_dict):
+        if name in _ALLOWED:
+            continue
+        value = event_dict[name]
+        if _SECRET_NAME.search(name):
+            event_dict[name] = REDACTED
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            event_dict[name] = f"<{len(value)} bytes>"
+    return event_dict
+
+
+class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes to whatever `sys.stdout` is at the time of each record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Route structlog (and stdlib logging, e.g. paho's) to JSON lines on `stream`, by default the current
+    stdout (looked up when each logger is created, so a replaced sys.stdout is honoured)."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _CurrentStdoutHandler()
+    handler.setFormatter(logging.Formatter('{"event": "%(message)s", "level": "%(levelname)s", "logger": "%(name)s"}'))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.WARNING))
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound with the component name."""
+    return structlog.get_logger(component=name)

@@ -1,0 +1,93 @@
+"""Quarantine: inputs that cannot be protected are kept, with a reason, for an operator to inspect.
+
+Files live in `<state_dir>/quarantine/` (0700 directory, 0600 files) because they may hold patient data; the
+error *event* published to the cloud carries only the message id, topic, reason code and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    message_id: str
+    topic: str
+    reason: str
+    detail: str
+    received_ns: int
+    size: int
+    sha256: str
+    device_id: str
+
+    def event(self) -> bytes:
+        """The error event for `medshield/gateways/<device>/errors`: no payload bytes, no detail text."""
+        return json.dumps(
+            {
+                "type": "quarantined",
+                "device_id": self.device_id,
+                "message_id": self.message_id,
+                "topic": self.topic,
+                "reason": self.reason,
+                "size": self.size,
+                "time_ns": self.received_ns,
+            },
+            sort_keys=True,
+        ).encode()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Quarantine:
+    """Writes `<id>.bin` (the input as received) and `<id>.json` (the reason) durably."""
+
+    def __init__(self, directory: Path, device_id: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory = directory
+        self.device_id = device_id
+
+    def put(
+        self, message_id: str, topic: str, payload: bytes, reason: str, detail: str, received_ns: int
+    ) -> QuarantineRecord:
+        record = QuarantineRecord(
+            message_id=message_id,
+            topic=topic,
+            reason=reason,
+            detail=detail,
+            received_ns=received_ns,
+            size=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            device_id=self.device_id,
+        )
+        _write_atomic(self.directory / f"{message_id}.bin", payload)
+        _write_atomic(
+            self.directory / f"{message_id}.json", json.dumps(asdict(record), sort_keys=True, indent=2).encode()
+        )
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return record
+
+    def records(self) -> list[QuarantineRecord]:
+        """Every quarantine record, oldest first."""
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            out.append(QuarantineRecord(**json.loads(path.read_text())))
+        return sorted(out, key=lambda r: r.received_ns)

@@ -1,0 +1,20 @@
+"""`medshield demo`'s engine on a small feed: every good image verified, every bad one quarantined."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("gateway.pipeline")
+pytest.importorskip("gateway.segment")
+
+from gateway.demo import run_demo  # noqa: E402
+from gateway.scanner_sim import bad_inputs, ct_small, generated_npy, generated_png  # noqa: E402
+
+
+def test_demo_summary_on_a_small_feed() -> None:
+    feed = [ct_small(), generated_png(96, 3), generated_npy(96, 4)] + bad_inputs()[:2]
+    summary = run_demo(feed, timeout_s=120)
+    assert summary.ok, summary.render()
+    assert summary.verified == 3 and sum(summary.quarantined.values()) == 2
+    text = summary.render()
+    assert "verified" in text and "OK" in text and "decode" in text

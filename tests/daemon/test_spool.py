@@ -1,0 +1,71 @@
+"""The spool: durable, de-duplicating, ordered, capped."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+from gateway.spool import Spool, message_id_for
+
+
+def test_message_id_is_deterministic_uuid_of_topic_and_payload() -> None:
+    a = message_id_for("medshield/scanners/a/images", b"pixels")
+    assert a == message_id_for("medshield/scanners/a/images", b"pixels")
+    assert a != message_id_for("medshield/scanners/b/images", b"pixels")
+    assert a != message_id_for("medshield/scanners/a/images", b"pixels!")
+    parsed = uuid.UUID(a)
+    assert parsed.version == 8 and parsed.variant == uuid.RFC_4122
+
+
+def test_commit_is_idempotent_per_message_id(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=10_000)
+    assert spool.commit("m1", "protected", [("envelope", "t", b"abc")])
+    assert not spool.commit("m1", "protected", [("envelope", "t", b"abc")])
+    assert spool.is_processed("m1") and not spool.is_processed("m2")
+    assert spool.depth == 1 and spool.size_bytes == 3
+
+
+def test_rows_come_out_in_order_and_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=10_000)
+    spool.commit("m1", "protected", [("part", "t", b"1a"), ("part", "t", b"1b")])
+    spool.commit("m2", "quarantined", [("error", "e", b"{}")])
+    spool.close()
+    again = Spool(path, max_bytes=10_000)
+    rows = again.head(10)
+    assert [r.payload for r in rows] == [b"1a", b"1b", b"{}"]
+    assert again.depth == 3 and again.size_bytes == 6
+    again.delete([rows[0].seq])
+    assert [r.payload for r in again.head(10)] == [b"1b", b"{}"]
+    assert [r.payload for r in again.head(10, after_seq=rows[1].seq)] == [b"{}"]
+    assert again.is_processed("m1")  # de-duplication memory outlives the rows
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=10_000)
+    assert spool._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert (tmp_path / "s.db").stat().st_mode & 0o077 == 0
+
+
+def test_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=1024)
+    spool.commit("m1", "protected", [("envelope", "t", b"x" * 1000)])
+    assert not spool.full()
+    spool.commit("m2", "protected", [("envelope", "t", b"x" * 100)])
+    assert spool.full()
+    spool.delete([spool.head(1)[0].seq])
+    assert not spool.full()
+
+
+def test_attempts_are_counted_durably_and_cleared_on_commit(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=10_000)
+    assert spool.record_attempt("m") == 1
+    spool.close()
+    spool = Spool(path, max_bytes=10_000)
+    assert spool.record_attempt("m") == 2
+    spool.commit("m", "protected", [])
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
