@@ -34,8 +34,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from gateway.bench import floors, images, machine
-from gateway.bench.mqtt import Hop, LocalBroker
+from gateway.bench.mqtt import Hop
 from gateway.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
+from gateway.broker import EmbeddedBroker, find_mosquitto
 from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError
 
@@ -73,7 +74,6 @@ class BenchConfig:
     rule: RepetitionRule = field(default_factory=RepetitionRule)
     memory: bool = True
     note: str | None = None
-    broker_binary: str | None = None
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -461,10 +461,10 @@ def run(
 
     if progress:
         progress.start(count_cases(config, backends, with_model))
-    with LocalBroker(config.broker_binary) as broker:
+    with EmbeddedBroker() as broker:
         result = BenchResult(
             config=config,
-            machine=machine.describe(config.note, broker.binary),
+            machine=machine.describe(config.note, find_mosquitto()),
             started=datetime.now(UTC).isoformat(timespec="seconds"),
             mask_source=mask_source,
         )

@@ -1,102 +1,19 @@
-"""MQTT plumbing for the benchmark: a real mosquitto on a free loopback port and a timed publish→receive hop.
+"""MQTT plumbing for the benchmark: a timed publish→receive hop through a real broker.
 
-The broker is the system's mosquitto (the same binary the daemon's embedded broker runs), bound to 127.0.0.1
-only, anonymous, in a temporary directory that is removed afterwards.
+The broker is the daemon's own embedded mosquitto (`gateway.broker.EmbeddedBroker`: 127.0.0.1 on a free port),
+so the benchmark measures the broker configuration the quickstart runs.
 """
 
 from __future__ import annotations
 
 import queue
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import paho.mqtt.client as mqtt
 
-MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 RECEIVE_TIMEOUT_S = 60.0
-
-
-def find_mosquitto() -> str | None:
-    """Path of the mosquitto binary, or None."""
-    for candidate in MOSQUITTO_CANDIDATES:
-        found = shutil.which(candidate)
-        if found:
-            return found
-        if Path(candidate).is_file():
-            return candidate
-    return None
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LocalBroker:
-    """mosquitto on 127.0.0.1:<free port> for the lifetime of a `with` block."""
-
-    def __init__(self, binary: str | None = None, start_timeout_s: float = 10.0) -> None:
-        found = binary or find_mosquitto()
-        if not found:
-            raise RuntimeError("mosquitto not found: install it (apt-get install mosquitto) or run `make mosquitto`")
-        self.binary = found
-        self.host = "127.0.0.1"
-        self.port = 0
-        self._timeout = start_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-
-    def __enter__(self) -> Self:
-        self._dir = tempfile.TemporaryDirectory(prefix="medshield-bench-broker-")
-        self.port = free_loopback_port()
-        conf = Path(self._dir.name) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 10000\n"
-            "log_dest none\n",
-            encoding="utf-8",
-        )
-        self._proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"mosquitto exited at start: {err.strip()[:500]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {self._timeout} s")
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            if self._proc.stderr:
-                self._proc.stderr.close()
-            self._proc = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
 
 
 def _client(name: str) -> mqtt.Client:
