@@ -133,6 +133,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "mask_source": result.mask_source,
             "images": result.images,
             "peak_rss_bytes": result.peak_rss_bytes,
+            "skipped": result.skipped,
             "ratios": result.ratios(),
             "measurements": measurements,
         }
@@ -335,7 +336,7 @@ def write_all(result: BenchResult, out_dir: Path, plots: bool = True) -> list[Pa
 
 
 def summary_lines(result: BenchResult) -> list[str]:
-    """A short human summary: end-to-end p50 per size and the ratios."""
+    """A short human summary: end-to-end p50 per size and the ratios, then any skipped case."""
     lines = []
     for ratio in result.ratios():
         line = (
@@ -346,4 +347,6 @@ def summary_lines(result: BenchResult) -> list[str]:
         if "sbbe_paper_p50_s" in ratio:
             line += f" | SBBE N={ratio['paper_population']} {ratio['sbbe_paper_p50_s'] * 1000:7.1f} ms (= {ratio['sbbe_paper_over_0.67s']:.3f} × 0.67 s)"
         lines.append(line)
+    for skip in result.skipped:
+        lines.append(f"skipped: {skip['case']} {skip['suite']} {skip['backend']} {skip['image']}: {skip['reason']}")
     return lines
