@@ -362,13 +362,12 @@ def default_image_set(quick: bool = False) -> list[ReportInput]:
         path = get_testdata_file("CT_small.dcm")
         if path:
             data = Path(str(path)).read_bytes()
-            shape = codecs.decode(data).pixels.shape
             out.append(
                 ReportInput(
                     "pydicom_CT_small",
                     data,
-                    np.zeros(shape, bool),
-                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit), no lesion",
+                    None,
+                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit); no reference mask: DS-Net's where available",
                 )
             )
     except ImportError:
@@ -403,11 +402,18 @@ def analyse_set(
     for item in inputs:
         if progress:
             progress(item.name)
-        reports.append(
-            analyse_image(
-                item.data, name=item.name, suite=suite, seed=seed, mask=item.mask, segmenter=segmenter, changes=changes
-            )
+        mask = item.mask
+        if mask is None and segmenter is None:
+            # No reference and no model: hide everywhere (an empty lesion mask), and say so.
+            mask = np.zeros(codecs.decode(item.data).pixels.shape, bool)
+        report = analyse_image(
+            item.data, name=item.name, suite=suite, seed=seed, mask=mask, segmenter=segmenter, changes=changes
         )
+        if item.mask is None and segmenter is None:
+            report.mask_source = "none (no reference, no model)"
+        elif item.mask is not None:
+            report.mask_source = "reference"
+        reports.append(report)
     return reports
 
 
