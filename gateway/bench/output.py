@@ -15,7 +15,7 @@ from gateway.bench.harness import FORWARD, INGEST, BenchResult, Measurement
 from gateway.bench.stats import Summary
 
 SCHEMA = "medshield-bench/1"
-CSV_NAME, JSON_NAME = "bench.csv", "bench.json"
+CSV_NAME, JSON_NAME, SUMMARY_NAME = "bench.csv", "bench.json", "summary.md"
 PLOT_NAMES = ("latency_vs_size.png", "throughput_vs_size.png", "stage_breakdown.png")
 WARMUP_NOTE = (
     "The first {warmup} repetitions of every measurement are warm-up runs: executed, then discarded; "
@@ -324,12 +324,90 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     return written
 
 
+def summary_markdown(result: BenchResult) -> str:
+    """The run in two Markdown tables (end to end with ratios; where the time goes) plus the floors."""
+    m = result.machine
+    gpus = ", ".join(g["name"] for g in m.get("gpus") or []) or "none"
+    machine_line = (
+        f"{m.get('cpu_model')}, {m.get('usable_cores')} usable cores, GPUs: {gpus}; Python {m.get('python')}; "
+        f"load average at start {m.get('load_average_at_start')}. {m.get('note') or ''}"
+    )
+    segmentation = "; ".join(f"{k}: {v}" for k, v in result.mask_source.items())
+    run_line = (
+        f"Started {result.started}, {result.wall_s:.0f} s. {WARMUP_NOTE.format(warmup=result.config.rule.warmup)} "
+        f"Segmentation: {segmentation}."
+    )
+    header = (
+        "| size | bits | suite | backend | e2e p50 ms | p95 ms | p99 ms | n | protect p50 ms | pipeline / floors "
+        "| pipeline / AES-GCM fwd | AES-GCM fwd ms | search N=20 ms | search N=50 ms | SBBE seal N=50 ms (× 0.67 s) "
+        "| peak MB |"
+    )
+    lines = [
+        "# MedShield benchmark summary",
+        "",
+        machine_line,
+        "",
+        run_line,
+        "",
+        "## End to end (scanner publish → envelope delivered), p50 with p95/p99, and ratios",
+        "",
+        header,
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result.ratios():
+        p = result.find(r["size"], r["bits"], "pipeline", "pipeline", r["suite"], r["backend"])
+        assert p is not None
+        t, protect = p.total, p.stage("protect")
+        sbbe = r["suite"] == "sbbe-blowfish" and "sbbe_paper_p50_s" in r
+        lines.append(
+            f"| {r['size']}² | {r['bits']} | {r['suite']} | {r['backend'] or 'reference mask'} | {t.p50 * 1e3:.1f} "
+            f"| {t.p95 * 1e3:.1f} | {t.p99 * 1e3:.1f} | {t.n} | {(protect.p50 if protect else math.nan) * 1e3:.1f} "
+            f"| {r['pipeline_over_floors']:.2f} | {r['pipeline_over_alternative']:.2f} | {r['alternative_p50_s'] * 1e3:.1f} "
+            + (
+                f"| {r['search_p50_s'] * 1e3:.1f} | {r['search_paper_p50_s'] * 1e3:.1f} "
+                f"| {r['sbbe_paper_p50_s'] * 1e3:.1f} ({r['sbbe_paper_over_0.67s']:.3f}) "
+                if sbbe
+                else "| – | – | – "
+            )
+            + f"| {(p.peak_memory_bytes or 0) / 2**20:.0f} |"
+        )
+    lines += [
+        "",
+        "## Where the time goes (p50 per stage, ms)",
+        "",
+        "| size | bits | suite | " + " | ".join(PIPELINE_LEAVES) + " |",
+        "|---:|---:|---|" + "---:|" * len(PIPELINE_LEAVES),
+    ]
+    for r in result.ratios():
+        p = result.find(r["size"], r["bits"], "pipeline", "pipeline", r["suite"], r["backend"])
+        assert p is not None
+        cells = [f"{st.p50 * 1e3:.1f}" if (st := p.stage(leaf)) else "–" for leaf in PIPELINE_LEAVES]
+        lines.append(f"| {r['size']}² | {r['bits']} | {r['suite']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Floors and the alternative (p50, ms)",
+        "",
+        "| size | bits | case | suite / backend | payload bytes | p50 ms | n |",
+        "|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for f in result.measurements:
+        if f.kind != "pipeline":
+            lines.append(
+                f"| {f.size}² | {f.bits} | {f.name} | {f.suite or f.backend or ''} | {f.payload_bytes} "
+                f"| {f.total.p50 * 1e3:.2f} | {f.total.n} |"
+            )
+    for skip in result.skipped:
+        lines.append(f"\nSkipped: {skip['case']} {skip['suite']} {skip['backend']} {skip['image']} ({skip['reason']}).")
+    return "\n".join(lines) + "\n"
+
+
 def write_all(result: BenchResult, out_dir: Path, plots: bool = True) -> list[Path]:
-    """CSV, JSON and (unless `plots` is False) the PNGs into `out_dir`; returns what was written."""
+    """CSV, JSON, a Markdown summary and (unless `plots` is False) the PNGs into `out_dir`; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [out_dir / CSV_NAME, out_dir / JSON_NAME]
+    written = [out_dir / CSV_NAME, out_dir / JSON_NAME, out_dir / SUMMARY_NAME]
     write_csv(result, written[0])
     write_json(result, written[1])
+    written[2].write_text(summary_markdown(result), encoding="utf-8")
     if plots:
         written += write_plots(result, out_dir)
     return written

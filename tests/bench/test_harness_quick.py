@@ -25,7 +25,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_outputs_exist_and_are_well_formed(quick_run: Path) -> None:
-    for name in ("bench.csv", "bench.json", *PLOT_NAMES):
+    for name in ("bench.csv", "bench.json", "summary.md", *PLOT_NAMES):
         path = quick_run / name
         assert path.is_file() and path.stat().st_size > 0, name
     for name in PLOT_NAMES:
