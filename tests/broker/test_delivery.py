@@ -264,9 +264,11 @@ def test_shutdown_during_cloud_outage_is_bounded_and_keeps_the_spool(tmp_path, s
     cloud_broker.stop()
     items = _payloads(5, "held")
     publish_all(scanner_broker.port, items)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while gw.metrics.protected.value() < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # All five must be in the spool before shutdown, or the restart below would legitimately re-protect some.
+    assert gw.metrics.protected.value() == 5
     t0 = time.monotonic()
     gw.shutdown(flush_timeout_s=1)
     assert time.monotonic() - t0 < 5  # bounded even though the cloud never answers
