@@ -290,7 +290,7 @@ class Runner:
 
     def pipeline(
         self,
-        image: images.TestImage,
+        image: images.BenchImage,
         suite: str,
         backend: str | None,
         segment: SegmentFn | None,
@@ -355,7 +355,7 @@ class Runner:
             },
         )
 
-    def payload_sizes(self, image: images.TestImage, suite: str) -> tuple[int, int]:
+    def payload_sizes(self, image: images.BenchImage, suite: str) -> tuple[int, int]:
         """(plaintext bytes, envelope bytes) of this image under `suite`, from one untimed `protect` on the
         reference mask: the payload lengths the cipher and MQTT floors are measured at."""
         from gateway.crypto.envelope import peek_header
@@ -364,14 +364,14 @@ class Runner:
         result = protect(image.data, self.card, suite=suite, mask=image.lesion_mask)
         return int(peek_header(result.envelope)["content"]["plaintext_bytes"]), len(result.envelope)
 
-    def model_floor(self, image: images.TestImage, backend: str, segment: SegmentFn) -> Measurement:
+    def model_floor(self, image: images.BenchImage, backend: str, segment: SegmentFn) -> Measurement:
         from gateway import codecs
 
         decoded = codecs.decode(image.data)
         series = self._repeat(f"model {backend} {image.name}", timed(lambda: segment(decoded)))
         return self._floor(image, "model", None, backend, series, len(image.data))
 
-    def cipher_floor(self, image: images.TestImage, suite: str, length: int) -> Measurement:
+    def cipher_floor(self, image: images.BenchImage, suite: str, length: int) -> Measurement:
         buffer = floors.random_key(length)
         if suite == "sbbe-blowfish":
             key = floors.random_key(floors.BLOWFISH_KEY_BYTES)
@@ -383,7 +383,7 @@ class Runner:
         series = self._repeat(f"{name} {image.name}", timed(fn))
         return self._floor(image, name, suite, None, series, length)
 
-    def mqtt_floor(self, image: images.TestImage, name: str, suite: str | None, length: int) -> Measurement:
+    def mqtt_floor(self, image: images.BenchImage, name: str, suite: str | None, length: int) -> Measurement:
         payload = floors.random_key(length)
 
         def trial() -> tuple[float, dict[str, float]]:
@@ -393,7 +393,7 @@ class Runner:
         series = self._repeat(f"{name} {image.name}", trial)
         return self._floor(image, name, suite, None, series, length)
 
-    def alternative(self, image: images.TestImage) -> Measurement:
+    def alternative(self, image: images.BenchImage) -> Measurement:
         first = floors.ecies_gcm_encrypt(image.data, self.ecies.public)
         if floors.ecies_gcm_decrypt(first, self.ecies.private) != image.data:
             raise RuntimeError("ECIES round trip failed")
@@ -419,7 +419,7 @@ class Runner:
 
     @staticmethod
     def _floor(
-        image: images.TestImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int
+        image: images.BenchImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int
     ) -> Measurement:
         return Measurement(
             size=image.pixels.shape[0],
@@ -443,7 +443,7 @@ def count_cases(config: BenchConfig, backends: Sequence[str], with_model: bool) 
     return len(config.sizes) * len(config.bits) * per_image
 
 
-def iter_images(config: BenchConfig) -> Iterator[images.TestImage]:
+def iter_images(config: BenchConfig) -> Iterator[images.BenchImage]:
     for size in config.sizes:
         for bits in config.bits:
             yield images.ct_image(size, bits)
@@ -489,7 +489,7 @@ def run(
                     on_case(m)
 
             def attempt(
-                image: images.TestImage,
+                image: images.BenchImage,
                 suite: str,
                 backend: str,
                 name: str = "pipeline",

@@ -26,7 +26,7 @@ LUNG1_LESION_SLICE = 33
 
 
 @dataclass(frozen=True)
-class TestImage:
+class BenchImage:
     """One input image: its file bytes, what format they are in, the stored pixels and its lesion mask."""
 
     name: str
@@ -163,7 +163,7 @@ def wrap_dicom(
 
 def ct_image(
     size: int, bits: int, *, fmt: str | None = None, slice_index: int = LUNG1_LESION_SLICE, seed: int = 0
-) -> TestImage:
+) -> BenchImage:
     """A CT slice of size×size at 8 or 16 bits, from the real lung1 CT when present, else generated.
 
     `fmt` defaults to DICOM for 16-bit (what scanners send) and PNG for 8-bit renderings.
@@ -187,4 +187,4 @@ def ct_image(
         data = encode_npy(pixels)
     else:
         raise ValueError(f"unknown format {fmt!r}")
-    return TestImage(name=f"ct{size}_{bits}bit", data=data, format=fmt, pixels=pixels, lesion_mask=mask, origin=origin)
+    return BenchImage(name=f"ct{size}_{bits}bit", data=data, format=fmt, pixels=pixels, lesion_mask=mask, origin=origin)

@@ -24,12 +24,12 @@ SEED = bytes.fromhex("4d6564536869656c64207265706f7274")  # fixed, so the test i
 
 
 @pytest.fixture(scope="module")
-def ct512() -> images.TestImage:
+def ct512() -> images.BenchImage:
     return images.ct_image(512, 8)  # real CT slice (lung1) windowed to 8 bits, PNG
 
 
 @pytest.fixture(scope="module", params=["sbbe-blowfish", "aes-256-siv"])
-def report512(request: pytest.FixtureRequest, ct512: images.TestImage):  # type: ignore[no-untyped-def]
+def report512(request: pytest.FixtureRequest, ct512: images.BenchImage):  # type: ignore[no-untyped-def]
     return analyse_image(ct512.data, name="ct512", suite=request.param, seed=SEED, mask=ct512.lesion_mask, changes=1)
 
 
@@ -72,7 +72,7 @@ def test_restore_is_bit_exact(report512) -> None:  # type: ignore[no-untyped-def
     assert report512.restored_pixels_equal
 
 
-def test_one_pixel_change_changes_exactly_one_pixel_by_one(ct512: images.TestImage) -> None:
+def test_one_pixel_change_changes_exactly_one_pixel_by_one(ct512: images.BenchImage) -> None:
     image = codecs.decode(ct512.data)
     (pos,) = one_pixel_positions(image.pixels.shape, 1, SEED)
     changed = codecs.decode(with_pixel_flipped(image, pos)).pixels
@@ -81,7 +81,7 @@ def test_one_pixel_change_changes_exactly_one_pixel_by_one(ct512: images.TestIma
     assert len(set(one_pixel_positions(image.pixels.shape, 50, SEED))) == 50
 
 
-def test_same_seed_same_envelope_different_seed_different(ct512: images.TestImage) -> None:
+def test_same_seed_same_envelope_different_seed_different(ct512: images.BenchImage) -> None:
     """Differential analysis needs same-key determinism: the seed fixes every random choice and the clock."""
     from gateway.report import protect_seeded, report_recipient
 
