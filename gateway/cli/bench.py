@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gateway.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
 from gateway.bench.stats import RepetitionRule
+from gateway.errors import ConfigError
 
 DEFAULT_OUT = Path("benchmarks/results/bench")  # where the committed full run lives
 QUICK_OUT = Path("benchmarks/results/tmp/quick")  # ignored by git: quick figures are not results
@@ -70,14 +71,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         target_rel_ci=args.target_ci if args.target_ci is not None else rule.target_rel_ci,
     )
     if rule.warmup < 0 or rule.min_reps < 1 or rule.max_reps < rule.min_reps or rule.budget_s < 0:
-        raise SystemExit("medshield bench: need warmup >= 0, 1 <= min-reps <= max-reps, budget >= 0")
+        raise ConfigError("bench needs warmup >= 0, 1 <= min-reps <= max-reps and budget >= 0")
     suites = args.suites or config.suites
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
-        raise SystemExit(f"medshield bench: unknown suite(s) {', '.join(unknown)} (choose from {', '.join(SUITES)})")
+        raise ConfigError(f"unknown suite(s) {', '.join(unknown)} (choose from {', '.join(SUITES)})")
     bits = args.bits or config.bits
     if any(b not in (8, 16) for b in bits):
-        raise SystemExit("medshield bench: --bits takes 8 and/or 16")
+        raise ConfigError("--bits takes 8 and/or 16")
     return replace(
         config,
         sizes=args.sizes or config.sizes,

@@ -53,9 +53,9 @@ def _seed(text: str | None) -> bytes:
     try:
         seed = bytes.fromhex(text)
     except ValueError:
-        raise SystemExit(f"medshield report: --seed must be hex, got {text!r}") from None
+        raise ValueError(f"--seed must be hex, got {text!r}") from None
     if len(seed) < SEED_BYTES:
-        raise SystemExit(f"medshield report: --seed needs at least {SEED_BYTES} bytes ({2 * SEED_BYTES} hex digits)")
+        raise ValueError(f"--seed needs at least {SEED_BYTES} bytes ({2 * SEED_BYTES} hex digits)")
     return seed
 
 
@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if args.changes is not None and args.changes < 1:
         print("medshield report: --changes must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    seed = _seed(args.seed)
+    try:
+        seed = _seed(args.seed)
+    except ValueError as exc:
+        print(f"medshield report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.set:
         inputs = report.default_image_set(quick=args.quick)
         changes = args.changes or (3 if args.quick else 20)

@@ -79,3 +79,16 @@ def test_json_has_machine_cases_and_ratios(quick_run: Path) -> None:
         assert {"cipher", "mqtt-input", "mqtt-envelope"} <= set(r["floors_included"])
         if r["suite"] == "sbbe-blowfish":
             assert r["sbbe_paper_p50_s"] > 0 and r["sbbe_paper_over_0.67s"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bits", "12"],
+        ["--suites", "rot13"],
+        ["--min-reps", "5", "--max-reps", "2"],
+        ["--warmup", "-1"],
+    ],
+)
+def test_bad_options_are_usage_errors(argv: list[str], tmp_path: Path) -> None:
+    assert main(["bench", *argv, "--out", str(tmp_path)]) == 2

@@ -31,3 +31,8 @@ def test_single_image_report_cli(tmp_path: Path, capsys) -> None:  # type: ignor
 def test_report_usage_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["report", "--out", str(tmp_path)]) == 2
     assert main(["report", str(tmp_path / "missing.png"), "--seed", SEED_HEX, "--out", str(tmp_path)]) == 2
+    image = tmp_path / "ct.png"
+    image.write_bytes(images.ct_image(64, 8).data)
+    assert main(["report", str(image), "--seed", "zz", "--out", str(tmp_path)]) == 2
+    assert main(["report", str(image), "--seed", "00ff", "--out", str(tmp_path)]) == 2
+    assert main(["report", str(image), "--changes", "0", "--out", str(tmp_path)]) == 2
