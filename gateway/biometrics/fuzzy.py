@@ -1,0 +1,179 @@
+"""Binarisation of MSE-Net embeddings and a code-offset fuzzy extractor (numpy only).
+
+Binarisation. The feature vector (the fingerprint and iris embeddings concatenated: feature-level fusion)
+is rotated by a random orthogonal matrix Q drawn from a per-profile public seed, and the sign of each
+rotated coordinate is one bit. Because Q is orthogonal, selecting the *reliable* coordinates (largest
+|mean| / spread over several enrolment captures) reveals only which coordinates have large magnitude, not
+their signs, so the selection in the helper data does not give away the bits (a non-orthogonal projection
+with magnitude-based selection would reveal the embedding's direction outright). A new seed gives a new,
+unlinkable template of the same person (revocation).
+
+Code offset (Dodis et al.): at enrolment a random secret R (k bits) is encoded with an error-correcting code
+C; the helper P = w ⊕ C(R) is public. At release, w' ⊕ P = C(R) ⊕ (w ⊕ w') is decoded back to R when w' is
+close enough to w. The code is a concatenation of first-order Reed–Muller codes RM(1, m) (length 2^m,
+m + 1 message bits, minimum distance 2^(m-1)), decoded with soft decisions (the fresh capture's
+|coordinate| is the confidence) by a fast Hadamard transform: the maximum-likelihood decoder for this code.
+Selected bits are interleaved over the blocks by a public random permutation so that errors spread.
+Parameters (m, blocks, selected bits) are chosen from measured genuine/impostor bit-error rates
+(models/msenet/evaluate.py) and are recorded in each profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from gateway.errors import InputError
+from gateway.rng import RandomSource
+
+
+@dataclass(frozen=True)
+class CodeParams:
+    """RM(1, m) blocks: n = blocks * 2^m code bits carry k = blocks * (m + 1) secret bits."""
+
+    m: int
+    blocks: int
+
+    @property
+    def n(self) -> int:
+        return self.blocks * (1 << self.m)
+
+    @property
+    def k(self) -> int:
+        return self.blocks * (self.m + 1)
+
+    def check(self) -> None:
+        if not (2 <= self.m <= 10 and 1 <= self.blocks <= 256):
+            raise InputError("bad_profile", "fuzzy extractor code parameters out of range")
+
+
+@dataclass(frozen=True)
+class Helper:
+    """Public helper data of one enrolment (stored inside the encrypted profile)."""
+
+    params: CodeParams
+    rotation_seed: bytes  # 32 bytes, public: seeds the orthogonal rotation Q
+    selected: np.ndarray = field(repr=False)  # int (n,): rotated coordinates used, in code-bit order
+    offset: np.ndarray = field(repr=False)  # uint8 bits (n,): w XOR C(R)
+    commit_salt: bytes  # 16 bytes
+    commitment: bytes  # SHA-256 commitment to R
+
+
+def rotation(seed: bytes, dim: int) -> np.ndarray:
+    """A random orthogonal (dim x dim) matrix, deterministic from `seed` (SHAKE-256 → Gaussian → QR)."""
+    q = _rotation(bytes(seed), int(dim))
+    return q.copy()
+
+
+@lru_cache(maxsize=64)
+def _rotation(seed: bytes, dim: int) -> np.ndarray:
+    raw = hashlib.shake_256(b"medshield/fe/rotation/v1" + seed + dim.to_bytes(4, "big")).digest(8 * dim * dim)
+    u = (np.frombuffer(raw, "<u8") >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u = u.reshape(2, -1)
+    # Box–Muller from exact byte-derived uniforms: the same matrix on every platform and numpy version.
+    r = np.sqrt(-2.0 * np.log1p(-u[0]))
+    g = np.concatenate([r * np.cos(2 * np.pi * u[1]), r * np.sin(2 * np.pi * u[1])])[: dim * dim]
+    q, rr = np.linalg.qr(g.reshape(dim, dim))
+    return q * np.sign(np.diag(rr))[None, :]
+
+
+def rm_encode(msg: np.ndarray, m: int) -> np.ndarray:
+    """Encode (blocks, m+1) bits with RM(1, m): bit j of codeword = a0 ⊕ <a, binary(j)>."""
+    j = np.arange(1 << m)
+    basis = ((j[None, :] >> np.arange(m)[:, None]) & 1).astype(np.uint8)  # (m, 2^m)
+    lin = (msg[:, 1:].astype(np.int64) @ basis.astype(np.int64)) & 1
+    return (lin ^ msg[:, :1]).astype(np.uint8)
+
+
+def _fht(x: np.ndarray) -> np.ndarray:
+    """Fast Walsh–Hadamard transform along the last axis (length a power of two)."""
+    x = x.astype(np.float64).copy()
+    h = 1
+    n = x.shape[-1]
+    while h < n:
+        y = x.reshape(*x.shape[:-1], n // (2 * h), 2, h)
+        a, b = y[..., 0, :].copy(), y[..., 1, :].copy()
+        y[..., 0, :], y[..., 1, :] = a + b, a - b
+        x = y.reshape(*x.shape[:-1], n)
+        h *= 2
+    return x
+
+
+def rm_decode_soft(soft: np.ndarray, m: int) -> np.ndarray:
+    """Maximum-likelihood RM(1, m) decoding of (blocks, 2^m) soft values (+ means bit 0) → (blocks, m+1) bits."""
+    spec = _fht(soft)
+    idx = np.argmax(np.abs(spec), axis=1)
+    a0 = (spec[np.arange(len(idx)), idx] < 0).astype(np.uint8)
+    lin = ((idx[:, None] >> np.arange(m)[None, :]) & 1).astype(np.uint8)
+    return np.concatenate([a0[:, None], lin], axis=1)
+
+
+def bits_to_bytes(bits: np.ndarray) -> bytes:
+    return np.packbits(bits.astype(np.uint8)).tobytes()
+
+
+def _commit(salt: bytes, secret_bits: np.ndarray) -> bytes:
+    return hashlib.sha256(b"medshield/fe/commit/v1" + salt + bits_to_bytes(secret_bits)).digest()
+
+
+def rotated(features: np.ndarray, seed: bytes) -> np.ndarray:
+    """Rotate feature vectors (rows) by the profile's orthogonal Q."""
+    f = np.atleast_2d(np.asarray(features, np.float64))
+    return f @ _rotation(bytes(seed), f.shape[1]).T
+
+
+def generate(enrol_features: np.ndarray, params: CodeParams, rng: RandomSource) -> tuple[bytes, Helper]:
+    """Gen: from several enrolment feature vectors (rows) → (secret R as bytes, public helper P)."""
+    params.check()
+    feats = np.atleast_2d(np.asarray(enrol_features, np.float64))
+    if feats.shape[0] < 1 or not np.all(np.isfinite(feats)):
+        raise InputError("bad_capture", "enrolment features are empty or not finite")
+    dim = feats.shape[1]
+    if params.n > dim:
+        raise InputError("bad_profile", f"code needs {params.n} bits but features have {dim} coordinates")
+    seed = rng(32)
+    z = rotated(feats, seed)
+    mean = z.mean(axis=0)
+    spread = z.std(axis=0) if feats.shape[0] > 1 else np.zeros(dim)
+    # Reliability: how far the mean sits from the sign boundary relative to capture-to-capture variation.
+    reliability = np.abs(mean) / (spread + 0.25 * np.abs(mean).mean() + 1e-12)
+    best = np.argsort(-reliability, kind="stable")[: params.n]
+    perm = np.frombuffer(rng(4 * params.n), "<u4").argsort(kind="stable")
+    selected = best[perm].astype(np.int64)
+    w = (mean[selected] < 0).astype(np.uint8)
+    secret = np.unpackbits(np.frombuffer(rng((params.k + 7) // 8), np.uint8))[: params.k]
+    code = rm_encode(secret.reshape(params.blocks, params.m + 1), params.m).reshape(-1)
+    salt = rng(16)
+    helper = Helper(params=params, rotation_seed=seed, selected=selected, offset=(w ^ code).astype(np.uint8),
+                    commit_salt=salt, commitment=_commit(salt, secret))
+    return bits_to_bytes(secret), helper
+
+
+def reproduce(features: np.ndarray, helper: Helper) -> bytes | None:
+    """Rep: fresh feature vector(s) (averaged when several) + helper → R, or None when the commitment fails."""
+    p = helper.params
+    p.check()
+    feats = np.atleast_2d(np.asarray(features, np.float64))
+    if not np.all(np.isfinite(feats)) or helper.selected.shape != (p.n,) or helper.offset.shape != (p.n,):
+        return None
+    if helper.selected.min(initial=0) < 0 or helper.selected.max(initial=0) >= feats.shape[1]:
+        return None
+    z = rotated(feats, helper.rotation_seed).mean(axis=0)[helper.selected]
+    fresh = (z < 0).astype(np.uint8)
+    code_bits = fresh ^ helper.offset
+    soft = np.where(code_bits == 0, 1.0, -1.0) * np.abs(z)
+    secret = rm_decode_soft(soft.reshape(p.blocks, 1 << p.m), p.m).reshape(-1)
+    ok = hmac.compare_digest(_commit(helper.commit_salt, secret), helper.commitment)
+    return bits_to_bytes(secret) if ok else None
+
+
+def fractional_hamming(features_a: np.ndarray, features_b: np.ndarray, helper: Helper) -> float:
+    """Bit-error rate between two captures on the helper's selected coordinates (evaluation only)."""
+    za = rotated(features_a, helper.rotation_seed).mean(axis=0)[helper.selected]
+    zb = rotated(features_b, helper.rotation_seed).mean(axis=0)[helper.selected]
+    return float(np.mean((za < 0) != (zb < 0)))
+

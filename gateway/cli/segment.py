@@ -1,0 +1,71 @@
+"""`medshield segment IN -o MASK.png`: write the lesion mask of one CT slice as a PNG (0 / 255).
+
+The input is decoded with gateway.codecs (DICOM, PNG, NPY) when that module is present; a `.npy` file of
+Hounsfield units is always accepted. The mask has the input's height and width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gateway.errors import ConfigError, InputError
+
+
+def _load_hu_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError("not_an_image", f"{path.name} is not a readable .npy array") from exc
+    return arr
+
+
+def read_input(path: Path) -> Any:
+    """A DecodedImage from gateway.codecs when available, else the HU array of a .npy file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError("unreadable", f"cannot read {path.name}: {exc.strerror}") from exc
+    try:
+        codecs = importlib.import_module("gateway.codecs")
+    except ModuleNotFoundError:
+        codecs = None
+    if codecs is not None:
+        return codecs.decode(data)
+    if path.suffix.lower() != ".npy":
+        raise InputError("unsupported_format", "only .npy Hounsfield-unit arrays can be read in this build")
+    return _load_hu_npy(path)
+
+
+def write_mask_png(mask: np.ndarray, out: Path) -> None:
+    """Bool mask -> 8-bit PNG with 0 (background) and 255 (lesion)."""
+    if not cv2.imwrite(str(out), np.where(mask, 255, 0).astype(np.uint8)):
+        raise ConfigError(f"cannot write {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.segment import DEFAULT_MODEL, Segmenter
+
+    image = read_input(Path(args.input))
+    segmenter = Segmenter(args.model or DEFAULT_MODEL, args.manifest, backend=args.backend, threads=args.threads)
+    mask = segmenter.predict(image)
+    write_mask_png(mask, Path(args.output))
+    print(f"{args.output}: {mask.shape[1]}x{mask.shape[0]}, {int(mask.sum())} lesion pixels "
+          f"(backend {segmenter.backend})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("segment", help="write the lesion mask of a CT slice as a PNG")
+    p.add_argument("input", help="DICOM / PNG / NPY slice (NPY: Hounsfield units)")
+    p.add_argument("-o", "--output", required=True, help="mask PNG to write (0 / 255, input size)")
+    p.add_argument("--backend", default="auto", help="auto, cpu, cuda, tensorrt-ep or tensorrt")
+    p.add_argument("--model", default=None, help="ONNX model (default: the committed DS-Net)")
+    p.add_argument("--manifest", default=None, help="its manifest (default: beside the model)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime")
+    p.set_defaults(func=run)

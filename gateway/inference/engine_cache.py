@@ -1,0 +1,57 @@
+"""Where compiled engines live and how they are named.
+
+A TensorRT engine is only valid for the exact ONNX graph, TensorRT version, GPU model and precision it was
+built with, so the cache key hashes all four: changing any one of them gives a new file name and the engine
+is rebuilt instead of a stale one being loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+STATE_ENV = "MEDSHIELD_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """$MEDSHIELD_STATE_DIR, else ~/.cache/medshield (the daemon passes its configured state directory)."""
+    override = os.environ.get(STATE_ENV)
+    return Path(override) if override else Path.home() / ".cache" / "medshield"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str) -> dict[str, str]:
+    """The fields an engine depends on, in a stable order."""
+    return {"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "precision": precision}
+
+
+def engine_path(state_dir: Path, key: dict[str, str]) -> Path:
+    """Cache file for `key`: engines/<onnx sha prefix>-<hash of the whole key>.engine under the state dir."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return state_dir / "engines" / f"{key['onnx_sha256'][:12]}-{digest[:16]}.engine"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written engine in the cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,116 @@
+"""Export a trained checkpoint to ONNX (opset 17, fixed 1x1x256x256 input) and write its manifest.
+
+    .venv-train/bin/python -m models.dsnet.export --checkpoint runs/dsnet/best.pt --out models/dsnet/dsnet.onnx
+    .venv-train/bin/python -m models.dsnet.export --checkpoint runs/unet/best.pt --out models/dsnet/unet.onnx
+
+The exported graph ends in a sigmoid (lesion probability). ONNX Runtime's output is checked against torch
+before the manifest is written. `models.dsnet.evaluate` later adds the measured metrics to the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gateway.segment import HU_WINDOW, MODEL_SIZE
+from models.dsnet.data import TRAIN_SEED, VAL_SEED
+from models.dsnet.model import build
+
+OPSET = 17
+INPUT_NAME = "ct_slice"
+OUTPUT_NAME = "lesion_probability"
+
+
+class WithSigmoid(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, with_sigmoid=True)
+
+
+def manifest_path_for(onnx_path: Path) -> Path:
+    """dsnet.onnx -> manifest.json (the gateway's default); any other model -> NAME.manifest.json."""
+    return onnx_path.with_name("manifest.json") if onnx_path.stem == "dsnet" else onnx_path.with_suffix(
+        ".manifest.json")
+
+
+def export(checkpoint: Path, out: Path) -> dict:
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    net = build(state["arch"], state["base"])
+    net.load_state_dict(state["model"])
+    net.eval()
+    model = WithSigmoid(net).eval()
+    dummy = torch.randn(1, 1, MODEL_SIZE, MODEL_SIZE, generator=torch.Generator().manual_seed(0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (dummy,), str(out), opset_version=OPSET, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=True)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {INPUT_NAME: dummy.numpy()})[0]
+    with torch.no_grad():
+        want = model(dummy).numpy()
+    max_err = float(np.abs(got - want).max())
+    if max_err > 1e-3:
+        raise SystemExit(f"ONNX Runtime disagrees with torch by {max_err}")
+    data = out.read_bytes()
+    config = state.get("config", {})
+    manifest = {
+        "name": state["arch"],
+        "architecture": ("DS-Net: CalibNeXt (SCC) + Residual Swin Transformer, Triplet Attention fusion, "
+                         "U-shaped decoder" if state["arch"] == "dsnet" else "U-Net baseline (4 levels)"),
+        "file": out.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "opset": OPSET,
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "input": {"name": INPUT_NAME, "shape": [1, 1, MODEL_SIZE, MODEL_SIZE], "dtype": "float32",
+                  "layout": "NCHW, one axial CT slice"},
+        "output": {"name": OUTPUT_NAME, "shape": [1, 1, MODEL_SIZE, MODEL_SIZE], "dtype": "float32",
+                   "meaning": "lesion probability per pixel (sigmoid applied)"},
+        "preprocessing": {
+            "hu_window": list(HU_WINDOW),
+            "steps": ["clip HU to hu_window", f"resize to {MODEL_SIZE}x{MODEL_SIZE} (area when shrinking)",
+                      "z-score with the slice's own mean and standard deviation (paper eq. 3)"],
+            "normalisation": "per-slice z-score after windowing and resizing",
+            "non_hu_input": {"uint8": "0..255 spans hu_window linearly", "uint16_intercept": -1024.0,
+                             "uint16_signed": "stored value is HU"},
+        },
+        "postprocessing": {"resize": "bilinear probability map back to the input size", "threshold": 0.5,
+                           "lung_field_gate": True,
+                           "lung_field_gate_rule": ("drop predicted components lying less than half inside the "
+                                                    "lung field (HU < -400 not connected to outside air, "
+                                                    "closed 11 px and hole-filled at 256x256)")},
+        "threshold": 0.5,
+        "training": {
+            "data": "models.synth.ct phantoms at 512x512 (~0.57 mm), area-resized to 256x256",
+            "train_seed": TRAIN_SEED, "val_seed": VAL_SEED,
+            "checkpoint_epoch": int(state["epoch"]) + 1,
+            "config": config,
+            "selected_by": "Dice on held-out generated validation slices (lung1 never used for selection)",
+        },
+        "onnx_vs_torch_max_abs_error": max_err,
+        "metrics": {},
+    }
+    manifest_path_for(out).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    m = export(args.checkpoint, args.out)
+    print(json.dumps({k: m[k] for k in ("name", "sha256", "bytes", "parameters", "onnx_vs_torch_max_abs_error")}))
+
+
+if __name__ == "__main__":
+    main()

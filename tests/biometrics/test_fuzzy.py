@@ -1,0 +1,81 @@
+"""Fuzzy extractor: Reed–Muller soft decoding, code offset, commitment, deterministic rotation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.biometrics import fuzzy
+from gateway.rng import SeededRandom
+
+
+@pytest.mark.parametrize("m", [3, 4, 5, 6])
+def test_rm_decodes_up_to_half_distance_minus_one(m: int) -> None:
+    rng = np.random.default_rng(m)
+    msg = rng.integers(0, 2, (20, m + 1)).astype(np.uint8)
+    code = fuzzy.rm_encode(msg, m)
+    t = (1 << (m - 2)) - 1  # d = 2^(m-1), corrects floor((d-1)/2) errors
+    for row in code:
+        flip = rng.choice(len(row), t, replace=False)
+        row[flip] ^= 1
+    soft = np.where(code == 0, 1.0, -1.0)
+    assert np.array_equal(fuzzy.rm_decode_soft(soft, m), msg)
+
+
+def test_rm_codewords_have_minimum_distance() -> None:
+    m = 4
+    msgs = np.array([[(i >> b) & 1 for b in range(m + 1)] for i in range(1 << (m + 1))], np.uint8)
+    words = fuzzy.rm_encode(msgs, m)
+    d = min(int((words[i] ^ words[j]).sum()) for i in range(len(words)) for j in range(i + 1, len(words)))
+    assert d == 1 << (m - 1)
+
+
+def test_rotation_is_orthogonal_and_deterministic() -> None:
+    q = fuzzy.rotation(b"s" * 32, 64)
+    assert np.allclose(q @ q.T, np.eye(64), atol=1e-10)
+    assert np.array_equal(q, fuzzy.rotation(b"s" * 32, 64))
+    assert not np.allclose(q, fuzzy.rotation(b"t" * 32, 64))
+
+
+def _person(seed: int, dim: int = 256) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim)
+    return v / np.linalg.norm(v)
+
+
+def test_code_offset_releases_for_close_and_refuses_far_vectors() -> None:
+    params = fuzzy.CodeParams(m=5, blocks=6)
+    base = _person(1)
+    enrol = base + np.random.default_rng(2).normal(0, 0.02, (4, base.size))
+    secret, helper = fuzzy.generate(enrol, params, SeededRandom(b"fe"))
+    assert len(secret) * 8 >= params.k
+    probe = base + np.random.default_rng(3).normal(0, 0.02, base.size)
+    assert fuzzy.reproduce(probe, helper) == secret
+    for other in range(100, 140):
+        assert fuzzy.reproduce(_person(other), helper) is None
+
+
+def test_altered_helper_refuses() -> None:
+    params = fuzzy.CodeParams(m=4, blocks=8)
+    base = _person(5)
+    secret, helper = fuzzy.generate(np.stack([base] * 3), params, SeededRandom(b"fe2"))
+    assert fuzzy.reproduce(base, helper) == secret
+    import dataclasses
+
+    bad_commit = dataclasses.replace(helper, commitment=bytes(32))
+    assert fuzzy.reproduce(base, bad_commit) is None
+    # Flip a whole block of the offset: decodes to another codeword, which the commitment rejects.
+    offset = helper.offset.copy()
+    offset[:16] ^= 1
+    assert fuzzy.reproduce(base, dataclasses.replace(helper, offset=offset)) is None
+    sel = helper.selected.copy()
+    sel[0] = 10_000
+    assert fuzzy.reproduce(base, dataclasses.replace(helper, selected=sel)) is None
+
+
+def test_selection_is_reliability_ordered_and_secret_random() -> None:
+    params = fuzzy.CodeParams(m=3, blocks=4)
+    base = _person(9, 64)
+    s1, h1 = fuzzy.generate(np.stack([base] * 3), params, SeededRandom(b"a"))
+    s2, h2 = fuzzy.generate(np.stack([base] * 3), params, SeededRandom(b"b"))
+    assert s1 != s2 and h1.rotation_seed != h2.rotation_seed
+    assert len(set(h1.selected.tolist())) == params.n

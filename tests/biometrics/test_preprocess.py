@@ -1,0 +1,61 @@
+"""Capture preprocessing on generated and real captures, and clear errors on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gateway.biometrics.preprocess import (FINGERPRINT_SIZE, IRIS_STRIP, fingerprint_input, iris_input,
+                                           load_capture, localise_iris)
+from gateway.errors import InputError
+from models.synth import fingerprint, iris
+
+
+def test_fingerprint_input_from_generated_and_real(shared_data: Path) -> None:
+    imp = fingerprint.impressions(7, 1)[0]
+    assert imp.shape == (fingerprint.HEIGHT, fingerprint.WIDTH) and imp.dtype == np.uint8
+    x = fingerprint_input(imp)
+    assert x.shape == (1, FINGERPRINT_SIZE, FINGERPRINT_SIZE) and x.dtype == np.float32
+    real = load_capture((shared_data / "fingerprints" / "p1_1.png").read_bytes())
+    assert real.shape == (500, 400)
+    y = fingerprint_input(real)
+    assert np.isfinite(y).all() and abs(float(y.mean())) < 1.0
+
+
+def test_generators_are_seeded() -> None:
+    assert np.array_equal(fingerprint.impressions(3, 1)[0], fingerprint.impressions(3, 1)[0])
+    assert not np.array_equal(fingerprint.impressions(3, 2)[0], fingerprint.impressions(3, 2)[1])
+    assert np.array_equal(iris.captures(3, 1)[0], iris.captures(3, 1)[0])
+
+
+def test_iris_localisation_finds_the_rendered_pupil() -> None:
+    # Render an eye whose pupil centre we know: a dark disc in a mid-grey iris on a light sclera.
+    img = np.full((240, 320), 200, np.uint8)
+    cv2.circle(img, (170, 115), 80, 110, -1)
+    cv2.circle(img, (170, 115), 30, 15, -1)
+    c = localise_iris(img)
+    px, py, pr = c.pupil
+    assert abs(px - 170) < 2 and abs(py - 115) < 2 and abs(pr - 30) < 3
+    assert abs(c.iris[2] - 80) < 4
+
+
+def test_iris_input_shape_on_generated_eye() -> None:
+    x = iris_input(iris.captures(11, 1)[0])
+    assert x.shape == (1, *IRIS_STRIP) and np.isfinite(x).all()
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", np.zeros((10, 10), np.uint8),
+                                  np.zeros((64, 64), np.float32)])
+def test_bad_captures_raise_input_error(data: bytes | np.ndarray) -> None:
+    with pytest.raises(InputError):
+        load_capture(data)
+
+
+def test_blank_images_raise_input_error() -> None:
+    with pytest.raises(InputError):
+        fingerprint_input(np.full((500, 400), 255, np.uint8))
+    with pytest.raises(InputError):
+        iris_input(np.full((240, 320), 255, np.uint8))

@@ -1,0 +1,157 @@
+"""Recipient directory with admin-OTP gate, and the otp / enroll / recipients CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import cv2
+import pytest
+
+from gateway.cli import main
+from gateway.crypto.recipients import generate_recipient
+from gateway.errors import ConfigError, InputError
+from gateway.otp import STEP_S, generate_secret, read_secret_file, totp_at, write_private
+from gateway.recipients_store import ADMIN_SECRET, AdminOtpRefused, add_card, list_cards
+from gateway.rng import SeededRandom, system_clock
+from models.synth import fingerprint, iris
+
+T0 = 1_800_000_000 * 1_000_000_000
+STEP_NS = STEP_S * 1_000_000_000
+
+
+@pytest.fixture
+def gateway_state(tmp_path: Path) -> tuple[Path, str]:
+    state = tmp_path / "state"
+    state.mkdir()
+    secret = generate_secret(SeededRandom(b"admin"))
+    write_private(state / ADMIN_SECRET, (secret + "\n").encode())
+    return state, secret
+
+
+def _card(tmp_path: Path, name: str, seed: bytes) -> Path:
+    _, card = generate_recipient(name, SeededRandom(seed))
+    return card.save(tmp_path / f"{name}-{seed.hex()}.card")
+
+
+def test_add_requires_valid_fresh_admin_code(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
+    state, secret = gateway_state
+    card = _card(tmp_path, "dr.bob", b"1")
+    clock = lambda: T0  # noqa: E731
+    code = totp_at(secret, T0 // STEP_NS)
+    with pytest.raises(AdminOtpRefused):
+        add_card(state, card, f"{(int(code) + 1) % 1_000_000:06d}", clock=clock)
+    assert list_cards(state) == []
+    dest = add_card(state, card, code, clock=clock)
+    assert dest == state / "recipients" / "dr.bob.card"
+    with pytest.raises(AdminOtpRefused):  # the same code cannot add a second card
+        add_card(state, _card(tmp_path, "dr.eve", b"2"), code, clock=clock)
+    names = [n for n, _ in list_cards(state)]
+    assert names == ["dr.bob"]
+
+
+def test_different_card_same_name_is_not_replaced(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
+    state, secret = gateway_state
+    add_card(state, _card(tmp_path, "dr.bob", b"1"), totp_at(secret, T0 // STEP_NS), clock=lambda: T0)
+    t1 = T0 + STEP_NS
+    with pytest.raises(InputError):
+        add_card(state, _card(tmp_path, "dr.bob", b"9"), totp_at(secret, t1 // STEP_NS), clock=lambda: t1)
+
+
+def test_admin_secret_must_be_private_and_card_valid(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
+    state, secret = gateway_state
+    bad = tmp_path / "bad.card"
+    bad.write_text('{"format": "medshield-recipient-card", "version": 1, "name": "x", "key_id": "00", "public_key": "AA"}')
+    with pytest.raises(ConfigError):
+        add_card(state, bad, totp_at(secret, T0 // STEP_NS), clock=lambda: T0)
+    os.chmod(state / ADMIN_SECRET, 0o644)
+    with pytest.raises(ConfigError):
+        add_card(state, _card(tmp_path, "dr.bob", b"1"), "123456", clock=lambda: T0)
+    with pytest.raises(ConfigError):
+        add_card(tmp_path / "nowhere", _card(tmp_path, "dr.bob", b"1"), "123456")
+
+
+def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "alice"
+    assert main(["otp", "provision", "alice", "--out", str(out)]) == 0
+    secret_file = out / "alice.otp.secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    printed = capsys.readouterr().out
+    assert read_secret_file(secret_file) not in printed
+
+    fps, eyes = [], []
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(3_000_005, 3), iris.captures(3_000_005, 3))):
+        fps.append(tmp_path / f"fp{i}.png")
+        eyes.append(tmp_path / f"eye{i}.png")
+        cv2.imwrite(str(fps[-1]), f)
+        cv2.imwrite(str(eyes[-1]), e)
+    pass_file = tmp_path / "pass"
+    pass_file.write_text("a long profile passphrase\n")
+    rc = main(["enroll", "alice", "--fingerprint", *map(str, fps), "--iris", *map(str, eyes), "--otp-secret",
+               str(secret_file), "--device-id", "ws-1", "--out", str(out), "--profile-pass-file", str(pass_file)])
+    assert rc == 0
+    assert stat.S_IMODE((out / "alice.profile").stat().st_mode) == 0o600
+    card_doc = json.loads((out / "alice.card").read_text())
+    assert set(card_doc) == {"format", "version", "name", "key_id", "public_key"}
+
+    # Without a passphrase, enrolment is a usage error with a clear message, not a crash.
+    monkeypatch.delenv("MEDSHIELD_PROFILE_PASS", raising=False)
+    assert main(["enroll", "bob", "--fingerprint", *map(str, fps), "--iris", *map(str, eyes), "--otp-secret",
+                 str(secret_file), "--device-id", "ws-1", "--out", str(out)]) == 1
+    assert "passphrase" in capsys.readouterr().err
+
+    state = tmp_path / "gw"
+    state.mkdir()
+    admin = generate_secret(SeededRandom(b"adm"))
+    write_private(state / ADMIN_SECRET, (admin + "\n").encode())
+    code = totp_at(admin, system_clock() // STEP_NS)
+    assert main(["recipients", "add", str(out / "alice.card"), "--admin-otp", code, "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    assert main(["recipients", "list", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().out.startswith(f"alice\t{card_doc['key_id']}")
+
+
+def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """provision → enroll → protect to the card → open with fresh captures + OTP + profile (the real CLI)."""
+    import numpy as np
+
+    out = tmp_path / "dr"
+    assert main(["otp", "provision", "dr", "--out", str(out)]) == 0
+    secret = read_secret_file(out / "dr.otp.secret")
+    seed = 3_000_001
+    caps = []
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 5), iris.captures(seed, 5))):
+        fp_path, eye_path = tmp_path / f"fp{i}.png", tmp_path / f"eye{i}.png"
+        cv2.imwrite(str(fp_path), f)
+        cv2.imwrite(str(eye_path), e)
+        caps.append((fp_path, eye_path))
+    # Fresh captures for opening: not among the enrolment captures.
+    f_new, e_new = fingerprint.impressions(seed, 1, first_capture=20)[0], iris.captures(seed, 1, first_capture=20)[0]
+    cv2.imwrite(str(tmp_path / "fresh_fp.png"), f_new)
+    cv2.imwrite(str(tmp_path / "fresh_eye.png"), e_new)
+    monkeypatch.setenv("MEDSHIELD_PROFILE_PASS", "clinician passphrase")
+    monkeypatch.setenv("MEDSHIELD_DEVICE_ID", "ws-cardiology-2")
+    assert main(["enroll", "dr", "--fingerprint", *[str(c[0]) for c in caps[:4]], "--iris",
+                 *[str(c[1]) for c in caps[:4]], "--otp-secret", str(out / "dr.otp.secret"),
+                 "--device-id", "ws-cardiology-2", "--out", str(out)]) == 0
+    image = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)
+    np.save(tmp_path / "scan.npy", image)
+    mask = np.zeros((96, 96), np.uint8)
+    mask[40:50, 40:50] = 1
+    np.save(tmp_path / "mask.npy", mask)
+    assert main(["protect", str(tmp_path / "scan.npy"), "-r", str(out / "dr.card"), "-o", str(tmp_path / "s.msh"),
+                 "--mask", str(tmp_path / "mask.npy")]) == 0
+    opened = tmp_path / "opened.npy"
+    base = ["open", str(tmp_path / "s.msh"), "--profile", str(out / "dr.profile"), "--fingerprint",
+            str(tmp_path / "fresh_fp.png"), "--iris", str(tmp_path / "fresh_eye.png"), "-o", str(opened),
+            "--restore-original"]
+    code = totp_at(secret, system_clock() // STEP_NS)
+    capsys.readouterr()
+    assert main([*base, "--otp", code]) == 0
+    assert np.array_equal(np.load(opened), image)
+    assert main([*base, "--otp", code]) == 1  # the same code again: replay refused, one opaque message
+    assert capsys.readouterr().err.strip() == "medshield: could not open envelope"
