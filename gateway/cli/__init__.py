@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.receive",
     "gateway.cli.demo",
     "gateway.cli.ledger",
+    "gateway.cli.bench",
+    "gateway.cli.report",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,138 @@
+"""`medshield bench`: latency vs image size of the pipeline, its floors and the alternative, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from gateway.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
+from gateway.bench.stats import RepetitionRule
+from gateway.errors import ConfigError
+
+DEFAULT_OUT = Path("benchmarks/results/bench")  # where the committed full run lives
+QUICK_OUT = Path("benchmarks/results/tmp/quick")  # ignored by git: quick figures are not results
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark latency vs image size (pipeline, floors, alternative) through a real mosquitto",
+        description=__doc__,
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repetitions: seconds (smoke test)")
+    parser.add_argument("--sizes", type=_ints, help="image sides in pixels (default 128,256,512,1024,2048)")
+    parser.add_argument("--bits", type=_ints, help="bit depths, 8 and/or 16 (default 8,16)")
+    parser.add_argument("--suites", type=_names, help=f"cipher suites (default {','.join(SUITES)})")
+    parser.add_argument("--backends", type=_names, help="inference backends (default: every available one)")
+    parser.add_argument(
+        "--paper-population", type=int, default=PAPER_POPULATION, help="SBBE population of the paper's setting"
+    )
+    parser.add_argument("--budget", type=float, help="seconds of measured work per case (default 10)")
+    parser.add_argument("--warmup", type=int, help="discarded warm-up repetitions per case (default 2)")
+    parser.add_argument("--min-reps", type=int, help="at least this many timed repetitions (default 5)")
+    parser.add_argument("--max-reps", type=int, help="at most this many timed repetitions (default 200)")
+    parser.add_argument(
+        "--target-ci", type=float, help="stop once the median's 95%% CI is within ± this fraction (default 0.02)"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc peak-memory pass")
+    parser.add_argument("--no-plots", action="store_true", help="CSV and JSON only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--note", help="free text stored with the machine description (e.g. 'shared CPU')")
+    parser.add_argument(
+        "-o", "--out", type=Path, help=f"output directory (default {DEFAULT_OUT}; with --quick {QUICK_OUT})"
+    )
+    parser.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    config = BenchConfig.quick() if args.quick else BenchConfig()
+    rule = config.rule
+    rule = RepetitionRule(
+        warmup=args.warmup if args.warmup is not None else rule.warmup,
+        min_reps=args.min_reps if args.min_reps is not None else rule.min_reps,
+        max_reps=args.max_reps if args.max_reps is not None else rule.max_reps,
+        budget_s=args.budget if args.budget is not None else rule.budget_s,
+        target_rel_ci=args.target_ci if args.target_ci is not None else rule.target_rel_ci,
+    )
+    if rule.warmup < 0 or rule.min_reps < 1 or rule.max_reps < rule.min_reps or rule.budget_s < 0:
+        raise ConfigError("bench needs warmup >= 0, 1 <= min-reps <= max-reps and budget >= 0")
+    suites = args.suites or config.suites
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ConfigError(f"unknown suite(s) {', '.join(unknown)} (choose from {', '.join(SUITES)})")
+    bits = args.bits or config.bits
+    if any(b not in (8, 16) for b in bits):
+        raise ConfigError("--bits takes 8 and/or 16")
+    return replace(
+        config,
+        sizes=args.sizes or config.sizes,
+        bits=bits,
+        suites=suites,
+        backends=args.backends or None,
+        paper_population=args.paper_population,
+        rule=rule,
+        memory=not args.no_memory,
+        note=args.note,
+    )
+
+
+class _Bar:
+    """tqdm over cases; the postfix shows the case being measured and its repetition count."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def start(self, total_cases: int) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_cases, unit="case", desc="bench", file=sys.stderr, dynamic_ncols=True)
+
+    def repetition(self, label: str, count: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{label} #{count}", refresh=False)
+            self.bar.refresh()
+
+    def case_done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.bench.harness import run as run_bench
+    from gateway.bench.output import summary_lines, write_all
+
+    config = config_from_args(args)
+    bar = _Bar(not args.no_progress)
+    try:
+        result = run_bench(config, progress=bar)
+    finally:
+        bar.close()
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    written = write_all(result, out, plots=not args.no_plots)
+    print(f"warm-up: first {config.rule.warmup} repetitions of each case discarded; figures are p50 of the rest")
+    for line in summary_lines(result):
+        print(line)
+    print(f"wrote {', '.join(str(p) for p in written)} ({result.wall_s:.1f} s)")
+    return 0
