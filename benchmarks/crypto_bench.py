@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 import zlib
@@ -29,30 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway.bench.machine import describe  # noqa: E402
 from gateway.crypto.envelope import Sealer, open_envelope  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.crypto.sbbe import SearchParams  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "load_average_at_start": os.getloadavg(),
-        "note": "shared development machine; other jobs were running (contended CPU)",
-    }
 
 
 def ct_slice() -> np.ndarray:
@@ -131,7 +111,7 @@ def main() -> int:
                 f"total {p['total']:6.2f} (min {r['min_ms']['total']:6.2f})  open {p['open']:6.2f}",
                 flush=True,
             )
-    doc = {"machine": machine(), "runs": args.runs, "results": results}
+    doc = {"machine": describe(), "runs": args.runs, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gateway.bench.machine import describe  # noqa: E402
 from gateway.broker import EmbeddedBroker  # noqa: E402
 from gateway.config import BrokerConfig, parse_config  # noqa: E402
 from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
@@ -37,18 +37,6 @@ from gateway.logging import configure_logging  # noqa: E402
 from gateway.mqtt import MqttLink  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.scanner_sim import ScannerSimulator, dicom_from_hu  # noqa: E402
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def inputs(fmt: str, count: int) -> list[bytes]:
@@ -182,7 +170,7 @@ def main() -> int:
         "burst": args.burst,
         "stages_ms": stages,
         "targets": {"p50_ms": 60, "images_per_s": 20},
-        "machine": machine(),
+        "machine": describe(),
         "load_average": os.getloadavg(),
         "note": args.note,
         "when_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -23,31 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.bench.machine import describe
 from gateway.codecs import decode, encode
 from gateway.resources import shared_data_dir
 from gateway.stego import RestorationRecord, embed, exclusion_mask, extract, restore
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
 
 MARGIN_PX = 5
-
-
-def machine() -> dict[str, object]:
-    """What the numbers were measured on."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def timed(operation: Callable[[], object], repeats: int) -> dict[str, float]:
@@ -124,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         lesion = data["lesion_mask"][33].astype(bool)
     stored = (hu.astype(np.int32) + 1024).astype(np.uint16)
 
-    results: dict[str, object] = {"machine": machine(), "repeats": args.repeats, "hiding": [], "dicom": []}
+    results: dict[str, object] = {"machine": describe(), "repeats": args.repeats, "hiding": [], "dicom": []}
     for size in args.sizes:
         reps = (size + 511) // 512
         pixels = np.tile(stored, (reps, reps))[:size, :size]
