@@ -252,8 +252,8 @@ def _peak_memory(fn: Callable[[], Any]) -> int:
     return max(0, peak - base)
 
 
-# The sealer's own timings that are parts of the pipeline's `seal` lap (its `keys` happen earlier, inside
-# `hide`, when the Sealer is made; its `seal` is the whole lap again).
+# The sealer's own timings that are parts of the pipeline's `seal` lap (its key agreement is the pipeline's
+# separate `keys` lap).
 SEAL_PARTS = ("seal.search", "seal.encrypt")
 
 

@@ -27,7 +27,7 @@ CSV_FIELDS = (
     "throughput_per_s", "pixel_mb_per_s", "payload_bytes", "input_bytes", "peak_memory_mb",
 )  # fmt: skip
 # Leaf stages of a pipeline run, in the order they happen; they add up to the end-to-end time.
-PIPELINE_LEAVES = (INGEST, "decode", "segment", "hide", "pack", "seal.search", "seal.encrypt", "seal.other", FORWARD)
+PIPELINE_LEAVES = (INGEST, "decode", "segment", "keys", "hide", "pack", "seal.search", "seal.encrypt", "seal.other", FORWARD)
 
 
 def _ms(seconds: float) -> float:
