@@ -504,11 +504,22 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
     from gateway.crypto.recipients import RecipientCard
     from gateway.crypto.sbbe import SearchParams
     from gateway.errors import ConfigError
+    from gateway.recipients_store import installed_cards
     from gateway.segment import Segmenter
 
-    if not config.protection.recipients:
-        raise ConfigError("protection.recipients: at least one recipient card is needed")
-    cards = [RecipientCard.load(path) for path in config.protection.recipients]
+    # Recipients: the cards named in the configuration, then those an administrator installed with
+    # `medshield recipients add` (admin TOTP gated) into the state directory; read once at start-up.
+    cards: list[RecipientCard] = []
+    for card in [RecipientCard.load(path) for path in config.protection.recipients] + installed_cards(
+        config.gateway.state_dir
+    ):
+        if all(card.key_id != known.key_id for known in cards):
+            cards.append(card)
+    if not cards:
+        raise ConfigError(
+            "protection.recipients: at least one recipient card is needed (in the configuration, or installed"
+            " with `medshield recipients add`)"
+        )
     seg = config.segmentation
     model_args = (seg.model,) if seg.model is not None else ()
     # Loading verifies the model against its manifest and warms the runner up; TensorRT engines are cached

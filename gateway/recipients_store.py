@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,6 +23,9 @@ log = structlog.get_logger("gateway.recipients_store")
 
 ADMIN_SECRET = "admin-otp.secret"
 ADMIN_STATE = "admin-otp.state"
+
+if TYPE_CHECKING:
+    from gateway.crypto.recipients import RecipientCard
 
 
 class AdminOtpRefused(InputError):
@@ -72,12 +76,16 @@ def add_card(state_dir: Path, card_path: Path, admin_code: str, *, clock: Clock 
     return dest
 
 
-def list_cards(state_dir: Path) -> list[tuple[str, str]]:
-    """(name, key_id) of every installed card, sorted by name; malformed files raise ConfigError."""
+def installed_cards(state_dir: Path) -> list[RecipientCard]:
+    """Every card installed with `add_card`, sorted by name; malformed files raise ConfigError."""
     from gateway.crypto.recipients import RecipientCard
 
     directory = recipients_dir(state_dir)
     if not directory.is_dir():
         return []
-    cards = [RecipientCard.load(p) for p in sorted(directory.glob("*.card"))]
-    return sorted((c.name, c.key_id) for c in cards)
+    return sorted((RecipientCard.load(p) for p in directory.glob("*.card")), key=lambda card: card.name)
+
+
+def list_cards(state_dir: Path) -> list[tuple[str, str]]:
+    """(name, key_id) of every installed card, sorted by name; malformed files raise ConfigError."""
+    return [(card.name, card.key_id) for card in installed_cards(state_dir)]

@@ -1,0 +1,47 @@
+"""The daemon encrypts to cards an administrator installed with `medshield recipients add`, not only to the
+cards named in its configuration."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyotp
+import pytest
+
+from gateway.config import parse_config
+from gateway.crypto.recipients import generate_recipient
+from gateway.daemon import pipeline_protect_fn
+from gateway.errors import ConfigError
+from gateway.pipeline import open_
+from gateway.recipients_store import ADMIN_SECRET, add_card
+from gateway.rng import SeededRandom
+from gateway.scanner_sim import dicom_from_hu
+
+
+def _config(state_dir, recipients=()):  # type: ignore[no-untyped-def]
+    return parse_config(
+        {"gateway": {"device_id": "gw-test", "state_dir": str(state_dir)}, "protection": {"recipients": list(recipients)}},
+        environ={},
+    )
+
+
+def test_installed_card_is_used_and_none_at_all_is_a_config_error(tmp_path, shared_data):  # type: ignore[no-untyped-def]
+    state = tmp_path / "state"
+    state.mkdir()
+    with pytest.raises(ConfigError, match="recipients"):
+        pipeline_protect_fn(_config(state))
+
+    secret = pyotp.random_base32()
+    fd = os.open(state / ADMIN_SECRET, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, secret.encode())
+    os.close(fd)
+    private_key, card = generate_recipient("oncology", SeededRandom(b"installed"))
+    card.save(tmp_path / "oncology.card")
+    add_card(state, tmp_path / "oncology.card", pyotp.TOTP(secret).now())
+
+    protect = pipeline_protect_fn(_config(state))
+    with np.load(shared_data / "ct" / "lung1.npz") as npz:
+        data = dicom_from_hu(npz["image_hu"][20], instance=1)
+    (result,) = protect(data, message_id="6f1c2a4e-7d11-4a57-9d55-3c0b8e2f4a10", source={"topic": "t"})
+    assert open_(result.envelope, private_key, restore_original=True).original == data
