@@ -8,6 +8,10 @@ cached 256x256 inputs, most of them centred near a lesion (the real nodule cover
 uniform crops would teach "background everywhere"). Each epoch is validated on the held-out generated slices
 (full 256x256, used to choose the kept checkpoint) and on all 48 real lung1 slices at 512x512 (reported, never
 used for selection). Metrics go to a JSON-lines log; `last.pt` is written every epoch and `--resume` continues.
+
+Fine-tuning: `--init runs/dsnet/best.pt` starts from a kept checkpoint's weights with a fresh optimiser;
+`--cosine` decays the learning rate to zero over the run. Larger `--crop` and a lower `--lesion-fraction` make
+the BatchNorm statistics seen in training closer to the whole slices met at inference.
 """
 
 from __future__ import annotations
@@ -87,6 +91,27 @@ def predict_prob(model: torch.nn.Module, inputs: np.ndarray, batch: int = 8) -> 
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, inputs: np.ndarray, batch: int = 8) -> None:
+    """Re-estimate every BatchNorm's running statistics on whole slices (a cumulative average).
+
+    Training sees crops, half of them centred on a lesion, so the running statistics describe crops; inference
+    sees whole slices with much more air and body wall. Re-estimating them on whole training slices makes the
+    eval-mode normalisation match what the network meets when served.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the recalibration batches
+    model.train()
+    for s in range(0, inputs.shape[0], batch):
+        model(torch.from_numpy(inputs[s:s + batch].astype(np.float32)[:, None]))
+    for m, mom in zip(norms, saved):
+        m.momentum = mom
+    model.eval()
+
+
 def evaluate_generated(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     prob = predict_prob(model, x)
     total = Confusion(0, 0, 0, 0)
@@ -142,6 +167,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)")
+    parser.add_argument("--bn-recalib", type=int, default=0,
+                        help="before each validation, re-estimate BatchNorm statistics on this many whole slices")
+    parser.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over the run")
     parser.add_argument("--log", type=Path, default=None, help="JSON-lines log (default results/<arch>_train.jsonl)")
     args = parser.parse_args()
 
@@ -159,7 +188,12 @@ def main() -> None:
     lesion_idx = np.nonzero(y.reshape(y.shape[0], -1).max(axis=1) > 0)[0]
 
     model = build(args.arch, args.base)
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    total_steps = args.epochs * args.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)) if args.cosine else 1.0)
     rng = np.random.default_rng(args.seed)
     start_epoch, best = 0, -1.0
     last = out / "last.pt"
@@ -167,6 +201,8 @@ def main() -> None:
         state = torch.load(last, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if "sched" in state:
+            sched.load_state_dict(state["sched"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best = state["epoch"] + 1, state["best"]
@@ -185,12 +221,17 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
         train_s = time.time() - t0
+        if args.bn_recalib:
+            pick = np.random.default_rng(args.seed + epoch).choice(x.shape[0], args.bn_recalib, replace=False)
+            recalibrate_batchnorm(model, x[np.sort(pick)])
         gen = evaluate_generated(model, vx, vy, args.threshold)
         real = evaluate_lung1(model, lung_hu, lung_mask, args.threshold)
         record = {"epoch": epoch + 1, "steps": (epoch + 1) * args.steps, "loss": float(np.mean(losses)),
+                  "lr": opt.param_groups[0]["lr"],
                   "train_seconds": round(train_s, 1), "val_generated": gen, "lung1": real, "config": config}
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -201,7 +242,7 @@ def main() -> None:
             best = gen["dice"]
             torch.save({"model": model.state_dict(), "epoch": epoch, "arch": args.arch, "base": args.base,
                         "val_generated": gen, "lung1": real, "config": config}, out / "best.pt")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": best, "arch": args.arch,
                     "base": args.base, "config": config}, last)
 
