@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gateway.bench.machine import describe
 from gateway.inference import available_backends
 from gateway.resources import MODELS_DIR, shared_data_dir
 from gateway.segment import Segmenter
@@ -51,8 +50,7 @@ def main() -> None:
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as d:
         slice_hu = d["image_hu"][33]
     backends = available_backends()
-    report = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "processor": platform.processor()},
+    report = {"machine": describe(),
               "threads": args.threads, "unavailable": {k: v for k, v in backends.items() if v}, "results": {}}
     for name, (onnx, manifest) in MODELS.items():
         for backend, reason in backends.items():
