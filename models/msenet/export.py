@@ -72,7 +72,9 @@ def main() -> None:
         step = int(ck["step"])
     else:
         model.load_state_dict(torch.load(a.weights))
-        step = -1
+        # train.py writes the selected step next to weights_best.pt; plain weights.pt has none.
+        meta = a.weights.with_suffix(".json")
+        step = int(json.loads(meta.read_text())["step"]) if meta.exists() else -1
     model.eval()
     mean, whiten = key_space(model, a.train, a.whiten_reg)
     model.eval()

@@ -88,6 +88,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--budget-s", type=float, default=1800.0, help="stop (checkpointed) after this wall time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-cycle", action="store_true",
+                    help="on resume, start a fresh cosine cycle (warm restart, SGDR) from the checkpoint's step to "
+                         "--steps at peak --lr; weights and Adam moments are kept")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -112,6 +115,13 @@ def main() -> None:
         rng = state["rng"]
         gen.set_state(state["gen"])
         print(f"resumed at step {step}")
+        if a.new_cycle and step < a.steps:
+            # A finished cosine schedule sits at eta_min; stepping it past T_max would wander back up along the
+            # cosine. A warm restart with its own horizon keeps the tail of the new cycle at a low LR.
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] = a.lr
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.steps - step, eta_min=a.lr * 0.05)
+            print(f"new cosine cycle: lr {a.lr} -> {a.lr * 0.05} over steps {step}..{a.steps}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = (RESULTS / "train_log.jsonl").open("a")
 
@@ -124,6 +134,8 @@ def main() -> None:
     model.train()
     bar = tqdm(total=a.steps, initial=step, desc="train msenet")
     running = 0.0
+    best_path = a.ckpt.with_name("weights_best.pt")
+    best = json.loads(best_path.with_suffix(".json").read_text())["fused"] if best_path.exists() else 1.0
     while step < a.steps:
         ids = rng.choice(len(by_id), a.ids_per_batch, replace=False)
         idx = np.concatenate([rng.choice(by_id[k], a.per_id, replace=False) for k in ids])
@@ -138,7 +150,7 @@ def main() -> None:
         opt.step()
         sched.step()
         step += 1
-        running = 0.95 * running + 0.05 * float(loss) if step > 1 else float(loss)
+        running = 0.95 * running + 0.05 * loss.item() if step > 1 else loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % a.ckpt_every == 0:
@@ -151,6 +163,11 @@ def main() -> None:
             log.write(json.dumps(rec) + "\n")
             log.flush()
             tqdm.write(json.dumps(rec))
+            # Model selection on the generated validation identities only (never the evaluation set).
+            if eers["fused"] < best:
+                best = eers["fused"]
+                torch.save(model.state_dict(), best_path)
+                best_path.with_suffix(".json").write_text(json.dumps({"step": step, **eers}))
         if time.time() - t0 > a.budget_s:
             tqdm.write(f"wall-clock budget reached at step {step}; checkpointed")
             break

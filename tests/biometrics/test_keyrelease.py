@@ -14,7 +14,8 @@ from structlog.testing import capture_logs
 
 from gateway.biometrics import profile as profiles
 from gateway.biometrics.features import FeatureExtractor
-from gateway.biometrics.keyrelease import enrol, enrol_features, k_enc, release_k_enc, release_private_key
+from gateway.biometrics.keyrelease import (RELEASE_CAPTURES, enrol, enrol_features, k_enc, release_k_enc,
+                                           release_private_key)
 from gateway.crypto.recipients import RecipientCard, recipient_from_seed
 from gateway.errors import InputError, OpenError
 from gateway.otp import STEP_S, OtpVerifier, generate_secret, totp_at
@@ -49,8 +50,8 @@ def ext() -> FeatureExtractor:
 @pytest.fixture(scope="module")
 def feats(ext: FeatureExtractor) -> dict[str, np.ndarray]:
     return {"alice_enrol": ext.embed(*_captures(ALICE, 4)).key_features(),
-            "alice_fresh": ext.embed(*_captures(ALICE, 1, first=20)).key_features(),
-            "bob_fresh": ext.embed(*_captures(BOB, 1, first=20)).key_features()}
+            "alice_fresh": ext.embed(*_captures(ALICE, RELEASE_CAPTURES, first=20)).key_features(),
+            "bob_fresh": ext.embed(*_captures(BOB, RELEASE_CAPTURES, first=20)).key_features()}
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def test_enrol_and_release_private_key_files_logs_and_envelope(tmp_path: Path, e
     assert set(card_doc) == {"format", "version", "name", "key_id", "public_key"}
     card = RecipientCard.load(card_path)
 
-    fresh_fp, fresh_eye = _captures(ALICE, 1, first=20)
+    fresh_fp, fresh_eye = _captures(ALICE, RELEASE_CAPTURES, first=20)
     clock = Clock(T0)
     code = totp_at(secret, T0 // STEP_NS)
     with capture_logs() as logs2:

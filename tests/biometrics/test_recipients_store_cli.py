@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from gateway.biometrics.keyrelease import RELEASE_CAPTURES
 from gateway.cli import main
 from gateway.crypto.recipients import generate_recipient
 from gateway.errors import ConfigError, InputError
@@ -130,9 +131,12 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
         cv2.imwrite(str(eye_path), e)
         caps.append((fp_path, eye_path))
     # Fresh captures for opening: not among the enrolment captures.
-    f_new, e_new = fingerprint.impressions(seed, 1, first_capture=20)[0], iris.captures(seed, 1, first_capture=20)[0]
-    cv2.imwrite(str(tmp_path / "fresh_fp.png"), f_new)
-    cv2.imwrite(str(tmp_path / "fresh_eye.png"), e_new)
+    fresh: list[str] = []
+    for i, (f_new, e_new) in enumerate(zip(fingerprint.impressions(seed, RELEASE_CAPTURES, first_capture=20),
+                                           iris.captures(seed, RELEASE_CAPTURES, first_capture=20))):
+        cv2.imwrite(str(tmp_path / f"fresh_fp{i}.png"), f_new)
+        cv2.imwrite(str(tmp_path / f"fresh_eye{i}.png"), e_new)
+        fresh += ["--fingerprint", str(tmp_path / f"fresh_fp{i}.png"), "--iris", str(tmp_path / f"fresh_eye{i}.png")]
     monkeypatch.setenv("MEDSHIELD_PROFILE_PASS", "clinician passphrase")
     monkeypatch.setenv("MEDSHIELD_DEVICE_ID", "ws-cardiology-2")
     assert main(["enroll", "dr", "--fingerprint", *[str(c[0]) for c in caps[:4]], "--iris",
@@ -146,8 +150,7 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
     assert main(["protect", str(tmp_path / "scan.npy"), "-r", str(out / "dr.card"), "-o", str(tmp_path / "s.msh"),
                  "--mask", str(tmp_path / "mask.npy")]) == 0
     opened = tmp_path / "opened.npy"
-    base = ["open", str(tmp_path / "s.msh"), "--profile", str(out / "dr.profile"), "--fingerprint",
-            str(tmp_path / "fresh_fp.png"), "--iris", str(tmp_path / "fresh_eye.png"), "-o", str(opened),
+    base = ["open", str(tmp_path / "s.msh"), "--profile", str(out / "dr.profile"), *fresh, "-o", str(opened),
             "--restore-original"]
     code = totp_at(secret, system_clock() // STEP_NS)
     capsys.readouterr()
