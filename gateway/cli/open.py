@@ -19,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     credentials = parser.add_argument_group("credentials (a raw key, or a biometric profile)")
     credentials.add_argument("--key", type=Path, help="raw-key recipient's private key (NAME.key)")
     credentials.add_argument("--profile", type=Path, help="enrolled recipient profile (NAME.profile)")
-    credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture")
-    credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image")
+    credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture (repeat: 3 captures are recommended, see the MSE-Net model card)")
+    credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image (repeat, one per --fingerprint)")
     credentials.add_argument("--otp", help="current one-time code")
     credentials.add_argument(
         "--device-id", help="this device's id (default: $MEDSHIELD_DEVICE_ID, else /etc/machine-id)"
