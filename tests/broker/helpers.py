@@ -53,6 +53,16 @@ def untag(envelope: bytes) -> tuple[dict, bytes]:
     return json.loads(envelope[start : start + n]), envelope[start + n :]
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` every 50 ms until it holds or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 @dataclass
 class Collector:
     """Subscribes on the cloud broker (persistent session) and records every message per topic filter."""
@@ -89,12 +99,7 @@ class Collector:
             return [p for t, p, _ in self.messages if t.endswith(topic_suffix)]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     def close(self) -> None:
         self.client.disconnect()

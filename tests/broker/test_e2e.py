@@ -26,6 +26,7 @@ from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
 from gateway.receiver import Receiver, ReceiverService, key_verifier  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
 from gateway.scanner_sim import ScannerSimulator, bad_inputs, ct_small, generated_npy, generated_png, lung_ct_slices  # noqa: E402
+from tests.broker.helpers import wait_until
 from tests.broker.conftest import gateway_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,12 +39,7 @@ def service_key(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def test_images_arrive_once_as_valid_envelopes_and_bad_ones_are_quarantined(

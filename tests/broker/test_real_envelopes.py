@@ -4,7 +4,6 @@ and NPY in; real envelopes out, >128 KiB ones as parts; bad inputs quarantined w
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +16,11 @@ from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import SeededRandom
 from gateway.scanner_sim import ScannerSimulator, bad_inputs, ct_small, generated_npy, generated_png, lung_ct_slices
 from tests.broker.conftest import gateway_config
-from tests.broker.helpers import Collector
+from tests.broker.helpers import Collector, wait_until
 
 
 def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def test_real_envelopes_parts_and_quarantine(tmp_path: Path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
