@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.protect",
     "gateway.cli.open",
     "gateway.cli.segment",
+    "gateway.cli.models",
     "gateway.cli.otp",
     "gateway.cli.enroll",
     "gateway.cli.recipients",
