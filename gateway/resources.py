@@ -7,7 +7,20 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-MODELS_DIR = REPO_DIR / "models"
+SYSTEM_MODELS_DIR = Path("/usr/share/medshield/models")
+
+
+def _models_dir() -> Path:
+    """Committed models: $MEDSHIELD_MODELS_DIR, else the checkout's models/, else the system location that the
+    container images install them to (a wheel carries the code only)."""
+    override = os.environ.get("MEDSHIELD_MODELS_DIR")
+    if override:
+        return Path(override)
+    checkout = REPO_DIR / "models"
+    return checkout if checkout.is_dir() else SYSTEM_MODELS_DIR
+
+
+MODELS_DIR = _models_dir()
 
 
 def shared_data_dir() -> Path:
