@@ -30,8 +30,6 @@ DEFAULT_SUITE = "sbbe-blowfish"
 DEFAULT_MARGIN_PX = 3
 ORDER_LABEL = "stego/order"
 STAMP_LABEL = "stego/stamp"
-# The SBBE fitness sample: a centred square of the marked image (DESIGN §4: "e.g. 64×64").
-SAMPLE_SIDE = 64
 
 Segmenter = Callable[[codecs.DecodedImage], np.ndarray]
 """Anything that maps a decoded image to a boolean lesion mask of the same shape."""
@@ -57,13 +55,6 @@ class OpenedImage:
     original: bytes | None
 
 
-def fitness_sample(pixels: np.ndarray, side: int = SAMPLE_SIDE) -> np.ndarray:
-    """The centred `side`×`side` patch (or the whole image if smaller) that the SBBE search scores keys on."""
-    height, width = pixels.shape
-    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
-    return pixels[top : top + side, left : left + side]
-
-
 def protect(
     data: bytes,
     card: RecipientCard,
@@ -74,10 +65,10 @@ def protect(
     message_id: str | None = None,
     source: Mapping[str, Any] | None = None,
     device_id: str = "medshield-cli",
-    sbbe_params: SearchParams | None = None,
+    sbbe_params: SearchParams = SearchParams(),
     margin_px: int = DEFAULT_MARGIN_PX,
     compression: container.Compression = "zlib",
-    limits: codecs.Limits | None = None,
+    limits: codecs.Limits = codecs.DEFAULT_LIMITS,
     rng: RandomSource = system_random,
     clock: Clock = system_clock,
 ) -> Protected:
@@ -95,7 +86,7 @@ def protect(
         timings[stage] = now - tick
         tick = now
 
-    image = codecs.decode(data, limits or codecs.Limits())
+    image = codecs.decode(data, limits)
     lap("decode")
 
     if mask is None:
@@ -104,11 +95,13 @@ def protect(
         mask = segmenter(image)
     lesion = np.asarray(mask).astype(bool)
     if lesion.shape != image.pixels.shape:
-        raise InputError("mask_shape", f"lesion mask shape {lesion.shape} differs from image shape {image.pixels.shape}")
+        raise InputError(
+            "mask_shape", f"lesion mask shape {lesion.shape} differs from image shape {image.pixels.shape}"
+        )
     lap("segment")
 
     message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
-    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params or SearchParams())
+    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params)
     lap("keys")
     timestamp_ns = clock()
     stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_sha256(image.pixels), message_id)
@@ -135,7 +128,8 @@ def protect(
         "compression": compression,
         "plaintext_bytes": len(plaintext),
     }
-    envelope = sealer.seal(plaintext, content, dict(source or {}), fitness_sample(marked))
+    # The search scores keys on its own central crop of the marked image (SearchParams.sample_side).
+    envelope = sealer.seal(plaintext, content, dict(source or {}), marked)
     lap("seal")
     # Parts of the seal lap, as the sealer timed them (its key agreement is the `keys` lap above).
     for part in ("search", "encrypt"):
@@ -160,7 +154,11 @@ def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = 
         hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
         original_pixels = stego.restore(image.pixels, record, order_key)
         stamp_ok = verify_stamp(
-            opened.derive(STAMP_LABEL), hidden.timestamp_ns, pixel_sha256(original_pixels), hidden.message_id, hidden.stamp
+            opened.derive(STAMP_LABEL),
+            hidden.timestamp_ns,
+            pixel_sha256(original_pixels),
+            hidden.message_id,
+            hidden.stamp,
         )
         if not stamp_ok or hidden.message_id != header["message_id"]:
             raise OpenError()

@@ -296,7 +296,7 @@ class Runner:
         segment: SegmentFn | None,
         *,
         name: str = "pipeline",
-        sbbe_params: SearchParams | None = None,
+        sbbe_params: SearchParams = SearchParams(),
     ) -> Measurement:
         from gateway.pipeline import open_, protect
 
@@ -493,7 +493,7 @@ def run(
                 suite: str,
                 backend: str,
                 name: str = "pipeline",
-                params: SearchParams | None = None,
+                params: SearchParams = SearchParams(),
             ) -> None:
                 """One pipeline case; an input the pipeline refuses (e.g. the model's mask leaves no room for
                 the payload) is recorded as skipped with its reason, and the run goes on."""
