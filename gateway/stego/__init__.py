@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.errors import CapacityError, InputError
+from gateway.stego.masks import pack_mask, unpack_mask
 
 __all__ = [
     "FRAME_OVERHEAD_BYTES",
@@ -132,7 +133,7 @@ class RestorationRecord:
     def to_bytes(self) -> bytes:
         """The record's documented binary form (see the class docstring)."""
         rows, cols = self.shape
-        packed_mask = zlib.compress(np.packbits(self.exclusion, axis=None).tobytes(), 6)
+        packed_mask = pack_mask(self.exclusion, 6)
         header = _RECORD_HEADER.pack(
             RECORD_MAGIC, RECORD_VERSION, self.dtype.itemsize, rows, cols, self.n_bits, len(packed_mask)
         )
@@ -161,18 +162,10 @@ class RestorationRecord:
         if len(data) != _RECORD_HEADER.size + mask_len + bits_len:
             raise bad("length does not match its header")
         start = _RECORD_HEADER.size
-        mask_bytes = (rows * cols + 7) // 8
-        inflater = zlib.decompressobj()
         try:
-            raw = inflater.decompress(data[start : start + mask_len], mask_bytes)
-        except zlib.error:
-            raise bad("exclusion mask does not inflate") from None
-        if len(raw) != mask_bytes or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-            raise bad("exclusion mask has the wrong size")
-        flat = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-        if flat[rows * cols :].any():
-            raise bad("exclusion mask padding is not zero")
-        exclusion = flat[: rows * cols].astype(bool).reshape(rows, cols)
+            exclusion = unpack_mask(data[start : start + mask_len], rows, cols)
+        except ValueError as exc:
+            raise bad(f"exclusion {exc}") from None
         bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=start + mask_len))
         if bits[n_bits:].any():
             raise bad("original bits padding is not zero")

@@ -17,12 +17,12 @@ import hashlib
 import hmac
 import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from gateway.errors import InputError
+from gateway.stego.masks import pack_mask, unpack_mask
 
 __all__ = ["HiddenPayload", "make_stamp", "pixel_sha256", "verify_stamp"]
 
@@ -88,7 +88,7 @@ class HiddenPayload:
     def to_bytes(self) -> bytes:
         """The compact binary form (see the module docstring)."""
         rows, cols = self.lesion_mask.shape
-        mask = zlib.compress(np.packbits(self.lesion_mask, axis=None).tobytes(), 9)
+        mask = pack_mask(self.lesion_mask, 9)
         head = _HEAD.pack(
             VERSION, uuid.UUID(self.message_id).bytes, self.timestamp_ns, self.stamp, rows, cols, len(mask)
         )
@@ -117,18 +117,10 @@ class HiddenPayload:
         at = _HEAD.size
         if len(data) < at + mask_len + 2:
             raise bad("too short for its lesion mask")
-        packed = (rows * cols + 7) // 8
-        inflater = zlib.decompressobj()
         try:
-            raw = inflater.decompress(data[at : at + mask_len], packed)
-        except zlib.error:
-            raise bad("lesion mask does not inflate") from None
-        if len(raw) != packed or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-            raise bad("lesion mask has the wrong size")
-        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-        if bits[rows * cols :].any():
-            raise bad("lesion mask padding is not zero")
-        mask = bits[: rows * cols].astype(bool).reshape(rows, cols)
+            mask = unpack_mask(data[at : at + mask_len], rows, cols)
+        except ValueError as exc:
+            raise bad(f"lesion {exc}") from None
         at += mask_len
         (ref_len,) = struct.unpack_from(">H", data, at)
         at += 2
