@@ -9,7 +9,6 @@ and, given envelopes, that each is recorded; any tampering is reported, not sile
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -22,18 +21,11 @@ from typing import Any
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import ConfigError
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time_ns", "device_id", "message_id", "envelope_sha256", "topic", "prev_hash")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -52,8 +44,9 @@ class LedgerEntry:
         return json.dumps({k: getattr(self, k) for k in _FIELDS}, sort_keys=True, separators=(",", ":")).encode()
 
     def entry_hash(self) -> str:
-        """What the next entry's `prev_hash` must be: SHA-256 of body ‖ signature."""
-        return hashlib.sha256(self.body() + _unb64(self.signature)).hexdigest()
+        """What the next entry's `prev_hash` must be: SHA-256 of body ‖ signature (as written, base64url), so a
+        malformed signature still chains and is reported by `verify_chain` rather than breaking it."""
+        return hashlib.sha256(self.body() + self.signature.encode("ascii", "replace")).hexdigest()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -92,7 +85,7 @@ class LedgerKey:
         return str(self._key.public_key().export_key(format="PEM"))
 
     def sign(self, entry: LedgerEntry) -> LedgerEntry:
-        return replace(entry, signature=_b64(self._signer.sign(entry.body())))
+        return replace(entry, signature=b64url_encode(self._signer.sign(entry.body())))
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ def verify_chain(
         if not hmac.compare_digest(entry.prev_hash, prev_hash):
             report.problems.append(f"seq {entry.seq}: previous-hash link broken")
         try:
-            verifier.verify(entry.body(), _unb64(entry.signature))
+            verifier.verify(entry.body(), b64url_decode(entry.signature))
         except ValueError:
             report.problems.append(f"seq {entry.seq}: bad signature")
         report.recorded.add(entry.envelope_sha256)

@@ -15,7 +15,6 @@ Any failure to read or authenticate a profile raises OpenError.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 
 from gateway.biometrics.fuzzy import CodeParams, Helper
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import InputError, OpenError
 from gateway.otp import write_private
 from gateway.rng import RandomSource, system_random
@@ -37,14 +37,6 @@ MAX_SCRYPT_N = 1 << 20
 MAX_PROFILE_BYTES = 256 * 1024
 MIN_PASSPHRASE = 8
 PASS_ENV = "MEDSHIELD_PROFILE_PASS"
-
-
-def _b64(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).decode("ascii").rstrip("=")
-
-
-def _unb64(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 @dataclass(frozen=True)
@@ -67,9 +59,9 @@ class Profile:
             "k_enc": "SHA-256((HKDF(R,'medshield/v1/k_enc/bio') xor HKDF(K_secret,'medshield/v1/k_enc/otp')) || device_id)",
             "helper": {
                 "code": "rm1-concat-soft", "m": h.params.m, "blocks": h.params.blocks,
-                "rotation_seed": _b64(h.rotation_seed), "selected": [int(i) for i in h.selected],
-                "offset": _b64(np.packbits(h.offset).tobytes()), "commit_salt": _b64(h.commit_salt),
-                "commitment": _b64(h.commitment),
+                "rotation_seed": b64url_encode(h.rotation_seed), "selected": [int(i) for i in h.selected],
+                "offset": b64url_encode(np.packbits(h.offset).tobytes()), "commit_salt": b64url_encode(h.commit_salt),
+                "commitment": b64url_encode(h.commitment),
             },
         }
         return json.dumps(doc, sort_keys=True).encode("utf-8")
@@ -80,10 +72,10 @@ class Profile:
         h = d["helper"]
         params = CodeParams(m=int(h["m"]), blocks=int(h["blocks"]))
         params.check()
-        offset = np.unpackbits(np.frombuffer(_unb64(h["offset"]), np.uint8))[: params.n]
-        helper = Helper(params=params, rotation_seed=_unb64(h["rotation_seed"]),
+        offset = np.unpackbits(np.frombuffer(b64url_decode(h["offset"]), np.uint8))[: params.n]
+        helper = Helper(params=params, rotation_seed=b64url_decode(h["rotation_seed"]),
                         selected=np.asarray(h["selected"], np.int64), offset=offset.astype(np.uint8),
-                        commit_salt=_unb64(h["commit_salt"]), commitment=_unb64(h["commitment"]))
+                        commit_salt=b64url_decode(h["commit_salt"]), commitment=b64url_decode(h["commitment"]))
         return cls(name=str(d["name"]), key_id=str(d["key_id"]), device_id=str(d["device_id"]),
                    otp_secret=str(d["otp_secret"]), model_sha256=str(d["model_sha256"]), helper=helper)
 
@@ -100,14 +92,14 @@ def seal(profile: Profile, passphrase: bytes, *, rng: RandomSource = system_rand
     if scrypt_n < 2 or scrypt_n & (scrypt_n - 1) or scrypt_n > MAX_SCRYPT_N:
         raise InputError("bad_kdf", "scrypt N must be a power of two up to 2^20")
     header = {"format": FORMAT, "version": VERSION, "cipher": "aes-256-siv",
-              "kdf": {"name": "scrypt", "n": scrypt_n, "r": 8, "p": 1, "salt": _b64(rng(16))}}
+              "kdf": {"name": "scrypt", "n": scrypt_n, "r": 8, "p": 1, "salt": b64url_encode(rng(16))}}
     aad = json.dumps(header, sort_keys=True).encode()
-    key = _key(passphrase, _unb64(header["kdf"]["salt"]), scrypt_n, 8, 1)
+    key = _key(passphrase, b64url_decode(header["kdf"]["salt"]), scrypt_n, 8, 1)
     nonce = rng(16)
     cipher = AES.new(key, AES.MODE_SIV, nonce=nonce)
     cipher.update(aad)
     ct, tag = cipher.encrypt_and_digest(profile.to_json())
-    doc = dict(header, nonce=_b64(nonce), ciphertext=_b64(ct), tag=_b64(tag))
+    doc = dict(header, nonce=b64url_encode(nonce), ciphertext=b64url_encode(ct), tag=b64url_encode(tag))
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 
 
@@ -124,10 +116,10 @@ def unseal(data: bytes, passphrase: bytes) -> Profile:
         n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
         if kdf["name"] != "scrypt" or not (2 <= n <= MAX_SCRYPT_N) or n & (n - 1) or r != 8 or p != 1:
             raise ValueError("kdf")
-        key = _key(passphrase, _unb64(kdf["salt"]), n, r, p)
-        cipher = AES.new(key, AES.MODE_SIV, nonce=_unb64(doc["nonce"]))
+        key = _key(passphrase, b64url_decode(kdf["salt"]), n, r, p)
+        cipher = AES.new(key, AES.MODE_SIV, nonce=b64url_decode(doc["nonce"]))
         cipher.update(json.dumps(header, sort_keys=True).encode())
-        plain = cipher.decrypt_and_verify(_unb64(doc["ciphertext"]), _unb64(doc["tag"]))
+        plain = cipher.decrypt_and_verify(b64url_decode(doc["ciphertext"]), b64url_decode(doc["tag"]))
         return Profile.from_json(plain)
     except (ValueError, KeyError, TypeError, InputError):
         raise OpenError() from None

@@ -25,7 +25,7 @@ from Crypto.Cipher import AES
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 
 from gateway.crypto import sbbe
-from gateway.crypto._encoding import b64url_decode, b64url_encode
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.kdf import hkdf
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.errors import InputError, OpenError

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key
 
-from gateway.crypto._encoding import b64url_decode, b64url_encode
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.kdf import hkdf
 from gateway.errors import ConfigError
 from gateway.rng import RandomSource

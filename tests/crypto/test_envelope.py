@@ -228,7 +228,7 @@ def test_aes_siv_matches_rfc5297_a1() -> None:
 
 def test_low_order_ephemeral_key_rejected(make_sealer: Callable[..., Sealer], alice: Keys) -> None:
     data = _seal(make_sealer, "aes-256-siv", b"abc")
-    from gateway.crypto._encoding import b64url_encode
+    from gateway.encoding import b64url_encode
 
     epk = peek_header(data)["ephemeral_public_key"]
     for low in (bytes(32), (1).to_bytes(32, "little")):

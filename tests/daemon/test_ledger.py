@@ -48,6 +48,12 @@ def test_tampering_is_reported(tmp_path: Path) -> None:
     assert any("not recorded" in p for p in verify_chain(entries, key.public_pem(), [b"env-x"]).problems)
     other = LedgerKey.load_or_create(tmp_path / "other.key")
     assert not verify_chain(entries, other.public_pem()).ok
+    # A signature that is not even base64url is a reported problem, not a crash of the verifier.
+    garbled = list(entries)
+    garbled[0] = dataclasses.replace(entries[0], signature="not base64url!")
+    problems = verify_chain(garbled, key.public_pem()).problems
+    assert any(p.startswith("seq 1: bad signature") for p in problems)
+    assert any(p.startswith("seq 2: previous-hash link broken") for p in problems)
 
 
 def test_key_survives_restart(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Strict byte encodings shared by the crypto files (base64url without padding)."""
+"""base64url without padding, strict on input: the one byte-to-text encoding of every file format here
+(envelope headers, recipient cards and keys, biometric profiles, ledger entries)."""
 
 from __future__ import annotations
 
