@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.bench.machine import describe  # noqa: E402
+from gateway.bench.stats import summarize  # noqa: E402
 from gateway.crypto.envelope import open_envelope  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.pipeline import open_, protect  # noqa: E402
@@ -33,11 +34,6 @@ from gateway.scanner_sim import dicom_from_hu  # noqa: E402
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 WARMUP = 5
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = np.asarray(samples) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "n": len(samples)}
 
 
 def main() -> int:
@@ -51,7 +47,7 @@ def main() -> int:
     data = dicom_from_hu(hu, instance=1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=False)
     private_key, card = generate_recipient("bench", system_random)
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}  # suite -> stage -> summary (seconds)
     for suite in SUITES:
         stages: dict[str, list[float]] = {}
         for run in range(WARMUP + args.runs):
@@ -71,11 +67,12 @@ def main() -> int:
             timings["open.unhide+restore"] = (t2 - t1) - (t1 - t0)
             for stage, seconds in timings.items():
                 stages.setdefault(stage, []).append(seconds)
-        results[suite] = {stage: percentiles(samples) for stage, samples in stages.items()}
+        summaries = {stage: summarize(samples, WARMUP) for stage, samples in stages.items()}
+        results[suite] = {stage: summary.as_dict() for stage, summary in summaries.items()}
         print(f"{suite}:")
-        for stage, figures in results[suite].items():
+        for stage, summary in summaries.items():
             if stage != "segment":
-                print(f"  {stage:22s} p50 {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms")
+                print(f"  {stage:22s} p50 {summary.p50 * 1e3:8.2f} ms   p95 {summary.p95 * 1e3:8.2f} ms")
 
     doc = {
         "machine": describe(),
