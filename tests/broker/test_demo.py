@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("gateway.pipeline")
-pytest.importorskip("gateway.segment")
-
-from gateway.demo import run_demo  # noqa: E402
-from gateway.scanner_sim import bad_inputs, ct_small, generated_npy, generated_png  # noqa: E402
+from gateway.demo import run_demo
+from gateway.scanner_sim import bad_inputs, ct_small, generated_npy, generated_png
 
 
 def test_demo_summary_on_a_small_feed() -> None:

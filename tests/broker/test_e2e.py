@@ -1,7 +1,6 @@
 """End to end with the real protection pipeline: scanner topic → envelope on the cloud topic → opened.
 
-Needs the pipeline (gateway.pipeline, gateway.segment, gateway.crypto); the daemon's machinery itself is
-covered by test_delivery/test_crash without it.
+The daemon's machinery alone is covered by test_delivery/test_crash with a stand-in protection step.
 """
 
 from __future__ import annotations
@@ -15,19 +14,22 @@ from pathlib import Path
 
 import pytest
 
-pipeline = pytest.importorskip("gateway.pipeline")
-pytest.importorskip("gateway.segment")
-
-from gateway.crypto.envelope import peek_header  # noqa: E402
-from gateway.crypto.recipients import PrivateKey, generate_recipient, save_recipient  # noqa: E402
-
-from gateway.config import BrokerConfig  # noqa: E402
-from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
-from gateway.receiver import Receiver, ReceiverService, key_verifier  # noqa: E402
-from gateway.rng import system_random  # noqa: E402
-from gateway.scanner_sim import ScannerSimulator, bad_inputs, ct_small, generated_npy, generated_png, lung_ct_slices  # noqa: E402
+from gateway.config import BrokerConfig
+from gateway.crypto.envelope import peek_header
+from gateway.crypto.recipients import PrivateKey, generate_recipient, save_recipient
+from gateway.daemon import Gateway, pipeline_protect_fn
+from gateway.receiver import Receiver, ReceiverService, key_verifier
+from gateway.rng import system_random
+from gateway.scanner_sim import (
+    ScannerSimulator,
+    bad_inputs,
+    ct_small,
+    generated_npy,
+    generated_png,
+    lung_ct_slices,
+)
+from tests.broker.conftest import gateway_config
 from tests.broker.helpers import wait_until
-from tests.broker.conftest import gateway_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
