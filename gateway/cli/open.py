@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         raise OpenError() from None
     opened = open_(envelope, private_key, restore_original=args.restore_original)
-    image = opened.original if args.restore_original else opened.marked
-    assert image is not None
+    # open_ returns the original exactly when asked to restore it.
+    image = opened.original if opened.original is not None else opened.marked
     args.output.write_bytes(image)
     if args.hidden:
         hidden = opened.hidden
