@@ -1,4 +1,4 @@
-"""Image-security, image-quality and segmentation metrics: pure numpy functions (DESIGN §11)."""
+"""Image-security, image-quality and segmentation metrics: pure functions of numpy arrays (DESIGN §11)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,19 @@ from gateway.metrics.cipher import (
     wna_critical_values,
 )
 from gateway.metrics.quality import ber, compression_ratio, mse, nc, psnr, ssim
-from gateway.metrics.segmentation import SegmentationScores, segmentation_scores
+from gateway.metrics.segmentation import (
+    ConfusionCounts,
+    SegmentationScores,
+    component_sizes,
+    confusion_counts,
+    segmentation_scores,
+)
 from gateway.metrics.stats import chi2_critical, chi2_sf, gammainc_lower, gammainc_upper
 
 __all__ = [
     "DIRECTIONS",
     "ChiSquared",
+    "ConfusionCounts",
     "CriticalValues",
     "SegmentationScores",
     "adjacent_correlation",
@@ -30,7 +37,9 @@ __all__ = [
     "chi2_critical",
     "chi2_histogram",
     "chi2_sf",
+    "component_sizes",
     "compression_ratio",
+    "confusion_counts",
     "entropy",
     "gammainc_lower",
     "gammainc_upper",

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway.resources import shared_data_dir
+from gateway.metrics import ConfusionCounts, component_sizes, confusion_counts
 from gateway.segment import Manifest, Segmenter, verify_model
-from models.dsnet.metrics import Confusion, component_sizes, confusion
+from models.dsnet.data import load_lung1, load_split
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -32,32 +32,21 @@ TABLE_START = "<!-- metrics:start -->"
 TABLE_END = "<!-- metrics:end -->"
 
 
-def load_lung1() -> tuple[np.ndarray, np.ndarray]:
-    """The real CT: (HU int16 (48,512,512), lesion mask bool)."""
-    with np.load(shared_data_dir() / "ct" / "lung1.npz") as d:
-        return d["image_hu"], d["lesion_mask"].astype(bool)
-
-
-def load_split(directory: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(directory / f"{name}.npz") as d:
-        return d["x"], d["y"]
-
-
 def evaluate_model(seg: Segmenter, val_x: np.ndarray, val_y: np.ndarray, lung_hu: np.ndarray,
                    lung_mask: np.ndarray) -> dict[str, Any]:
     thr = seg.manifest.threshold
-    gen = Confusion(0, 0, 0, 0)
+    gen = ConfusionCounts()
     detected = lesion_slices = 0
     for x, y in zip(val_x, val_y):
         pred = seg.runner.run(x.astype(np.float32)[None, None])[0, 0] >= thr
-        gen = gen + confusion(pred, y > 0)
+        gen = gen + confusion_counts(pred, y > 0)
         if y.any():
             lesion_slices += 1
             detected += int((pred & (y > 0)).any())
     served = lung1_metrics(seg, lung_hu, lung_mask, gate=seg.manifest.lung_field_gate)
     raw = lung1_metrics(seg, lung_hu, lung_mask, gate=False)
     return {
-        "generated_val": {**gen.scores(), "slices": int(val_x.shape[0]), "lesion_slices": lesion_slices,
+        "generated_val": {**gen.percentages(), "slices": int(val_x.shape[0]), "lesion_slices": lesion_slices,
                           "lesion_slices_detected": detected, "counts": gen.as_dict(),
                           "note": "network output only (no HU available for the lung-field gate)"},
         **served,
@@ -68,18 +57,17 @@ def evaluate_model(seg: Segmenter, val_x: np.ndarray, val_y: np.ndarray, lung_hu
 def lung1_metrics(seg: Segmenter, lung_hu: np.ndarray, lung_mask: np.ndarray, gate: bool) -> dict[str, Any]:
     """Every lung1 slice at 512x512 through Segmenter.predict_hu, with or without the lung-field gate."""
     seg.lung_gate = gate
-    lesion = Confusion(0, 0, 0, 0)
-    whole = Confusion(0, 0, 0, 0)
+    lesion = ConfusionCounts()
+    whole = ConfusionCounts()
     per_slice: dict[str, dict[str, float]] = {}
     fp: dict[str, list[int]] = {}
     for z in range(lung_hu.shape[0]):
         pred = seg.predict_hu(lung_hu[z])
-        c = confusion(pred, lung_mask[z])
+        c = confusion_counts(pred, lung_mask[z])
         whole = whole + c
         if lung_mask[z].any():
             lesion = lesion + c
-            s = c.scores()
-            per_slice[str(z)] = {"dice": round(s["dice"], 2), "true_px": int(lung_mask[z].sum()),
+            per_slice[str(z)] = {"dice": round(c.percentages()["dice"], 2), "true_px": int(lung_mask[z].sum()),
                                  "pred_px": int(pred.sum())}
         else:
             sizes = component_sizes(pred)
@@ -89,8 +77,8 @@ def lung1_metrics(seg: Segmenter, lung_hu: np.ndarray, lung_mask: np.ndarray, ga
     seg.lung_gate = seg.manifest.lung_field_gate
     return {
         "lung1_lung_field_gate": gate,
-        "lung1_lesion_slices": {**lesion.scores(), "counts": lesion.as_dict()},
-        "lung1_all_slices": {**whole.scores(), "counts": whole.as_dict()},
+        "lung1_lesion_slices": {**lesion.percentages(), "counts": lesion.as_dict()},
+        "lung1_all_slices": {**whole.percentages(), "counts": whole.as_dict()},
         "lung1_per_lesion_slice": per_slice,
         "lung1_lesion_free_slices": free,
         "lung1_free_slices_with_false_lesion_gt20px": sum(1 for s in fp.values() if s[0] > FALSE_LESION_PX),

@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from gateway.metrics import ConfusionCounts, component_sizes, confusion_counts
 from gateway.segment import HU_WINDOW, MODEL_SIZE, preprocess_hu, probability_to_mask
 from models.dsnet.data import load_lung1, load_split
-from models.dsnet.metrics import Confusion, component_sizes, confusion
 from models.dsnet.model import build
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -44,25 +45,35 @@ def seed_everything(seed: int) -> None:
 
 
 def sample_batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, lesion_idx: np.ndarray, batch: int,
-                 crop: int, lesion_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch` crops: a `lesion_fraction` of them centred (with jitter) on a lesion pixel, the rest anywhere."""
+                 crop: int, lesion_fraction: float, max_zoom: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` crops: a `lesion_fraction` of them centred (with jitter) on a lesion pixel, the rest anywhere.
+
+    With `max_zoom` > 1 each crop is cut at a random scale in [1/max_zoom, max_zoom] and resized to `crop`,
+    so anatomy and lesions are seen at more sizes than the generator draws (patients differ in size, and
+    scanners in field of view).
+    """
     xs = np.empty((batch, 1, crop, crop), np.float32)
     ys = np.empty((batch, 1, crop, crop), np.float32)
     size = x.shape[1]
     for b in range(batch):
+        zoom = float(np.exp(rng.uniform(-np.log(max_zoom), np.log(max_zoom)))) if max_zoom > 1 else 1.0
+        side = min(size, max(8, int(round(crop * zoom))))
         if lesion_idx.size and rng.uniform() < lesion_fraction:
             i = int(lesion_idx[rng.integers(lesion_idx.size)])
             py, px = np.nonzero(y[i])
             k = int(rng.integers(py.size))
-            cy = int(py[k] + rng.integers(-crop // 3, crop // 3 + 1))
-            cx = int(px[k] + rng.integers(-crop // 3, crop // 3 + 1))
+            cy = int(py[k] + rng.integers(-side // 3, side // 3 + 1))
+            cx = int(px[k] + rng.integers(-side // 3, side // 3 + 1))
         else:
             i = int(rng.integers(x.shape[0]))
             cy, cx = int(rng.integers(size)), int(rng.integers(size))
-        y0 = min(max(cy - crop // 2, 0), size - crop)
-        x0 = min(max(cx - crop // 2, 0), size - crop)
-        img = x[i, y0:y0 + crop, x0:x0 + crop].astype(np.float32)
-        msk = y[i, y0:y0 + crop, x0:x0 + crop].astype(np.float32)
+        y0 = min(max(cy - side // 2, 0), size - side)
+        x0 = min(max(cx - side // 2, 0), size - side)
+        img = x[i, y0:y0 + side, x0:x0 + side].astype(np.float32)
+        msk = y[i, y0:y0 + side, x0:x0 + side].astype(np.float32)
+        if side != crop:
+            img = cv2.resize(img, (crop, crop), interpolation=cv2.INTER_LINEAR)
+            msk = (cv2.resize(msk, (crop, crop), interpolation=cv2.INTER_LINEAR) >= 0.5).astype(np.float32)
         if rng.uniform() < 0.5:  # left-right mirror: lesions occur in either lung
             img, msk = img[:, ::-1], msk[:, ::-1]
         # Mild contrast / offset jitter so the model does not key on the phantoms' exact intensity levels.
@@ -114,10 +125,10 @@ def recalibrate_batchnorm(model: torch.nn.Module, inputs: np.ndarray, batch: int
 
 def evaluate_generated(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     prob = predict_prob(model, x)
-    total = Confusion(0, 0, 0, 0)
+    total = ConfusionCounts()
     for p, t in zip(prob, y):
-        total = total + confusion(p >= threshold, t > 0)
-    return total.scores()
+        total = total + confusion_counts(p >= threshold, t > 0)
+    return total.percentages()
 
 
 def evaluate_lung1(model: torch.nn.Module, hu: np.ndarray, truth: np.ndarray, threshold: float,
@@ -125,22 +136,22 @@ def evaluate_lung1(model: torch.nn.Module, hu: np.ndarray, truth: np.ndarray, th
     """Every lung1 slice at its own 512x512 resolution, as the gateway would segment it."""
     inputs = np.stack([preprocess_hu(s, HU_WINDOW, MODEL_SIZE) for s in hu])
     prob = predict_prob(model, inputs)
-    lesion_total = Confusion(0, 0, 0, 0)
+    lesion_total = ConfusionCounts()
     per_slice: dict[str, float] = {}
     fp_components: dict[str, list[int]] = {}
     for z in range(hu.shape[0]):
         pred = probability_to_mask(prob[z], truth[z].shape, threshold)
         if truth[z].any():
-            c = confusion(pred, truth[z])
+            c = confusion_counts(pred, truth[z])
             lesion_total = lesion_total + c
-            per_slice[str(z)] = round(c.scores()["dice"], 2)
+            per_slice[str(z)] = round(c.percentages()["dice"], 2)
         else:
             sizes = component_sizes(pred)
             if sizes:
                 fp_components[str(z)] = sizes[:5]
     largest = max((s[0] for s in fp_components.values()), default=0)
     return {
-        "lesion_slices": lesion_total.scores(),
+        "lesion_slices": lesion_total.percentages(),
         "lesion_slice_dice": per_slice,
         "free_slices_with_false_lesion_gt20px": sum(1 for s in fp_components.values() if s[0] > FALSE_LESION_PX),
         "largest_false_component_px": largest,
@@ -163,6 +174,7 @@ def main() -> None:
     parser.add_argument("--lambda-dice", type=float, default=1.0)
     parser.add_argument("--lambda-ce", type=float, default=1.0)
     parser.add_argument("--lesion-fraction", type=float, default=0.5)
+    parser.add_argument("--max-zoom", type=float, default=1.0, help="random crop scale in [1/z, z] (1 = off)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=2)
@@ -216,7 +228,8 @@ def main() -> None:
         losses = []
         bar = tqdm(range(args.steps), desc=f"{args.arch} epoch {epoch + 1}/{args.epochs}", unit="step")
         for _ in bar:
-            bx, by = sample_batch(rng, x, y, lesion_idx, args.batch, args.crop, args.lesion_fraction)
+            bx, by = sample_batch(rng, x, y, lesion_idx, args.batch, args.crop, args.lesion_fraction,
+                                  args.max_zoom)
             loss = seg_loss(model(bx), by, args.lambda_dice, args.lambda_ce)
             opt.zero_grad()
             loss.backward()

@@ -7,7 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from gateway.metrics import ber, compression_ratio, mse, nc, psnr, segmentation_scores, ssim
+from gateway.metrics import (
+    ConfusionCounts,
+    ber,
+    component_sizes,
+    compression_ratio,
+    confusion_counts,
+    mse,
+    nc,
+    psnr,
+    segmentation_scores,
+    ssim,
+)
 from gateway.metrics.quality import SSIM_K1, SSIM_K2
 
 
@@ -117,3 +128,24 @@ def test_segmentation_scores_on_empty_masks() -> None:
     assert segmentation_scores(lesion, full).specificity == 0.0
     with pytest.raises(ValueError):
         segmentation_scores(empty, empty[:2])
+
+
+def test_confusion_counts_pool_over_slices() -> None:
+    a = confusion_counts(np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]]))
+    b = confusion_counts(np.array([[0, 0], [0, 0]]), np.array([[0, 1], [0, 0]]))
+    pooled = ConfusionCounts() + a + b
+    assert (pooled.tp, pooled.fp, pooled.fn, pooled.tn) == (1, 1, 1, 5)
+    # Pooled Dice is 2*1 / (2*1 + 1 + 1), not the mean of the slices' Dice (2/3 and 0).
+    assert pooled.percentages()["dice"] == pytest.approx(50.0)
+    assert pooled.percentages()["specificity"] == pytest.approx(100 * 5 / 6)
+    with pytest.raises(ValueError):
+        ConfusionCounts().scores()
+
+
+def test_component_sizes_counts_8_connected_blobs() -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[0:2, 0:2] = True  # 4 px
+    mask[2, 2] = True  # diagonal neighbour: joins the first blob under 8-connectivity
+    mask[5:8, 5:8] = True  # 9 px
+    assert component_sizes(mask) == [9, 5]
+    assert component_sizes(np.zeros((4, 4), bool)) == []
