@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -21,26 +20,12 @@ from pathlib import Path
 # The generators live in models/ (not an installed package): run from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.bench.stats import latency_ms, time_calls
 from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol, release_private_key
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
 from gateway.otp import STEP_S, generate_secret, totp_at
 from models.synth import fingerprint, iris
-
-
-def _stats(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {"p50_ms": 1000 * statistics.median(s), "p95_ms": 1000 * s[min(len(s) - 1, int(0.95 * len(s)))],
-            "min_ms": 1000 * s[0], "n": len(s)}
-
-
-def _time(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:
@@ -57,9 +42,9 @@ def main() -> None:
     res: dict[str, object] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "note": "2-core CPU shared with other jobs (contended)"},
-        "fingerprint_preprocess": _stats(_time(lambda: fingerprint_input(fps[0]), a.repeats)),
-        "iris_preprocess": _stats(_time(lambda: iris_input(eyes[0]), a.repeats)),
-        "msenet_onnx_cpu_one_pair": _stats(_time(lambda: ext.run(fp_in, ir_in), a.repeats)),
+        "fingerprint_preprocess": latency_ms(time_calls(lambda: fingerprint_input(fps[0]), a.repeats)),
+        "iris_preprocess": latency_ms(time_calls(lambda: iris_input(eyes[0]), a.repeats)),
+        "msenet_onnx_cpu_one_pair": latency_ms(time_calls(lambda: ext.run(fp_in, ir_in), a.repeats)),
     }
     secret = generate_secret()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +54,7 @@ def main() -> None:
             t = time.perf_counter()
             profile, _ = enrol(f"bench{i}", fps[:4], eyes[:4], secret, "ws-bench", Path(tmp), pw, extractor=ext)
             enrol_t.append(time.perf_counter() - t)
-        res["enrolment_4_captures"] = _stats(enrol_t)
+        res["enrolment_4_captures"] = latency_ms(enrol_t)
         rel_t = []
         now = time.time_ns()
         for i in range(max(3, a.repeats // 4)):
@@ -79,7 +64,7 @@ def main() -> None:
             release_private_key(profile, fps[4:], eyes[4:], code, device_id="ws-bench", passphrase=pw,
                                 extractor=ext, otp_state_dir=Path(tmp) / "state", clock=lambda c=clock_ns: c)
             rel_t.append(time.perf_counter() - t)
-        res[f"key_release_{RELEASE_CAPTURES}_captures"] = _stats(rel_t)
+        res[f"key_release_{RELEASE_CAPTURES}_captures"] = latency_ms(rel_t)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

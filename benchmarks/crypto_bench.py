@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.bench.machine import describe  # noqa: E402
+from gateway.bench.stats import latency_ms  # noqa: E402
 from gateway.crypto.envelope import Sealer, open_envelope  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.crypto.sbbe import SearchParams  # noqa: E402
@@ -47,10 +48,6 @@ def payloads(image: np.ndarray) -> dict[str, bytes]:
     record = np.packbits(mask).tobytes() + np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes()
     compressed = zlib.compress(image.tobytes() + record, 6)
     return {"raw-512KiB": image.tobytes(), "ct-compressed": compressed}
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q) * 1e3)
 
 
 def run(card: Any, key: Any, suite: str, params: SearchParams, plaintext: bytes, sample: np.ndarray,
@@ -75,10 +72,11 @@ def run(card: Any, key: Any, suite: str, params: SearchParams, plaintext: bytes,
         stages["open"].append(t_open)
         if sealer.search_result is not None:
             evaluations = sealer.search_result.evaluations
+    figures = {k: latency_ms(v) for k, v in stages.items()}
     return {
-        "p50_ms": {k: round(pct(v, 50), 3) for k, v in stages.items()},
-        "p95_ms": {k: round(pct(v, 95), 3) for k, v in stages.items()},
-        "min_ms": {k: round(min(v) * 1e3, 3) for k, v in stages.items()},
+        "p50_ms": {k: f["p50_ms"] for k, f in figures.items()},
+        "p95_ms": {k: f["p95_ms"] for k, f in figures.items()},
+        "min_ms": {k: f["min_ms"] for k, f in figures.items()},
         "candidates_scored": evaluations,
         "envelope_overhead_bytes": len(data) - len(plaintext),
     }

@@ -12,33 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from gateway.bench.machine import describe
+from gateway.bench.stats import latency_ms, time_calls
 from gateway.inference import available_backends
 from gateway.resources import MODELS_DIR, shared_data_dir
 from gateway.segment import Segmenter
 
 MODELS = {"dsnet": (MODELS_DIR / "dsnet" / "dsnet.onnx", MODELS_DIR / "dsnet" / "manifest.json"),
           "unet": (MODELS_DIR / "dsnet" / "unet.onnx", MODELS_DIR / "dsnet" / "unet.manifest.json")}
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = np.array(samples) * 1000.0
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "mean_ms": round(float(ms.mean()), 2), "runs": len(samples)}
-
-
-def time_calls(fn, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main() -> None:
@@ -58,8 +43,8 @@ def main() -> None:
                 continue
             seg = Segmenter(onnx, manifest, backend=backend, threads=args.threads)
             x = np.zeros(seg.runner.input_shape, np.float32)
-            net = percentiles(time_calls(lambda: seg.runner.run(x), args.runs))
-            full = percentiles(time_calls(lambda: seg.predict_hu(slice_hu), args.runs))
+            net = latency_ms(time_calls(lambda: seg.runner.run(x), args.runs))
+            full = latency_ms(time_calls(lambda: seg.predict_hu(slice_hu), args.runs))
             report["results"][f"{name}/{backend}"] = {"network_256": net, "predict_512_slice": full}
             print(f"{name:6s} {backend:12s} network p50 {net['p50_ms']:7.2f} ms p95 {net['p95_ms']:7.2f} ms | "
                   f"predict(512²) p50 {full['p50_ms']:7.2f} ms p95 {full['p95_ms']:7.2f} ms")

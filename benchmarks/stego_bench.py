@@ -12,37 +12,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from gateway.bench.machine import describe
+from gateway.bench.stats import latency_ms, time_calls
 from gateway.codecs import decode, encode
 from gateway.resources import shared_data_dir
 from gateway.stego import RestorationRecord, embed, exclusion_mask, extract, restore
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
 
 MARGIN_PX = 5
-
-
-def timed(operation: Callable[[], object], repeats: int) -> dict[str, float]:
-    operation()  # warm-up: first-call imports and allocations are not what a running gateway pays
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        operation()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    samples.sort()
-    return {
-        "p50_ms": statistics.median(samples),
-        "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))],
-        "min_ms": samples[0],
-    }
 
 
 def ct_dicom(hu: np.ndarray) -> bytes:
@@ -69,14 +53,14 @@ def bench_hiding(pixels: np.ndarray, lesion: np.ndarray, repeats: int) -> dict[s
         "record_bytes": len(record_bytes),
         "changed_pixels": int(np.count_nonzero(marked != pixels)),
     }
-    result["exclusion_mask"] = timed(lambda: exclusion_mask(lesion, MARGIN_PX), repeats)
-    result["payload_to_bytes"] = timed(hidden.to_bytes, repeats)
-    result["pixel_sha256"] = timed(lambda: pixel_sha256(pixels), repeats)
-    result["embed"] = timed(lambda: embed(pixels, exclusion, payload, order_key), repeats)
-    result["record_to_bytes"] = timed(record.to_bytes, repeats)
-    result["extract"] = timed(lambda: extract(marked, exclusion, order_key), repeats)
-    result["record_from_bytes"] = timed(lambda: RestorationRecord.from_bytes(record_bytes), repeats)
-    result["restore"] = timed(lambda: restore(marked, record, order_key), repeats)
+    result["exclusion_mask"] = latency_ms(time_calls(lambda: exclusion_mask(lesion, MARGIN_PX), repeats))
+    result["payload_to_bytes"] = latency_ms(time_calls(hidden.to_bytes, repeats))
+    result["pixel_sha256"] = latency_ms(time_calls(lambda: pixel_sha256(pixels), repeats))
+    result["embed"] = latency_ms(time_calls(lambda: embed(pixels, exclusion, payload, order_key), repeats))
+    result["record_to_bytes"] = latency_ms(time_calls(record.to_bytes, repeats))
+    result["extract"] = latency_ms(time_calls(lambda: extract(marked, exclusion, order_key), repeats))
+    result["record_from_bytes"] = latency_ms(time_calls(lambda: RestorationRecord.from_bytes(record_bytes), repeats))
+    result["restore"] = latency_ms(time_calls(lambda: restore(marked, record, order_key), repeats))
     return result
 
 
@@ -87,8 +71,8 @@ def bench_dicom(name: str, raw: bytes, repeats: int) -> dict[str, object]:
         "file": name,
         "bytes": len(raw),
         "shape": list(image.pixels.shape),
-        "decode": timed(lambda: decode(raw), repeats),
-        "encode": timed(lambda: encode(image, flipped), repeats),
+        "decode": latency_ms(time_calls(lambda: decode(raw), repeats)),
+        "encode": latency_ms(time_calls(lambda: encode(image, flipped), repeats)),
     }
 
 

@@ -157,3 +157,23 @@ def timed(fn: Callable[[], Any]) -> Trial:
         return time.perf_counter() - start, {}
 
     return trial
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 1) -> list[float]:
+    """Seconds taken by each of `runs` calls of `fn`, after `warmup` untimed calls (first-call imports and
+    allocations are not what a running gateway pays)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def latency_ms(samples: list[float] | np.ndarray) -> dict[str, float]:
+    """The figures the stand-alone benchmark scripts print, in milliseconds, from samples in seconds."""
+    s = summarize(samples)
+    return {"n": s.n, "p50_ms": round(s.p50 * 1e3, 3), "p95_ms": round(s.p95 * 1e3, 3),
+            "p99_ms": round(s.p99 * 1e3, 3), "mean_ms": round(s.mean * 1e3, 3), "min_ms": round(s.min * 1e3, 3)}
