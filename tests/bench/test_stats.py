@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.bench.stats import RepetitionRule, median_ci, repeat, summarize
+from gateway.bench.stats import RepetitionRule, latency_ms, median_ci, repeat, summarize, time_calls
 
 
 def test_summary_percentiles_match_numpy() -> None:
@@ -62,3 +62,14 @@ def test_repeat_stops_on_budget() -> None:
     rule = RepetitionRule(warmup=0, min_reps=2, max_reps=10_000, budget_s=0.0, target_rel_ci=0.0)
     series = repeat(lambda: (float(np.random.default_rng().random()), {}), rule)
     assert len(series.total) == 2
+
+
+def test_time_calls_discards_warmup_and_latency_ms_reports_milliseconds() -> None:
+    calls = []
+    samples = time_calls(lambda: calls.append(1), runs=5, warmup=2)
+    assert len(calls) == 7 and len(samples) == 5 and all(s >= 0 for s in samples)
+    figures = latency_ms([0.010, 0.020, 0.030, 0.040, 0.050])
+    assert figures["n"] == 5
+    assert figures["p50_ms"] == pytest.approx(30.0)
+    assert figures["min_ms"] == pytest.approx(10.0) and figures["mean_ms"] == pytest.approx(30.0)
+    assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= 50.0
