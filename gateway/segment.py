@@ -70,14 +70,34 @@ def lung_field(windowed: np.ndarray) -> np.ndarray:
     return (outside[1:-1, 1:-1] != 2) | (closed > 0)
 
 
-def gate_to_lung(pred: np.ndarray, field: np.ndarray, min_inside: float = 0.5) -> np.ndarray:
-    """Keep the predicted components that lie at least `min_inside` within the lung field."""
+GATE_MIN_INSIDE = 0.5
+# A lesion against the chest wall or the mediastinum (pleural-based) lies mostly outside the air-defined lung
+# field, yet much of its border faces the lung. Chosen on generated validation slices, where 0.3 keeps every
+# lesion the network found (a border-blind gate dropped about a third of them, all pleural-based).
+GATE_MIN_BORDER_IN_LUNG = 0.3
+_GATE_RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def gate_to_lung(pred: np.ndarray, field: np.ndarray, min_inside: float = GATE_MIN_INSIDE,
+                 min_border_in_lung: float = GATE_MIN_BORDER_IN_LUNG) -> np.ndarray:
+    """Keep the predicted components that lie at least `min_inside` within the lung field, or whose
+    surrounding 2-pixel ring lies at least `min_border_in_lung` in it (lesions growing from the lung wall)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
     if n <= 1:
         return pred.astype(bool)
     inside = np.bincount(labels[field], minlength=n)
     keep = inside >= min_inside * stats[:, cv2.CC_STAT_AREA]
     keep[0] = False
+    for k in range(1, n):
+        if keep[k]:
+            continue
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        # Work in the component's box grown by the ring width; the ring is the dilation minus the component.
+        y0, y1, x0, x1 = max(0, y - 2), min(pred.shape[0], y + h + 2), max(0, x - 2), min(pred.shape[1], x + w + 2)
+        comp = labels[y0:y1, x0:x1] == k
+        ring = (cv2.dilate(comp.astype(np.uint8), _GATE_RING) > 0) & ~comp
+        if ring.any() and field[y0:y1, x0:x1][ring].mean() >= min_border_in_lung:
+            keep[k] = True
     return keep[labels]
 
 

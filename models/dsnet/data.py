@@ -49,7 +49,7 @@ def load_split(directory: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/dsnet-data"))
-    parser.add_argument("--train", type=int, default=1600)
+    parser.add_argument("--train", type=int, default=2400)
     parser.add_argument("--val", type=int, default=200)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gateway.segment import HU_WINDOW, MODEL_SIZE
+from gateway.segment import GATE_MIN_BORDER_IN_LUNG, HU_WINDOW, MODEL_SIZE
 from models.dsnet.data import TRAIN_SEED, VAL_SEED
 from models.dsnet.model import build
 
@@ -87,7 +87,9 @@ def export(checkpoint: Path, out: Path) -> dict:
                            "lung_field_gate": True,
                            "lung_field_gate_rule": ("drop predicted components lying less than half inside the "
                                                     "lung field (HU < -400 not connected to outside air, "
-                                                    "closed 11 px and hole-filled at 256x256)")},
+                                                    "closed 11 px and hole-filled at 256x256) unless at least "
+                                                    f"{GATE_MIN_BORDER_IN_LUNG:.0%} of the 2-px ring around "
+                                                    "them lies in the lung field (pleural-based lesions)")},
         "threshold": 0.5,
         "training": {
             "data": "models.synth.ct phantoms at 512x512 (~0.57 mm), area-resized to 256x256",
@@ -95,6 +97,8 @@ def export(checkpoint: Path, out: Path) -> dict:
             "checkpoint_epoch": int(state["epoch"]) + 1,
             "config": config,
             "selected_by": "Dice on held-out generated validation slices (lung1 never used for selection)",
+            "batchnorm_statistics": ("averaged over training batches before validation (--precise-bn)"
+                                     if config.get("precise_bn") else "exponential moving average of training"),
         },
         "onnx_vs_torch_max_abs_error": max_err,
         "metrics": {},

@@ -5,10 +5,13 @@ The phantoms are built to resemble the real chest CT in shared/data/ct/lung1.npz
 tissue (~0-60 HU) under a subcutaneous fat layer (~-100 HU), two lungs (~-860 HU, parenchymal texture)
 crossed by branching vessels and their round cross-sections (the look-alikes a detector must not call
 lesions), a mediastinum with heart, aorta and an air-filled trachea, and bone (spine, ribs, sternum,
-~300-1200 HU). Lesions are placed inside the lungs, often touching the pleura or the mediastinum like the
-real nodule: small solid nodules (the real one is ~20 px across at 512), larger lobulated masses and
-ground-glass opacities, each with its own contrast and texture. The mask is exactly the set of pixels
-whose value was written by a lesion (clipped to the lung, as a radiologist's label would be).
+~300-1200 HU). Slices come from three levels: mid-chest, lung bases (liver and spleen domes rising into the
+lungs, the descending aorta beside the spine) and apices (small lungs); thick hilar vessels are drawn
+elongated so that round blobs wider than the largest vessel dot remain lesions. Lesions are placed inside
+the lungs, often touching the pleura or the mediastinum like the real nodule: small solid nodules (the real
+one is ~20 px across at 512), larger lobulated masses and ground-glass opacities, each with its own contrast
+and texture. The mask is exactly the set of pixels whose value was written by a lesion (clipped to the lung,
+as a radiologist's label would be).
 
 Everything is a pure function of the seed (`numpy.random.Generator`), so data sets are reproducible.
 """
@@ -165,6 +168,12 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
     muscle_tex = _smooth_noise(rng, shape, 4.0)
     hu[inner] += 12 * muscle_tex[inner]
 
+    # Anatomical level: mid-chest, lung bases (liver and spleen domes rise into the lungs, the heart is large)
+    # or apices (small lungs beside the trachea). The real scan covers all three, and the bases and apices are
+    # where a model trained on mid-chest anatomy alone puts its false lesions.
+    level = str(rng.choice(["mid", "base", "apex"], p=[0.58, 0.28, 0.14]))
+    spine_cy, spine_r = cy + ry * rng.uniform(0.45, 0.6), rng.uniform(0.09, 0.13) * rx
+
     # Lungs: two super-ellipses inside the body, leaving the mediastinum between them.
     lung = np.zeros(shape, bool)
     gap = rng.uniform(0.06, 0.14) * rx
@@ -172,36 +181,99 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
         lcx = cx + side * (gap + rng.uniform(0.40, 0.48) * rx)
         lcy = cy - rng.uniform(0.0, 0.12) * ry
         lry, lrx = rng.uniform(0.55, 0.75) * ry, rng.uniform(0.34, 0.44) * rx
+        if level == "apex":
+            lcx = cx + side * (gap + rng.uniform(0.22, 0.38) * rx)
+            lcy = cy + rng.uniform(-0.05, 0.2) * ry
+            lry, lrx = lry * rng.uniform(0.25, 0.55), lrx * rng.uniform(0.3, 0.6)
         lung |= _ellipse_mask(shape, lcy, lcx, lry, lrx, side * rng.uniform(0.0, 0.35), rng.uniform(1.8, 2.6))
     lung &= cv2.erode(inner.astype(np.uint8), np.ones((int(14 * s) + 1,) * 2, np.uint8)) > 0
     if rng.uniform() < 0.08:  # neck or abdomen level: no lung, hence no lesion
         lung[:] = False
     # Mediastinal bite out of the medial side of each lung (the heart / great vessels).
-    heart_r = rng.uniform(0.18, 0.30) * rx
+    heart_r = rng.uniform(0.18, 0.30) * rx * (rng.uniform(1.1, 1.35) if level == "base" else 1.0)
     heart = _ellipse_mask(shape, cy + rng.uniform(-0.1, 0.25) * ry, cx + rng.uniform(-0.05, 0.12) * rx,
                           heart_r * rng.uniform(0.8, 1.2), heart_r, rng.uniform(0, np.pi))
-    if rng.uniform() < 0.5:
+    if rng.uniform() < (0.85 if level == "base" else 0.5):
         lung &= ~heart
         hu[heart & inner] = rng.uniform(30, 50)
+    # Descending aorta and oesophagus beside the spine, bulging into the medial lung (a classic look-alike).
+    if level != "apex" and rng.uniform() < 0.7:
+        # Left of the patient (right of the image), as in real anatomy; training does not mirror slices.
+        ar = rng.uniform(0.06, 0.09) * rx
+        daorta = _ellipse_mask(shape, spine_cy - spine_r * rng.uniform(1.3, 1.9),
+                               cx + rng.uniform(0.08, 0.2) * rx, ar, ar)
+        lung &= ~daorta
+        hu[daorta & inner] = rng.uniform(30, 55)
+    # Liver / spleen domes at the bases: soft tissue rising into the lung with a blurred (oblique) surface.
+    domes = np.zeros(shape, np.float32)
+    dome_hu = rng.uniform(45, 70)
+    if level == "base" and lung.any():
+        for side in (-1, 1):
+            half = lung & ((np.arange(size)[None, :] - cx) * side > 0)
+            ys_h, xs_h = np.nonzero(half)
+            if ys_h.size == 0 or rng.uniform() < 0.2:
+                continue
+            dy_c = ys_h.mean() + rng.uniform(0.0, 0.5) * (ys_h.max() - ys_h.mean())
+            dx_c = xs_h.mean() + side * rng.uniform(0.0, 0.5) * (np.abs(xs_h - xs_h.mean()).max())
+            extent = 0.5 * (xs_h.max() - xs_h.min())
+            dr = extent * rng.uniform(0.45, 1.0)
+            dome = _ellipse_mask(shape, dy_c, dx_c, dr * rng.uniform(0.7, 1.1), dr, rng.uniform(0, np.pi))
+            lung &= ~dome
+            sigma = rng.uniform(1.0, 5.0) * s
+            k = int(sigma * 3) * 2 + 1
+            domes = np.maximum(domes, cv2.GaussianBlur(dome.astype(np.float32), (k, k), sigma))
     lung_hu = rng.uniform(-900, -820)
     hu[lung] = lung_hu + 25 * _smooth_noise(rng, shape, 1.5)[lung]
 
-    # Vessels: branching trees from each hilum plus scattered round cross-sections (lesion look-alikes).
+    # Vessels: branching trees from each hilum, short segments and round cross-sections everywhere, and
+    # larger oval vessels and bronchi at the hilum (the look-alikes a detector must not call lesions).
     vessels = np.zeros(shape, np.float32)
+    hila = []
     for side in (-1, 1):
         hilum = (cy + rng.uniform(-0.15, 0.1) * ry, cx + side * gap * 1.6)
-        for _ in range(int(rng.integers(3, 7))):
+        hila.append(hilum)
+        for _ in range(int(rng.integers(2, 5))):
             angle = (0.0 if side > 0 else np.pi) + rng.uniform(-1.3, 1.3)
-            _draw_vessel_tree(rng, vessels, hilum, angle, rng.uniform(40, 90) * s, rng.uniform(2, 5.5) * s,
+            _draw_vessel_tree(rng, vessels, hilum, angle, rng.uniform(30, 80) * s, rng.uniform(1.2, 3.5) * s,
                               int(rng.integers(3, 6)))
     ys, xs = np.nonzero(lung)
     for _ in range(int(rng.integers(10, 60)) if ys.size else 0):
         i = int(rng.integers(ys.size))
         cv2.circle(vessels, (int(xs[i]) * 4, int(ys[i]) * 4), int(rng.uniform(1.0, 4.0 * s) * 4), 1.0, -1,
                    lineType=cv2.LINE_AA, shift=2)
+    for _ in range(int(rng.integers(5, 40)) if ys.size else 0):
+        i = int(rng.integers(ys.size))
+        length, theta = rng.uniform(4, 25) * s, rng.uniform(0, np.pi)
+        p0 = (int(xs[i] * 4), int(ys[i] * 4))
+        p1 = (int((xs[i] + length * np.cos(theta)) * 4), int((ys[i] + length * np.sin(theta)) * 4))
+        cv2.line(vessels, p0, p1, 1.0, thickness=max(1, int(round(rng.uniform(1, 2.5) * s))),
+                 lineType=cv2.LINE_AA, shift=2)
+    bronchi = np.zeros(shape, bool)
+    if level != "apex" and ys.size:
+        for hy, hx in hila:
+            near = np.hypot(ys - hy, xs - hx) < 0.3 * rx
+            ny, nx = ys[near], xs[near]
+            # Thick vessels run obliquely through the slice at the hilum: elongated ovals. Round blobs wider
+            # than the largest vessel dot stay reserved for lesions, as the real nodule is one such blob.
+            for _ in range(int(rng.integers(2, 8)) if ny.size else 0):
+                i = int(rng.integers(ny.size))
+                r = rng.uniform(2.5, 5) * s
+                cv2.ellipse(vessels, (int(nx[i] * 4), int(ny[i] * 4)),
+                            (int(r * 4), int(r * rng.uniform(2.0, 4.0) * 4)), rng.uniform(0, 180), 0, 360, 1.0, -1,
+                            lineType=cv2.LINE_AA, shift=2)
+            for _ in range(int(rng.integers(0, 4)) if ny.size else 0):
+                i = int(rng.integers(ny.size))
+                r = rng.uniform(3, 7) * s
+                wall = _ellipse_mask(shape, float(ny[i]), float(nx[i]), r, r * rng.uniform(1.0, 1.6),
+                                     rng.uniform(0, np.pi))
+                lumen = _ellipse_mask(shape, float(ny[i]), float(nx[i]), r * 0.6, r * 0.6)
+                bronchi |= wall & ~lumen
     vessels = cv2.GaussianBlur(vessels, (5, 5), 0.8)
     vessel_hu = rng.uniform(-20, 60)
     hu = np.where(lung, hu + vessels * (vessel_hu - hu), hu).astype(np.float32)
+    hu[bronchi & lung] = rng.uniform(-150, 0)
+    if domes.any():
+        hu = hu + domes * (dome_hu - hu)
 
     # Lesions.
     mask = np.zeros(shape, bool)
@@ -227,7 +299,6 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
         tr = rng.uniform(0.03, 0.05) * rx
         trachea = _ellipse_mask(shape, cy - rng.uniform(0.1, 0.3) * ry, cx + rng.uniform(-0.05, 0.05) * rx, tr, tr)
         hu[trachea & ~lung] = rng.uniform(-1000, -950)
-    spine_cy, spine_r = cy + ry * rng.uniform(0.45, 0.6), rng.uniform(0.09, 0.13) * rx
     vertebra = _ellipse_mask(shape, spine_cy, cx, spine_r, spine_r * 1.1)
     cortex = vertebra & ~_ellipse_mask(shape, spine_cy, cx, spine_r * 0.8, spine_r * 0.9)
     hu[vertebra & inner] = rng.uniform(150, 300)
@@ -238,7 +309,7 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
     hu[sternum & body] = rng.uniform(300, 700)
     # Ribs: small bright ellipses around the chest wall, just outside the lungs.
     for k in range(int(rng.integers(6, 14))):
-        t = rng.uniform(0.15, np.pi - 0.15) * (1 if k % 2 else -1) + (0 if k % 2 else 0)
+        t = rng.uniform(0.15, np.pi - 0.15) * (1 if k % 2 else -1)
         ryy, rxx = ry * rng.uniform(0.80, 0.92), rx * rng.uniform(0.82, 0.93)
         py, px = cy - ryy * np.cos(t), cx + rxx * np.sin(t)
         rib = _ellipse_mask(shape, py, px, rng.uniform(4, 8) * s, rng.uniform(8, 18) * s, t + np.pi / 2)

@@ -44,3 +44,20 @@ def test_gate_keeps_lung_components_and_drops_soft_tissue_ones(slice33: tuple[np
 def test_gate_on_empty_prediction_is_empty() -> None:
     field = np.zeros((32, 32), bool)
     assert not gate_to_lung(np.zeros((32, 32), bool), field).any()
+
+
+def test_gate_keeps_a_lesion_growing_from_the_chest_wall(slice33: tuple[np.ndarray, np.ndarray]) -> None:
+    windowed, _ = slice33
+    field = lung_field(windowed)
+    # The lateral edge of the right lung (image left) on a row through its middle, and a disc centred 3 px
+    # into the chest wall: most of it lies outside the air-defined lung field, as a pleural-based mass does.
+    ys, _ = np.nonzero(field[:, :128])
+    y = int(np.median(ys))
+    edge_x = int(np.flatnonzero(field[y]).min())
+    disc = np.zeros(field.shape, np.uint8)
+    cv2.circle(disc, (edge_x - 3, y), 6, 1, -1)
+    lesion = disc.astype(bool)
+    assert (field & lesion).sum() < 0.5 * lesion.sum()
+    assert np.array_equal(gate_to_lung(lesion, field), lesion)
+    # A gate that looks only at the inside fraction (the session-1 rule) drops it.
+    assert not gate_to_lung(lesion, field, min_border_in_lung=1.01).any()
