@@ -185,3 +185,26 @@ def test_cli_refuses_what_it_cannot_decode(tmp_path: Path) -> None:
     args = parser.parse_args(["segment", str(junk), "-o", str(tmp_path / "m.png"), "--backend", "cpu"])
     with pytest.raises(InputError):
         args.func(args)
+
+
+def test_gate_never_drops_a_lesion_the_network_found_on_generated_slices() -> None:
+    """On generated chest slices (about half the lesions lie against the lung wall), every true lesion the
+    network alone touches is still touched once the lung-field gate is applied: the gate only removes false
+    positives. The session-1 gate (half inside the air-defined lung field) failed this."""
+    from models.synth.ct import generate_slice
+
+    raw = Segmenter(backend="cpu", threads=2, lung_gate=False)
+    served = Segmenter(backend="cpu", threads=2)
+    rng = np.random.default_rng(20261122)
+    checked = 0
+    for _ in range(24):
+        sl = generate_slice(rng, lesion_probability=1.0)
+        n, labels = cv2.connectedComponents(sl.mask.astype(np.uint8), connectivity=8)
+        found_raw = raw.predict_hu(sl.hu)
+        found_served = served.predict_hu(sl.hu)
+        for k in range(1, n):
+            lesion = labels == k
+            if (found_raw & lesion).any():
+                checked += 1
+                assert (found_served & lesion).any(), "the lung-field gate dropped a lesion the network found"
+    assert checked >= 15  # the check is not vacuous
