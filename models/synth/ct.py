@@ -217,11 +217,20 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
             dx_c = xs_h.mean() + side * rng.uniform(0.0, 0.5) * (np.abs(xs_h - xs_h.mean()).max())
             extent = 0.5 * (xs_h.max() - xs_h.min())
             dr = extent * rng.uniform(0.45, 1.0)
-            dome = _ellipse_mask(shape, dy_c, dx_c, dr * rng.uniform(0.7, 1.1), dr, rng.uniform(0, np.pi))
+            dome = _blob_at(rng, shape, dy_c, dx_c, dr, rng.uniform(0.0, 0.3))
             lung &= ~dome
-            sigma = rng.uniform(1.0, 5.0) * s
+            # The diaphragm crosses a thick axial slice obliquely: a partial-volume band up to ~1 cm wide.
+            sigma = rng.uniform(1.5, 10.0) * s
             k = int(sigma * 3) * 2 + 1
             domes = np.maximum(domes, cv2.GaussianBlur(dome.astype(np.float32), (k, k), sigma))
+        # Epicardial fat pad in the cardiophrenic angle: fat-density tissue against the heart border.
+        beside_heart = lung & (cv2.dilate(heart.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+        hy, hx = np.nonzero(beside_heart)
+        if hy.size and rng.uniform() < 0.5:
+            i = int(rng.integers(hy.size))
+            pad = _blob_at(rng, shape, float(hy[i]), float(hx[i]), rng.uniform(8, 28) * s, 0.4) & lung
+            lung &= ~pad
+            hu[pad] = rng.uniform(-120, -60) + 15 * _smooth_noise(rng, shape, 2.0)[pad]
     lung_hu = rng.uniform(-900, -820)
     hu[lung] = lung_hu + 25 * _smooth_noise(rng, shape, 1.5)[lung]
 

@@ -21,7 +21,7 @@ from gateway.segment import DEFAULT_MANIFEST, DEFAULT_MODEL, Segmenter
 
 # What the committed model achieves on lung1 slice 33 (see models/dsnet/MODEL_CARD.md); the test asserts
 # the model still reaches it, a little below the measured value to allow for float rounding across CPUs.
-MIN_DICE_SLICE_33 = 0.72  # measured 0.745 (DS-Net epoch 27 of session 2, lung-field gate on)
+MIN_DICE_SLICE_33 = 0.87  # measured 0.896 (DS-Net, session 2, lung-field gate on)
 
 
 @dataclass(frozen=True)
