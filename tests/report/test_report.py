@@ -30,19 +30,31 @@ def ct512() -> images.BenchImage:
 
 @pytest.fixture(scope="module", params=["sbbe-blowfish", "aes-256-siv"])
 def report512(request: pytest.FixtureRequest, ct512: images.BenchImage):  # type: ignore[no-untyped-def]
-    return analyse_image(ct512.data, name="ct512", suite=request.param, seed=SEED, mask=ct512.lesion_mask, changes=1)
+    return analyse_image(ct512.data, name="ct512", suite=request.param, seed=SEED, mask=ct512.lesion_mask,
+                         changes=CHANGES)
+
+
+# The Wu–Noonan–Agaian tests are at α = 0.05: an ideal cipher fails one change in twenty, so a single change
+# is a coin that any unrelated edit to the pipeline can flip. Over 8 changes an ideal cipher passes at least 6
+# with probability 0.994 (binomial, p = 0.95); a cipher with structure fails nearly all.
+CHANGES = 8
+MIN_PASSES = 6
 
 
 def test_512_8bit_npcr_uaci_inside_wu_bounds(report512) -> None:  # type: ignore[no-untyped-def]
-    d = report512.differentials[0]
-    expected = metrics.wna_critical_values(d.compared_bytes, bits=8, alpha=0.05)
-    # The bounds are the ones for the number of cipher bytes compared, not a hard-coded 512² figure.
-    assert d.compared_bytes == min(d.body_bytes) and d.compared_bytes > 10_000
-    assert d.npcr_critical == pytest.approx(expected.npcr)
-    assert (d.uaci_low, d.uaci_high) == (pytest.approx(expected.uaci_low), pytest.approx(expected.uaci_high))
-    assert d.npcr >= d.npcr_critical, f"NPCR {d.npcr} below {d.npcr_critical}"
-    assert d.uaci_low <= d.uaci <= d.uaci_high, f"UACI {d.uaci} outside {d.uaci_low}..{d.uaci_high}"
-    assert d.npcr_pass and d.uaci_pass
+    assert len(report512.differentials) == CHANGES
+    for d in report512.differentials:
+        expected = metrics.wna_critical_values(d.compared_bytes, bits=8, alpha=0.05)
+        # The bounds are the ones for the number of cipher bytes compared, not a hard-coded 512² figure.
+        assert d.compared_bytes == min(d.body_bytes) and d.compared_bytes > 10_000
+        assert d.npcr_critical == pytest.approx(expected.npcr)
+        assert (d.uaci_low, d.uaci_high) == (pytest.approx(expected.uaci_low), pytest.approx(expected.uaci_high))
+        assert d.npcr_pass == (d.npcr >= d.npcr_critical)
+        assert d.uaci_pass == (d.uaci_low <= d.uaci <= d.uaci_high)
+    npcr = [round(d.npcr, 3) for d in report512.differentials]
+    uaci = [round(d.uaci, 3) for d in report512.differentials]
+    assert sum(d.npcr_pass for d in report512.differentials) >= MIN_PASSES, f"NPCR {npcr}"
+    assert sum(d.uaci_pass for d in report512.differentials) >= MIN_PASSES, f"UACI {uaci}"
 
 
 def test_metrics_fields_present_and_sane(report512) -> None:  # type: ignore[no-untyped-def]
