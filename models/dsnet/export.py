@@ -62,6 +62,12 @@ def export(checkpoint: Path, out: Path) -> dict:
         raise SystemExit(f"ONNX Runtime disagrees with torch by {max_err}")
     data = out.read_bytes()
     config = state.get("config", {})
+    # What the cached data set says about itself (seed, slice and lesion-slice counts), when it is at hand.
+    splits = {}
+    for split in ("train", "val"):
+        info = Path(str(config.get("data", ""))) / f"{split}.json"
+        if info.is_file():
+            splits[split] = json.loads(info.read_text())
     manifest = {
         "name": state["arch"],
         "architecture": ("DS-Net: CalibNeXt (SCC) + Residual Swin Transformer, Triplet Attention fusion, "
@@ -93,7 +99,8 @@ def export(checkpoint: Path, out: Path) -> dict:
         "threshold": 0.5,
         "training": {
             "data": "models.synth.ct phantoms at 512x512 (~0.57 mm), area-resized to 256x256",
-            "train_seed": TRAIN_SEED, "val_seed": VAL_SEED,
+            "train_seed": TRAIN_SEED, "val_seed": VAL_SEED, "splits": splits,
+            "initialised_from": config.get("init"),
             "checkpoint_epoch": int(state["epoch"]) + 1,
             "config": config,
             "selected_by": "Dice on held-out generated validation slices (lung1 never used for selection)",
