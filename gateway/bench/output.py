@@ -177,6 +177,18 @@ def _figure_legend(fig: Any, axes: Any) -> None:
     fig.legend(list(seen.values()), list(seen.keys()), loc="upper right", fontsize=7, bbox_to_anchor=(0.995, 0.93))
 
 
+def _save_figure(fig: Any, path: Path, title: str, footer: str, rect: tuple[float, float, float, float]) -> Path:
+    """Title, machine footer, layout, write at 90 dpi and release the figure; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.text(0.01, 0.005, footer, fontsize=7)
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     """The three PNGs; returns their paths."""
     import matplotlib
@@ -240,13 +252,8 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             ax.set_title(f"{suite}, {bits}-bit")
             ax.grid(True, which="both", alpha=0.3)
     _figure_legend(fig, axes)
-    fig.suptitle("MedShield latency vs image size")
-    fig.text(0.01, 0.005, footer, fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 0.82, 0.97))
-    path = out_dir / PLOT_NAMES[0]
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, out_dir / PLOT_NAMES[0], "MedShield latency vs image size", footer,
+                                (0, 0.02, 0.82, 0.97)))
 
     # 2. Throughput vs size: images per second and pixel megabytes per second (single stream).
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -279,13 +286,9 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
-    fig.suptitle("Throughput vs image size (one stream, end to end through mosquitto)")
-    fig.text(0.01, 0.005, footer, fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
-    path = out_dir / PLOT_NAMES[1]
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, out_dir / PLOT_NAMES[1],
+                                "Throughput vs image size (one stream, end to end through mosquitto)", footer,
+                                (0, 0.02, 1, 0.95)))
 
     # 3. Stage breakdown: share of each leaf stage's median, per size.
     fig, axes = plt.subplots(
@@ -314,13 +317,8 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             ax.set_xlabel("share of end-to-end median (%)")
             ax.set_title(f"{suite}, {bits}-bit")
     _figure_legend(fig, axes)
-    fig.suptitle("Where the time goes (per stage, p50)")
-    fig.text(0.01, 0.005, footer, fontsize=7)
-    fig.tight_layout(rect=(0, 0.02, 0.84, 0.96))
-    path = out_dir / PLOT_NAMES[2]
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_figure(fig, out_dir / PLOT_NAMES[2], "Where the time goes (per stage, p50)", footer,
+                                (0, 0.02, 0.84, 0.96)))
     return written
 
 
