@@ -413,24 +413,25 @@ class Runner:
             if self.config.memory
             else None
         )
-        m = self._floor(image, "aes-gcm-forward", None, None, series, len(first))
-        m.kind, m.peak_memory_bytes = "alternative", peak
-        return m
+        return self._floor(image, "aes-gcm-forward", None, None, series, len(first), kind="alternative",
+                           peak_memory_bytes=peak)
 
     @staticmethod
     def _floor(
-        image: images.BenchImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int
+        image: images.BenchImage, name: str, suite: str | None, backend: str | None, series: Series, payload: int,
+        *, kind: str = "floor", peak_memory_bytes: int | None = None,
     ) -> Measurement:
         return Measurement(
             size=image.pixels.shape[0],
             bits=image.bits,
-            kind="floor",
+            kind=kind,
             name=name,
             suite=suite,
             backend=backend,
             series=series,
             payload_bytes=payload,
             input_bytes=len(image.data),
+            peak_memory_bytes=peak_memory_bytes,
         )
 
 
