@@ -45,6 +45,9 @@ class ProtectedLike(Protocol):
     """What a protection step returns (`gateway.pipeline.Protected` fits)."""
 
     @property
+    def message_id(self) -> str: ...
+
+    @property
     def envelope(self) -> bytes: ...
 
     @property
@@ -128,6 +131,8 @@ class Gateway:
         self._split = splitter
         self._clock = clock
         self.metrics = metrics or GatewayMetrics()
+        # Fixed for the daemon's life: an envelope larger than this is sent as parts.
+        self._envelope_limit = (config.cloud or CloudSection()).max_message_bytes
         self._log = get_logger("daemon")
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=config.limits.queue_size)
         self._stop_intake = threading.Event()
@@ -398,14 +403,13 @@ class Gateway:
         t1 = time.perf_counter()
         rows: list[tuple[str, str, bytes]] = []
         items: list[LedgerItem] = []
-        limit = self.config.cloud.max_message_bytes if self.config.cloud else CloudSection().max_message_bytes
+        limit, topic = self._envelope_limit, self.config.cloud_topic
         for result in results:
             envelope = bytes(result.envelope)
-            envelope_id = str(getattr(result, "message_id", message_id))
-            items.append(LedgerItem(envelope_id, hashlib.sha256(envelope).hexdigest(), self.config.cloud_topic))
+            items.append(LedgerItem(result.message_id, hashlib.sha256(envelope).hexdigest(), topic))
             pieces = [envelope] if len(envelope) <= limit else self._split(envelope, limit)
             kind = "envelope" if len(pieces) == 1 else "part"
-            rows.extend((kind, self.config.cloud_topic, piece) for piece in pieces)
+            rows.extend((kind, topic, piece) for piece in pieces)
         with self._pending_lock:
             self._pending_e2e[message_id] = (item.received_mono, len(rows))
         ledger = (self._ledger, items) if self._ledger is not None else None

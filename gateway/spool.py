@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 PROCESSED_RETENTION_NS = 30 * 24 * 3600 * 10**9
+PRUNE_INTERVAL_NS = 3600 * 10**9
 """How long a processed message id is remembered for de-duplication (brokers redeliver within a session)."""
 
 
@@ -88,7 +89,7 @@ class Spool:
         path.chmod(0o600)
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
         self._rows, self._bytes = int(row[0]), int(row[1])
-        self._changed = threading.Condition(self._lock)
+        self._next_prune_ns = 0
 
     # -- intake side -------------------------------------------------------------------------------------
     def is_processed(self, message_id: str) -> bool:
@@ -119,7 +120,6 @@ class Spool:
         message_id: str,
         outcome: str,
         rows: Sequence[tuple[str, str, bytes]],
-        now_ns: int | None = None,
         ledger: tuple[LedgerWriter, Sequence[LedgerItem]] | None = None,
     ) -> bool:
         """Atomically record `message_id` as processed and queue `rows` (kind, topic, payload).
@@ -127,7 +127,7 @@ class Spool:
         Returns False (and writes nothing) when the id was already processed: the duplicate is ignored.
         With `ledger`, signed ledger entries for the items are chained on and queued in the same transaction.
         """
-        now = time.time_ns() if now_ns is None else now_ns
+        now = time.time_ns()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -147,7 +147,9 @@ class Spool:
                     [(message_id, kind, topic, payload, now) for kind, topic, payload in rows],
                 )
                 self._db.execute("DELETE FROM attempts WHERE message_id = ?", (message_id,))
-                self._db.execute("DELETE FROM processed WHERE committed_ns < ?", (now - PROCESSED_RETENTION_NS,))
+                if now >= self._next_prune_ns:  # ids are kept 30 days; forgetting old ones hourly is enough
+                    self._db.execute("DELETE FROM processed WHERE committed_ns < ?", (now - PROCESSED_RETENTION_NS,))
+                    self._next_prune_ns = now + PRUNE_INTERVAL_NS
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -155,7 +157,6 @@ class Spool:
                 raise
             self._rows += len(rows)
             self._bytes += sum(len(p) for _, _, p in rows)
-            self._changed.notify_all()
             return True
 
     def _chain(self, writer: LedgerWriter, items: Sequence[LedgerItem], now: int) -> list[tuple[str, str, bytes]]:
@@ -173,18 +174,6 @@ class Spool:
         """Every ledger entry (JSON), in sequence order."""
         with self._lock:
             return [str(r[0]) for r in self._db.execute("SELECT entry FROM ledger ORDER BY seq")]
-
-    def enqueue(self, kind: str, topic: str, payload: bytes, message_id: str = "") -> None:
-        """Queue a row that is not tied to an inbound message (e.g. a ledger or error event)."""
-        now = time.time_ns()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO outbox (message_id, kind, topic, payload, created_ns) VALUES (?, ?, ?, ?, ?)",
-                (message_id, kind, topic, payload, now),
-            )
-            self._rows += 1
-            self._bytes += len(payload)
-            self._changed.notify_all()
 
     # -- publisher side ----------------------------------------------------------------------------------
     def head(self, limit: int, after_seq: int = 0) -> list[OutRow]:
@@ -225,14 +214,6 @@ class Spool:
                 self._db.execute("PRAGMA synchronous=FULL")
             self._rows -= removed_rows
             self._bytes -= removed_bytes
-            self._changed.notify_all()
-
-    def wait_for_rows(self, after_seq: int, timeout: float) -> None:
-        """Block until a row newer than `after_seq` may exist, or `timeout` passes."""
-        with self._changed:
-            last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
-            if int(last) <= after_seq:
-                self._changed.wait(timeout)
 
     # -- state -------------------------------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ TAG = b"TEST-ENVELOPE\0"
 
 @dataclass(frozen=True)
 class Tagged:
+    message_id: str
     envelope: bytes
     timings: Mapping[str, float]
 
@@ -43,7 +44,7 @@ class TaggingProtect:
         if data.startswith(b"CRASH"):
             raise RuntimeError("simulated processing fault")
         header = json.dumps({"message_id": message_id, "topic": source["topic"]}).encode()
-        return [Tagged(TAG + len(header).to_bytes(4, "big") + header + data, {"decode": 0.001})]
+        return [Tagged(message_id, TAG + len(header).to_bytes(4, "big") + header + data, {"decode": 0.001})]
 
 
 def untag(envelope: bytes) -> tuple[dict, bytes]:
