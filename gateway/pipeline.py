@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gateway import codecs, container, stego
-from gateway.crypto.envelope import Sealer, open_envelope
+from gateway.crypto.envelope import Opened, Sealer, open_envelope
 from gateway.crypto.sbbe import SearchParams
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.errors import InputError, OpenError
@@ -145,30 +145,31 @@ def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = 
     """
     opened = open_envelope(envelope, private_key)
     try:
-        header = opened.header
-        content = header["content"]
-        box = container.unpack(opened.plaintext, content["compression"], max_bytes=_plaintext_limit(content))
-        image = codecs.decode(box.marked)
-        order_key = opened.derive(ORDER_LABEL)
-        record = stego.RestorationRecord.from_bytes(box.record)
-        hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
-        original_pixels = stego.restore(image.pixels, record, order_key)
-        stamp_ok = verify_stamp(
-            opened.derive(STAMP_LABEL),
-            hidden.timestamp_ns,
-            pixel_sha256(original_pixels),
-            hidden.message_id,
-            hidden.stamp,
-        )
-        if not stamp_ok or hidden.message_id != header["message_id"]:
-            raise OpenError()
-        original = codecs.encode(image, original_pixels) if restore_original else None
-    except OpenError:
-        raise
+        return _unpack_opened(opened, restore_original)
     except Exception:
         # An authenticated envelope that does not unpack can only come from a faulty or hostile sealer; the
-        # caller learns the same thing as for any other failure.
-        raise OpenError() from None
+        # caller learns the same thing as for any other failure. Raised outside the handler so that no cause
+        # or context (which would name the failing step) travels with the error.
+        pass
+    raise OpenError()
+
+
+def _unpack_opened(opened: Opened, restore_original: bool) -> OpenedImage:
+    """The steps of `open_` after authentication; any exception means the envelope does not open."""
+    header = opened.header
+    content = header["content"]
+    box = container.unpack(opened.plaintext, content["compression"], max_bytes=_plaintext_limit(content))
+    image = codecs.decode(box.marked)
+    order_key = opened.derive(ORDER_LABEL)
+    record = stego.RestorationRecord.from_bytes(box.record)
+    hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
+    original_pixels = stego.restore(image.pixels, record, order_key)
+    stamp_ok = verify_stamp(
+        opened.derive(STAMP_LABEL), hidden.timestamp_ns, pixel_sha256(original_pixels), hidden.message_id, hidden.stamp
+    )
+    if not stamp_ok or hidden.message_id != header["message_id"]:
+        raise ValueError("hidden payload does not match the envelope")
+    original = codecs.encode(image, original_pixels) if restore_original else None
     return OpenedImage(header=header, marked=box.marked, hidden=hidden, original=original)
 
 

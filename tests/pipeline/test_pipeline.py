@@ -104,3 +104,17 @@ def test_bad_input_and_no_room_are_input_errors(recipient):
         protect(png_bytes(tiny), card, mask=np.zeros((8, 8), bool))
     with pytest.raises(InputError):
         protect(png_bytes(tiny), card, mask=np.zeros((9, 9), bool))
+
+
+def test_authenticated_envelope_that_does_not_unpack_is_the_one_error_with_no_cause(recipient):
+    """A sealer that seals garbage (faulty or hostile) produces an envelope that authenticates but does not
+    unpack; the OpenError must not carry the failing step as its cause or context."""
+    from gateway.crypto.envelope import Sealer
+
+    private_key, card = recipient
+    sealer = Sealer(card, "aes-256-siv", rng=SeededRandom(b"garbage"))
+    content = {"format": "png", "compression": "zlib", "shape": [8, 8]}
+    envelope = sealer.seal(b"not a container", content, {"topic": "t"})
+    with pytest.raises(OpenError) as err:
+        open_(envelope, private_key)
+    assert err.value.__cause__ is None and err.value.__context__ is None
