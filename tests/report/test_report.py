@@ -70,7 +70,7 @@ def test_metrics_fields_present_and_sane(report512) -> None:  # type: ignore[no-
     assert r.shape == (512, 512) and r.bits == 8
     # A cipher body is close to uniform: entropy near the ideal for its length, χ² not wildly off, no correlation.
     assert expected_entropy(r.body_bytes) - 0.01 < r.entropy_body <= 8.0
-    assert r.chi2_body["dof"] == 255 and 0.0 <= r.chi2_body["p_value"] <= 1.0
+    assert r.chi2_body["dof"] == 255 and r.chi2_body["p_value"] > 0.001  # seeded: not a coin flip per run
     assert r.chi2_body["statistic"] < 2 * r.chi2_critical
     assert all(abs(v) < 0.05 for v in r.correlation_body.values())
     assert all(v > 0.9 for v in r.correlation_plain.values())  # real CT is strongly correlated

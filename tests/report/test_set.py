@@ -20,9 +20,11 @@ def test_quick_set_covers_every_kind_and_writes_markdown(tmp_path: Path, shared_
     reports = analyse_set(inputs, suite="aes-256-siv", seed=SEED, changes=2)
     assert [r.name for r in reports] == names
     for r in reports:
-        assert len(r.differentials) == 2 and 0.0 <= r.npcr_pass_rate <= 1.0
+        assert len(r.differentials) == 2
         assert r.restored_pixels_equal and r.ber_payload == 0.0
-        assert r.mask_source in ("reference", "none (no reference, no model)", "DS-Net")
+        # No segmenter here: lung1 slices and phantoms carry their reference masks; CT_small has none.
+        expected = "none (no reference, no model)" if r.name == "pydicom_CT_small" else "reference"
+        assert r.mask_source == expected, r.name
     written = write_report(reports, tmp_path, title="set", notes=[f"{i.name}: {i.origin}" for i in inputs])
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     for section in ("## Differential (NPCR / UACI)", "## Cipher body statistics", "## Marking fidelity", "## Figures"):
