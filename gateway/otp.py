@@ -23,6 +23,7 @@ from pathlib import Path
 import pyotp
 
 from gateway.errors import InputError
+from gateway.files import write_atomic
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 
 STEP_S = 30
@@ -65,23 +66,6 @@ def qr_png(uri: str) -> bytes:
     return buf.getvalue()
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically with mode 0600 from the start (never world-readable, even briefly)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def read_secret_file(path: Path) -> str:
     """Read a base32 secret written by `provision` (InputError when missing or malformed)."""
     try:
@@ -108,9 +92,9 @@ def provision(name: str, out_dir: Path, rng: RandomSource = system_random, issue
     secret = generate_secret(rng)
     uri = provisioning_uri(secret, name, issuer)
     paths = Provisioned(out / f"{name}.otp.secret", out / f"{name}.otp.uri", out / f"{name}.otp.png")
-    write_private(paths.secret_path, (secret + "\n").encode())
-    write_private(paths.uri_path, (uri + "\n").encode())
-    write_private(paths.qr_path, qr_png(uri))
+    write_atomic(paths.secret_path, (secret + "\n").encode())
+    write_atomic(paths.uri_path, (uri + "\n").encode())
+    write_atomic(paths.qr_path, qr_png(uri))
     return paths
 
 
@@ -155,7 +139,7 @@ class OtpVerifier:
             return _State(last_step=1 << 62, failures=self._max_failures, locked_until_ns=1 << 62)
 
     def _save(self, st: _State) -> None:
-        write_private(self._state_path, json.dumps(st.__dict__).encode())
+        write_atomic(self._state_path, json.dumps(st.__dict__).encode())
 
     def verify(self, code: str) -> bool:
         """True if `code` is valid now, not replayed and the secret is not locked out; updates state."""

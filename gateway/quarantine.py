@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from gateway.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,6 @@ class QuarantineRecord:
         ).encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 class Quarantine:
     """Writes `<id>.bin` (the input as received) and `<id>.json` (the reason) durably."""
 
@@ -74,15 +62,11 @@ class Quarantine:
             sha256=hashlib.sha256(payload).hexdigest(),
             device_id=self.device_id,
         )
-        _write_atomic(self.directory / f"{message_id}.bin", payload)
-        _write_atomic(
-            self.directory / f"{message_id}.json", json.dumps(asdict(record), sort_keys=True, indent=2).encode()
+        write_atomic(self.directory / f"{message_id}.bin", payload)
+        write_atomic(  # the record last, then the directory: both files are durable once this returns
+            self.directory / f"{message_id}.json", json.dumps(asdict(record), sort_keys=True, indent=2).encode(),
+            sync_dir=True,
         )
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
         return record
 
     def records(self) -> list[QuarantineRecord]:

@@ -22,6 +22,7 @@ import paho.mqtt.client as paho
 
 from gateway.config import BrokerConfig
 from gateway.errors import InputError, OpenError
+from gateway.files import write_atomic
 from gateway.logging import get_logger
 from gateway.mqtt import MqttLink
 
@@ -77,19 +78,6 @@ def key_verifier(private_key: Any) -> Verifier:
     return verify
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
 
 class Receiver:
     """Pure-ish core: feed it payloads from the cloud topic; it stores each whole envelope once."""
@@ -133,7 +121,7 @@ class Receiver:
         if message_id in self._seen:
             self.stats.duplicates += 1
             return None
-        _write_atomic(self.out_dir / f"{message_id}.msh", envelope)
+        write_atomic(self.out_dir / f"{message_id}.msh", envelope, mode=0o644, sync_dir=True)
         self._seen.add(message_id)
         self.stats.stored += 1
         if self._verifier is not None:
@@ -183,8 +171,9 @@ class Receiver:
         else:
             self.stats.verify_failed += 1
             self._log.error("verification_failed", message_id=message_id)
-        _write_atomic(
-            self.out_dir / f"{message_id}.verified.json", json.dumps(result.__dict__, sort_keys=True).encode()
+        write_atomic(
+            self.out_dir / f"{message_id}.verified.json", json.dumps(result.__dict__, sort_keys=True).encode(),
+            mode=0o644, sync_dir=True,
         )
 
 

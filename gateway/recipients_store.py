@@ -8,7 +8,6 @@ of the same name is never silently replaced.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gateway.errors import ConfigError, InputError
+from gateway.files import write_atomic
 from gateway.otp import OtpVerifier, read_secret_file
 from gateway.rng import Clock, system_clock
 
@@ -68,10 +68,7 @@ def add_card(state_dir: Path, card_path: Path, admin_code: str, *, clock: Clock 
         if existing.key_id != card.key_id:
             raise InputError("card_exists", f"a different card named {card.name} is already installed")
         return dest
-    tmp = directory / f".{card.name}.card.{os.getpid()}.tmp"
-    tmp.write_text(card.to_json(), "utf-8")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    write_atomic(dest, card.to_json().encode("utf-8"), mode=0o644)  # a card is public
     log.info("recipient card added", recipient=card.name, key_id=card.key_id)
     return dest
 

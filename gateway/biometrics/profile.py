@@ -27,7 +27,7 @@ from Crypto.Protocol.KDF import scrypt
 from gateway.biometrics.fuzzy import CodeParams, Helper
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import InputError, OpenError
-from gateway.otp import write_private
+from gateway.files import write_atomic
 from gateway.rng import RandomSource, system_random
 
 FORMAT = "medshield-biometric-profile"
@@ -128,7 +128,7 @@ def unseal(data: bytes, passphrase: bytes) -> Profile:
 def save(path: Path, profile: Profile, passphrase: bytes, *, rng: RandomSource = system_random,
          scrypt_n: int = DEFAULT_SCRYPT_N) -> Path:
     """Write the encrypted profile with mode 0600."""
-    write_private(Path(path), seal(profile, passphrase, rng=rng, scrypt_n=scrypt_n))
+    write_atomic(Path(path), seal(profile, passphrase, rng=rng, scrypt_n=scrypt_n))
     return Path(path)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 STATE_ENV = "MEDSHIELD_STATE_DIR"
@@ -40,18 +39,3 @@ def engine_path(state_dir: Path, key: dict[str, str]) -> Path:
     """Cache file for `key`: engines/<onnx sha prefix>-<hash of the whole key>.engine under the state dir."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return state_dir / "engines" / f"{key['onnx_sha256'][:12]}-{digest[:16]}.engine"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written engine in the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

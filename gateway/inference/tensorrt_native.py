@@ -16,7 +16,8 @@ import structlog
 
 from gateway.inference.base import BackendUnavailable, Runner
 from gateway.inference.cudart import CudaError, CudaRuntime
-from gateway.inference.engine_cache import default_state_dir, engine_key, engine_path, file_sha256, write_atomic
+from gateway.files import write_atomic
+from gateway.inference.engine_cache import default_state_dir, engine_key, engine_path, file_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,7 @@ class TensorRTRunner(Runner):
                 log.warning("tensorrt_engine_unreadable_rebuilding", path=str(self.engine_path))
         if engine is None:
             plan = self._build(builder)
+            self.engine_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.engine_path, plan)
             engine = runtime.deserialize_cuda_engine(plan)
             self.built = True

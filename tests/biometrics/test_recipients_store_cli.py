@@ -14,7 +14,8 @@ from gateway.biometrics.keyrelease import RELEASE_CAPTURES
 from gateway.cli import main
 from gateway.crypto.recipients import generate_recipient
 from gateway.errors import ConfigError, InputError
-from gateway.otp import STEP_S, generate_secret, read_secret_file, totp_at, write_private
+from gateway.files import write_atomic
+from gateway.otp import STEP_S, generate_secret, read_secret_file, totp_at
 from gateway.recipients_store import ADMIN_SECRET, AdminOtpRefused, add_card, list_cards
 from gateway.rng import SeededRandom, system_clock
 from models.synth import fingerprint, iris
@@ -28,7 +29,7 @@ def gateway_state(tmp_path: Path) -> tuple[Path, str]:
     state = tmp_path / "state"
     state.mkdir()
     secret = generate_secret(SeededRandom(b"admin"))
-    write_private(state / ADMIN_SECRET, (secret + "\n").encode())
+    write_atomic(state / ADMIN_SECRET, (secret + "\n").encode())
     return state, secret
 
 
@@ -107,7 +108,7 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
     state = tmp_path / "gw"
     state.mkdir()
     admin = generate_secret(SeededRandom(b"adm"))
-    write_private(state / ADMIN_SECRET, (admin + "\n").encode())
+    write_atomic(state / ADMIN_SECRET, (admin + "\n").encode())
     code = totp_at(admin, system_clock() // STEP_NS)
     assert main(["recipients", "add", str(out / "alice.card"), "--admin-otp", code, "--state-dir", str(state)]) == 0
     capsys.readouterr()

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.inference import RUNNER_TYPES, BackendUnavailable, available_backends, create_runner
-from gateway.inference.engine_cache import engine_key, engine_path, write_atomic
+from gateway.files import write_atomic
+from gateway.inference.engine_cache import engine_key, engine_path
 from gateway.resources import MODELS_DIR
 
 MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
@@ -76,6 +77,12 @@ def test_engine_cache_key_changes_with_every_field(tmp_path: Path) -> None:
 
 def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
     target = tmp_path / "engines" / "x.engine"
+    target.parent.mkdir()
     write_atomic(target, b"plan")
-    assert target.read_bytes() == b"plan"
+    write_atomic(target, b"plan 2", mode=0o644, sync_dir=True)
+    assert target.read_bytes() == b"plan 2"
     assert [p.name for p in target.parent.iterdir()] == ["x.engine"]
+    assert target.stat().st_mode & 0o777 == 0o644
+    secret = tmp_path / "secret"
+    write_atomic(secret, b"s")
+    assert secret.stat().st_mode & 0o777 == 0o600

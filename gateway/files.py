@@ -1,0 +1,35 @@
+"""Atomic file writes: the one way the gateway replaces a file it owns."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = False) -> None:
+    """Replace `path` with `data` so that readers and crashes see the old file or the new one, never a part.
+
+    The temporary file is created 0600 (a secret is never readable by others, even briefly), flushed to disk,
+    given `mode` and renamed over `path`; it is removed if anything fails. `sync_dir` also flushes the
+    directory entry, for files that must survive a power cut once this returns (quarantine, received
+    envelopes).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
