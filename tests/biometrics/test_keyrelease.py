@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from gateway.biometrics import profile as profiles
