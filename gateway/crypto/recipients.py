@@ -74,14 +74,7 @@ class RecipientCard:
 
     def to_json(self) -> str:
         """The card as a JSON document (the content of NAME.card)."""
-        doc = {
-            "format": CARD_FORMAT,
-            "version": FILE_VERSION,
-            "name": self.name,
-            "key_id": self.key_id,
-            "public_key": b64url_encode(self.public_key),
-        }
-        return json.dumps(doc, sort_keys=True, indent=2) + "\n"
+        return _dump_doc(CARD_FORMAT, self.name, self.key_id, public_key=b64url_encode(self.public_key))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RecipientCard:
@@ -149,14 +142,7 @@ class PrivateKey:
         return RecipientCard(name=self.name, key_id=self.key_id, public_key=self.public_key)
 
     def to_json(self) -> str:
-        doc = {
-            "format": KEY_FORMAT,
-            "version": FILE_VERSION,
-            "name": self.name,
-            "key_id": self.key_id,
-            "private_key": b64url_encode(self.secret),
-        }
-        return json.dumps(doc, sort_keys=True, indent=2) + "\n"
+        return _dump_doc(KEY_FORMAT, self.name, self.key_id, private_key=b64url_encode(self.secret))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PrivateKey:
@@ -199,6 +185,12 @@ class PrivateKey:
         if len(data) > MAX_FILE_BYTES:
             raise ConfigError(f"private key {path} is too large")
         return cls.from_json(data)
+
+
+def _dump_doc(fmt: str, name: str, key_id: str, **key: str) -> str:
+    """A card or key file: format, version, name, key id and the one key field, as stable JSON."""
+    doc = {"format": fmt, "version": FILE_VERSION, "name": name, "key_id": key_id, **key}
+    return json.dumps(doc, sort_keys=True, indent=2) + "\n"
 
 
 def _parse_doc(text: str | bytes, fmt: str, what: str) -> dict:  # type: ignore[type-arg]
