@@ -1,13 +1,26 @@
-"""ONNX Runtime plumbing shared by the CPU, CUDA and TensorRT execution-provider runners."""
+"""ONNX Runtime plumbing shared by the CPU, CUDA and TensorRT execution-provider runners.
+
+Session settings (CPU work, measured in benchmarks/ort_session_bench.py, results/ort_session.json):
+- intra-op threads: the `threads` asked for, else `default_threads()` — the cores this process may use,
+  at most MAX_DEFAULT_THREADS (DS-Net at 256² gains nothing beyond that);
+- intra-op spinning OFF (`session.intra_op.allow_spinning=0`): spinning threads keep burning CPU after each
+  inference for work that is already done, taking it from paho, mosquitto and the other workers. On the
+  2-core EPYC this cut CPU time per inference to a fraction at a similar p50 (figures in the result);
+- inter-op: one thread, sequential execution (the graphs are a single chain of nodes).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gateway.inference.base import BackendUnavailable, Runner
+
+MAX_DEFAULT_THREADS = 4
 
 
 def ort_module() -> Any:
@@ -29,23 +42,47 @@ def provider_missing(provider: str) -> str | None:
     return None
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and systemd's CPUAffinity set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cores: int | None = None) -> int:
+    """Intra-op threads when the configuration names none: the usable cores, capped."""
+    return max(1, min(cores if cores is not None else usable_cores(), MAX_DEFAULT_THREADS))
+
+
+def session_options(ort: Any, threads: int | None, *, spinning: bool = False) -> Any:
+    """The SessionOptions every runner uses (see the module doc); `spinning` exists for the benchmark."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads if threads is not None else default_threads()
+    options.inter_op_num_threads = 1
+    flag = "1" if spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", flag)
+    options.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    options.log_severity_level = 3
+    return options
+
+
 class OrtRunner(Runner):
     """A runner backed by one ONNX Runtime InferenceSession with an explicit provider list."""
 
     provider: str = "CPUExecutionProvider"
 
-    def __init__(self, model_path: Path, *, threads: int | None = None, state_dir: Path | None = None) -> None:
+    def __init__(self, model_path: Path, *, threads: int | None = None, state_dir: Path | None = None,
+                 spinning: bool = False) -> None:
         super().__init__(model_path)
         reason = self.unavailable_reason()
         if reason is not None:
             raise BackendUnavailable(self.type_name, reason)
         ort = ort_module()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        self.threads = threads if threads is not None else default_threads()
+        options = session_options(ort, self.threads, spinning=spinning)
         providers = self.providers(state_dir)
         self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
         active = self.session.get_providers()
@@ -53,12 +90,13 @@ class OrtRunner(Runner):
             # ORT silently falls back to CPU when a GPU provider fails to initialise; that is not what the
             # caller asked for, so say so instead of running slowly under a misleading name.
             raise BackendUnavailable(self.type_name, f"{self.provider} failed to initialise (active: {active})")
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        if not all(isinstance(d, int) for d in inp.shape):
-            raise BackendUnavailable(self.type_name, f"model input must have a fixed shape, got {inp.shape}")
-        self._shape = tuple(int(d) for d in inp.shape)
-        self.output_name = self.session.get_outputs()[0].name
+        for inp in self.session.get_inputs():
+            dims = [d if isinstance(d, int) and d > 0 else -1 for d in inp.shape]
+            if any(d < 0 for d in dims[1:]):
+                raise BackendUnavailable(self.type_name,
+                                         f"model input {inp.name} may only have a dynamic batch dimension, got {inp.shape}")
+            self.input_shapes[inp.name] = tuple(dims)
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -68,10 +106,14 @@ class OrtRunner(Runner):
         """The provider list handed to the session (the GPU ones keep CPU as a fallback for odd nodes)."""
         return [self.provider]
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._shape
+    def run_all(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, self.check_feeds(feeds))
+        return {name: np.asarray(out, dtype=np.float32) for name, out in zip(self.output_names, outs)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.output_name], {self.input_name: self.check_input(x)})[0]
+        # The single-output fetch keeps the hot path of DS-Net free of the dict plumbing.
+        if len(self.input_shapes) != 1:
+            return super().run(x)
+        (name,) = self.input_shapes
+        out = self.session.run(self.output_names[:1], self.check_feeds({name: x}))[0]
         return np.asarray(out, dtype=np.float32)

@@ -17,10 +17,32 @@ import numpy as np
 
 _MEMCPY_HOST_TO_DEVICE = 1
 _MEMCPY_DEVICE_TO_HOST = 2
+_ATTR_CC_MAJOR = 75  # cudaDevAttrComputeCapabilityMajor (stable across CUDA releases)
+_ATTR_CC_MINOR = 76  # cudaDevAttrComputeCapabilityMinor
 
 
 class CudaError(RuntimeError):
     """A CUDA runtime call failed; the message names the call and the error code."""
+
+
+def wheel_library_dirs() -> list[str]:
+    """lib folders of the CUDA/cuDNN/TensorRT pip wheels (nvidia-cuda-runtime-cu12 → nvidia/cuda_runtime/lib,
+    the CUDA 13 wheels → nvidia/cu13/lib, tensorrt-cu1x-libs → tensorrt_libs), for the loader to search."""
+    dirs: list[str] = []
+    try:
+        import nvidia  # namespace package of NVIDIA's wheels
+
+        for base in getattr(nvidia, "__path__", []):
+            dirs.extend(sorted(d for d in glob.glob(os.path.join(base, "*", "lib")) if os.path.isdir(d)))
+    except ImportError:
+        pass
+    try:
+        import tensorrt_libs
+
+        dirs.extend(str(p) for p in getattr(tensorrt_libs, "__path__", []))
+    except ImportError:
+        pass
+    return dirs
 
 
 def _candidates() -> list[str]:
@@ -28,13 +50,8 @@ def _candidates() -> list[str]:
     found = ctypes.util.find_library("cudart")
     if found:
         names.insert(0, found)
-    try:
-        import nvidia.cuda_runtime as wheel  # the pip wheel TensorRT depends on
-
-        for base in getattr(wheel, "__path__", []):
-            names[:0] = sorted(glob.glob(os.path.join(base, "lib", "libcudart.so*")))
-    except ImportError:
-        pass
+    for base in reversed(wheel_library_dirs()):
+        names[:0] = sorted(glob.glob(os.path.join(base, "libcudart.so*")))
     for root in ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/lib"):
         names.extend(sorted(glob.glob(os.path.join(root, "libcudart.so*"))))
     return names
@@ -81,6 +98,16 @@ class CudaRuntime:
         fn = getattr(self.lib, "cudaGetDeviceProperties_v2", None) or self.lib.cudaGetDeviceProperties
         self._check(fn(props, ctypes.c_int(self.device)), "cudaGetDeviceProperties")
         return props.raw[:256].split(b"\0", 1)[0].decode("ascii", "replace")
+
+    def compute_capability(self) -> tuple[int, int]:
+        """(major, minor) of the GPU, e.g. (9, 0) for Hopper, (8, 7) for Jetson Orin."""
+        values = []
+        for attribute in (_ATTR_CC_MAJOR, _ATTR_CC_MINOR):
+            value = ctypes.c_int(0)
+            self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(value), ctypes.c_int(attribute),
+                                                        ctypes.c_int(self.device)), "cudaDeviceGetAttribute")
+            values.append(value.value)
+        return values[0], values[1]
 
     def malloc(self, nbytes: int) -> int:
         ptr = ctypes.c_void_p()

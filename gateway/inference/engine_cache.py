@@ -1,8 +1,10 @@
 """Where compiled engines live and how they are named.
 
 A TensorRT engine is only valid for the exact ONNX graph, TensorRT version, GPU model and precision it was
-built with, so the cache key hashes all four: changing any one of them gives a new file name and the engine
-is rebuilt instead of a stale one being loaded.
+built with (and, for a dynamic batch, the optimisation profile), so the cache key hashes all of them:
+changing any one gives a new file name and the engine is rebuilt instead of a stale one being loaded. Old
+engines are left in place (a downgrade finds its engine again); `medshield models build-engines` reports
+which file serves.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str) -> dict[str, str]:
-    """The fields an engine depends on, in a stable order."""
-    return {"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "precision": precision}
+def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str,
+               profile: str = "static") -> dict[str, str]:
+    """The fields an engine depends on, in a stable order. `profile` describes the optimisation profile of
+    a model with a dynamic batch (trt_api.profile_tag); "static" for fixed-shape models."""
+    return {"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "precision": precision,
+            "profile": profile}
 
 
 def engine_path(state_dir: Path, key: dict[str, str]) -> Path:

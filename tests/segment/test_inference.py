@@ -1,8 +1,10 @@
-"""Runner registry, backend errors and the engine cache key (CPU-only parts of gateway.inference)."""
+"""Runner registry, backend errors, session settings, TensorRT version dispatch and the engine cache key
+(the CPU-only parts of gateway.inference; the GPU halves are in test_gpu.py)."""
 
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,13 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.inference import RUNNER_TYPES, BackendUnavailable, available_backends, create_runner
 from gateway.files import write_atomic
+from gateway.inference._ort import default_threads
 from gateway.inference.engine_cache import engine_key, engine_path
+from gateway.inference.trt_api import UnsupportedTensorRT, api_for, optimization_profile, profile_tag
 from gateway.resources import MODELS_DIR
 
 MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
+MSENET = MODELS_DIR / "msenet" / "msenet.onnx"
 
 
 def test_registry_names_every_backend_explicitly() -> None:
@@ -67,12 +72,93 @@ def test_unknown_backend_and_missing_model_are_refused(tmp_path: Path) -> None:
 
 
 def test_engine_cache_key_changes_with_every_field(tmp_path: Path) -> None:
-    base = engine_key("ab" * 32, "10.3.0", "NVIDIA H100", "fp16")
-    paths = {engine_path(tmp_path, base)}
-    for field, value in (("onnx_sha256", "cd" * 32), ("tensorrt", "10.4.0"), ("gpu", "Orin"), ("precision", "fp32")):
-        paths.add(engine_path(tmp_path, {**base, field: value}))
-    assert len(paths) == 5
-    assert engine_path(tmp_path, dict(base)) == engine_path(tmp_path, base)
+    base = ("ab" * 32, "10.3.0", "NVIDIA H100 (sm_90)", "fp16", "static")
+    changed = ("cd" * 32, "10.4.0", "Orin (sm_87)", "fp32", "fingerprint:1/3/16;iris:1/3/16")
+    paths = {engine_path(tmp_path, engine_key(*base))}
+    for i, value in enumerate(changed):
+        paths.add(engine_path(tmp_path, engine_key(*base[:i], value, *base[i + 1:])))
+    assert len(paths) == len(changed) + 1
+    assert engine_path(tmp_path, engine_key(*base)) == engine_path(tmp_path, engine_key(*base))
+    assert engine_path(tmp_path, engine_key(*base)).parent == tmp_path / "engines"
+
+
+@pytest.mark.parametrize(("version", "named"), [
+    ("8.6.1", False),  # the PyPI 8.6 release
+    ("8.6.2.3", False),  # JetPack 6.0
+    ("9.3.0.1", False),
+    ("10.3.0", True),  # JetPack 6.1 / 6.2
+    ("10.16.1.11", True),
+    ("10.14.1.48.post1", True),
+])
+def test_tensorrt_versions_pick_their_api_generation(version: str, named: bool) -> None:
+    api = api_for(version)
+    assert api.named_tensors is named
+    # 8.x/9.x need the explicit-batch flag at network creation (0 means implicit batch there); 10.x takes 0.
+    assert api.explicit_batch_flag is (not named)
+    assert api.generation == ("tensor-names" if named else "binding-indices")
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    ("8.5.3.1", "too old"), ("8.4.1", "too old"), ("7.1.3", "too old"),  # JetPack 5.0 / 5.1 / 4.6
+    ("11.0.0.114", "newer than"), ("", "cannot read"), ("trt", "cannot read"),
+])
+def test_unsupported_tensorrt_versions_are_refused_clearly(version: str, why: str) -> None:
+    with pytest.raises(UnsupportedTensorRT, match=why) as info:
+        api_for(version)
+    if why != "cannot read":
+        assert "8.6 to 10.x" in str(info.value)
+
+
+def test_an_old_tensorrt_is_a_clear_backend_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Scoped stand-in: a module that carries only the version JetPack 5.1 installs. The version check runs
+    # before any other TensorRT or CUDA call, so nothing else of the API is needed to reach the refusal.
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.5.2.2"))
+    with pytest.raises(BackendUnavailable, match="'tensorrt' is not available: TensorRT 8.5.2.2 is too old"):
+        create_runner(MODEL, "tensorrt")
+    assert "too old" in str(available_backends()["tensorrt"])
+
+
+def test_optimisation_profile_covers_the_dynamic_batch_only() -> None:
+    assert optimization_profile((1, 1, 256, 256), 16, 3) is None
+    assert optimization_profile((-1, 1, 96, 96), 16, 3) == ((1, 1, 96, 96), (3, 1, 96, 96), (16, 1, 96, 96))
+    assert optimization_profile((-1, 128), 2, 3) == ((1, 128), (2, 128), (2, 128))  # opt never above max
+    with pytest.raises(ValueError, match="only a dynamic batch"):
+        optimization_profile((1, -1, 32), 16, 3)
+    fp, ir = optimization_profile((-1, 1, 96, 96), 16, 3), optimization_profile((-1, 1, 32, 256), 16, 3)
+    assert profile_tag({"a": None}) == "static"
+    assert profile_tag({"iris": ir, "fingerprint": fp, "x": None}) == "fingerprint:1/3/16;iris:1/3/16"
+
+
+def test_ort_sessions_take_threads_from_the_cores_and_do_not_spin() -> None:
+    assert [default_threads(c) for c in (1, 2, 3, 16, 128)] == [1, 2, 3, 4, 4]
+    runner = create_runner(MODEL, "cpu", warmup=False)
+    options = runner.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == runner.threads == default_threads()
+    assert create_runner(MODEL, "cpu", threads=1, warmup=False).session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_two_input_dynamic_batch_model_runs_by_name() -> None:
+    from gateway.biometrics.features import FeatureExtractor
+
+    runner = create_runner(MSENET, "cpu", threads=1)
+    assert runner.input_shapes == {"fingerprint": (-1, 1, 96, 96), "iris": (-1, 1, 32, 256)}
+    assert runner.output_names == ["emb_fingerprint", "emb_iris", "emb_fused", "key_features"]
+    rng = np.random.default_rng(7)
+    feeds = {"fingerprint": rng.standard_normal((3, 1, 96, 96), np.float32),
+             "iris": rng.standard_normal((3, 1, 32, 256), np.float32)}
+    got = runner.run_all(feeds)
+    ref = FeatureExtractor(MSENET).run(feeds["fingerprint"], feeds["iris"])
+    for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused, ref.key)):
+        assert got[name].shape == want.shape
+        np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="use run_all"):
+        runner.run(feeds["fingerprint"])
+    with pytest.raises(ValueError, match="batch size"):
+        runner.run_all({**feeds, "iris": feeds["iris"][:2]})
+    with pytest.raises(ValueError, match="model inputs"):
+        runner.run_all({"fingerprint": feeds["fingerprint"]})
 
 
 def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
