@@ -34,7 +34,7 @@ from gateway.broker import EmbeddedBroker  # noqa: E402
 from gateway.config import BrokerConfig, parse_config  # noqa: E402
 from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
-from gateway.mqtt import MqttLink  # noqa: E402
+from gateway.mqtt import InboundMessage, MqttLink  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.scanner_sim import ScannerSimulator, dicom_from_hu  # noqa: E402
 
@@ -75,8 +75,8 @@ class CloudWatcher:
             on_message=self._on_message,
         )
 
-    def _on_message(self, link: MqttLink, message, generation: int) -> None:  # type: ignore[no-untyped-def]
-        payload = bytes(message.payload)
+    def _on_message(self, message: InboundMessage) -> None:
+        payload = message.payload
         whole = self._reassembler.feed(payload) if self._is_part(payload) else payload
         if whole is not None:
             with self.cond:

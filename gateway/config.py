@@ -118,6 +118,8 @@ class LimitsConfig(_Strict):
     queue_size: Annotated[int, Field(ge=1, le=10_000)] = 32
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    # Payload bytes held between the scanner broker and the workers (beyond it, messages wait at the broker).
+    queue_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
 
 
 class SpoolConfig(_Strict):
@@ -180,6 +182,11 @@ class GatewayConfig(_Strict):
     @property
     def ledger_key_path(self) -> Path:
         return self.ledger.key_file or self.gateway.state_dir / "ledger.key"
+
+    @property
+    def message_key_path(self) -> Path:
+        """The gateway secret that keys message ids (created 0600 on first start)."""
+        return self.gateway.state_dir / "message-id.key"
 
     @property
     def errors_topic(self) -> str:

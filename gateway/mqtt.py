@@ -2,11 +2,18 @@
 
 `MqttLink` owns one paho client running its network loop in a background thread. Its callbacks do no work:
 they update connection state, (re)subscribe on every connect (so a reconnect resubscribes), publish the
-retained `online` status, and hand messages to the consumer's callback, which must only enqueue.
+retained `online` status, settle publishes, and hand messages to the consumer's callback, which must only
+enqueue and never block (it runs on the thread that also reads PUBACKs, SUBACKs and pings).
+
+Paho's types and error codes stay inside this module: callers see `InboundMessage`, `publish(...,
+on_done=)` and booleans. PUBACK tracking lives here too: each QoS 1 publish made through `publish` is
+settled exactly once, by the PUBACK for its own packet id (a PUBACK that settles nothing is ignored, so a
+packet id reused after 65,535 publishes can never be settled by a stale acknowledgement).
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -23,8 +30,24 @@ from gateway.config import BrokerConfig, TLSConfig
 from gateway.errors import ConfigError
 from gateway.logging import get_logger
 
-MessageHandler = Callable[["MqttLink", paho.MQTTMessage, int], None]
-"""Called from paho's thread with (link, message, connection generation). Must only enqueue."""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message as the broker delivered it; `mid` and `generation` identify it for `MqttLink.ack`."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+
+
+MessageHandler = Callable[[InboundMessage], None]
+"""Called from paho's thread with each message. Must only enqueue, never block."""
+
+Completion = Callable[[bool], None]
+"""Called once from paho's thread when the broker settled a publish: True for a successful PUBACK."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +62,6 @@ class Will:
 class LinkState:
     connected: threading.Event = field(default_factory=threading.Event)
     generation: int = 0
-    subscribe_failures: int = 0
     last_connect_rc: str = "never"
 
 
@@ -83,6 +105,7 @@ class MqttLink:
         online: Will | None = None,
         manual_ack: bool = False,
         receive_maximum: int | None = None,
+        max_inflight: int | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -90,6 +113,11 @@ class MqttLink:
         self.subscriptions = tuple(subscriptions)
         self.state = LinkState()
         self._pending_subacks: set[int] = set()
+        # Packet id -> completion of each unsettled QoS 1 publish; `_early` holds the verdict of a PUBACK
+        # that overtook the registration of its own publish (paho may read it before `publish` returns).
+        self._unsettled: dict[int, Completion | None] = {}
+        self._early: dict[int, bool] = {}
+        self._settle_lock = threading.Lock()
         self._online = online
         self._on_message_handler = on_message
         self._log = get_logger(f"mqtt.{name}")
@@ -103,22 +131,25 @@ class MqttLink:
         }
         if not self._mqtt5:
             kwargs["clean_session"] = not persistent
-        self.client = paho.Client(**kwargs)
-        self.client.enable_logger(None)
+        self._client = paho.Client(**kwargs)
+        self._client.enable_logger(None)
+        if max_inflight is not None:
+            self._client.max_inflight_messages_set(max_inflight)
         if config.username is not None:
             password = config.password.get_secret_value() if config.password is not None else None
-            self.client.username_pw_set(config.username, password)
+            self._client.username_pw_set(config.username, password)
         if config.tls is not None:
-            self.client.tls_set_context(_tls_context(config.tls))
+            self._client.tls_set_context(_tls_context(config.tls))
         if will is not None:
-            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        self.client.reconnect_delay_set(
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.reconnect_delay_set(
             min_delay=max(1, int(config.reconnect_min_s)), max_delay=max(1, int(config.reconnect_max_s))
         )
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,7 +162,7 @@ class MqttLink:
                 properties.ReceiveMaximum = self._receive_maximum
         # connect_async only records the target (it returns nothing; bad arguments raise ValueError).
         try:
-            self.client.connect_async(
+            self._client.connect_async(
                 self.config.host,
                 self.config.port,
                 keepalive=self.config.keepalive_s,
@@ -140,7 +171,7 @@ class MqttLink:
             )
         except ValueError as exc:
             raise ConfigError(f"{self.name}: cannot start MQTT client ({exc})") from None
-        rc = self.client.loop_start()
+        rc = self._client.loop_start()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConfigError(f"{self.name}: cannot start MQTT loop ({paho.error_string(rc)})")
 
@@ -152,27 +183,77 @@ class MqttLink:
     def connected(self) -> bool:
         return self.state.connected.is_set()
 
+    @property
+    def generation(self) -> int:
+        """Counts successful connects; packet ids of inbound messages are only valid within one."""
+        return self.state.generation
+
+    @property
+    def loop_alive(self) -> bool:
+        """The network loop thread is running (it reconnects by itself; a dead loop never will)."""
+        thread = getattr(self._client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    @property
+    def unsettled(self) -> int:
+        """QoS 1 publishes still waiting for their PUBACK."""
+        with self._settle_lock:
+            return len(self._unsettled)
+
     def stop(self) -> None:
         """Disconnect cleanly (no last will) and stop the loop thread. Queued PUBACKs go out first."""
-        rc = self.client.disconnect()
+        rc = self._client.disconnect()
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._log.warning("disconnect_failed", rc=paho.error_string(rc))
-        self.client.loop_stop()
+        self._client.loop_stop()
         self.state.connected.clear()
 
     # -- operations --------------------------------------------------------------------------------------
-    def ack(self, mid: int, qos: int, generation: int) -> bool:
-        """Acknowledge an inbound message, only on the connection that delivered it (mids are per connection)."""
-        if qos == 0 or generation != self.state.generation:
+    def ack(self, message: InboundMessage) -> bool:
+        """Acknowledge an inbound message, only on the connection that delivered it (mids are per connection:
+        on a later connection the same mid names another message, which the broker will redeliver anyway)."""
+        if message.qos == 0 or message.generation != self.state.generation:
             return False
-        rc = self.client.ack(mid, qos)
+        rc = self._client.ack(message.mid, message.qos)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._log.warning("ack_failed", rc=paho.error_string(rc), mid=mid)
+            self._log.warning("ack_failed", rc=paho.error_string(rc), mid=message.mid)
             return False
         return True
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, on_done: Completion | None = None
+    ) -> bool:
+        """Queue a publish; False when the client refused it (nothing will be sent, `on_done` is not called).
+
+        While disconnected paho keeps QoS 1 messages and sends them after reconnecting. `on_done` is called
+        once, from paho's thread, when the broker settles the message: True for a successful PUBACK, False
+        for a PUBACK with an MQTT 5 failure reason. QoS 0 messages are never settled.
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._log.warning("publish_not_queued", rc=paho.error_string(info.rc), topic=topic)
+            return False
+        if qos == 0:
+            return True
+        with self._settle_lock:
+            verdict = self._early.pop(info.mid, None)
+            if verdict is None:
+                self._unsettled[info.mid] = on_done
+                return True
+        if on_done is not None:
+            on_done(verdict)
+        return True
+
+    def resync(self) -> None:
+        """Drop the connection so the broker redelivers every message this side has not acknowledged (the
+        loop reconnects by itself and resumes the persistent session)."""
+        sock = self._client.socket()
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return
 
     # -- paho callbacks (run in paho's thread: no blocking work, no raising) -----------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -185,17 +266,12 @@ class MqttLink:
         for topic in self.subscriptions:
             rc, mid = client.subscribe(topic, qos=1)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self.state.subscribe_failures += 1
                 self._log.error("subscribe_failed", topic=topic, rc=paho.error_string(rc))
             elif mid is not None:
                 pending.add(mid)
         self._pending_subacks = pending
         if self._online is not None:
-            info = client.publish(
-                self._online.topic, self._online.payload, qos=self._online.qos, retain=self._online.retain
-            )
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._log.warning("status_publish_failed", rc=paho.error_string(info.rc))
+            self.publish(self._online.topic, self._online.payload, qos=self._online.qos, retain=self._online.retain)
         if not pending:
             self.state.connected.set()  # with subscriptions: set when the broker granted them all
         self._log.info(
@@ -216,7 +292,6 @@ class MqttLink:
         for code in reason_codes:
             if code.is_failure:
                 failed = True
-                self.state.subscribe_failures += 1
                 self._log.error("subscription_refused", reason=str(code))
         self._pending_subacks.discard(mid)
         if not self._pending_subacks and not failed:
@@ -224,4 +299,18 @@ class MqttLink:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._on_message_handler is not None:
-            self._on_message_handler(self, message, self.state.generation)
+            self._on_message_handler(
+                InboundMessage(message.topic, bytes(message.payload), message.mid, message.qos, self.state.generation)
+            )
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        ok = not bool(getattr(reason_code, "is_failure", False))
+        with self._settle_lock:
+            if mid not in self._unsettled:
+                self._early[mid] = ok
+                return
+            done = self._unsettled.pop(mid)
+        if not ok:
+            self._log.warning("publish_refused", reason=str(reason_code), mid=mid)
+        if done is not None:
+            done(ok)

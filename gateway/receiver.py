@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from gateway.config import BrokerConfig
 from gateway.errors import InputError, OpenError
 from gateway.files import write_atomic
 from gateway.logging import get_logger
-from gateway.mqtt import MqttLink
+from gateway.mqtt import InboundMessage, MqttLink
 
 DEFAULT_TOPIC = "medshield/gateways/+/envelopes"
 LEDGER_TOPIC = "medshield/gateways/+/ledger"
@@ -190,7 +188,7 @@ class ReceiverService:
         client_id: str = "medshield-receiver",
     ) -> None:
         self.receiver = receiver
-        self._queue: queue.Queue[tuple[paho.MQTTMessage, int]] = queue.Queue(maxsize=256)
+        self._queue: queue.Queue[InboundMessage] = queue.Queue(maxsize=256)
         self._stop = threading.Event()
         self.link = MqttLink(
             "receiver",
@@ -205,21 +203,21 @@ class ReceiverService:
         self._thread = threading.Thread(target=self._loop, name="receiver", daemon=True)
         self._lock = threading.Lock()
 
-    def _on_message(self, link: MqttLink, message: paho.MQTTMessage, generation: int) -> None:
-        self._queue.put((message, generation))
+    def _on_message(self, message: InboundMessage) -> None:
+        self._queue.put(message)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                message, generation = self._queue.get(timeout=0.2)
+                message = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
             with self._lock:
                 if message.topic.endswith("/ledger"):
-                    self.receiver.handle_ledger(message.topic, bytes(message.payload))
+                    self.receiver.handle_ledger(message.topic, message.payload)
                 else:
-                    self.receiver.handle(bytes(message.payload))
-            self.link.ack(message.mid, message.qos, generation)
+                    self.receiver.handle(message.payload)
+            self.link.ack(message)
 
     def start(self) -> ReceiverService:
         self._thread.start()

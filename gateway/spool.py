@@ -2,17 +2,15 @@
 
 A message is *committed* when its outbox rows (envelope parts, error events) and its `processed` record are
 written in one transaction; only then is the inbound message acknowledged. The `processed` table is keyed by
-the deterministic message id, so a redelivered inbound message is recognised and not protected twice. The
+the deterministic message id (`gateway.daemon.ids`), so a redelivered inbound message is recognised and not protected twice. The
 publisher reads rows in `seq` order and deletes each only after the cloud broker's PUBACK.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,17 +48,6 @@ CREATE TABLE IF NOT EXISTS attempts (
 PROCESSED_RETENTION_NS = 30 * 24 * 3600 * 10**9
 PRUNE_INTERVAL_NS = 3600 * 10**9
 """How long a processed message id is remembered for de-duplication (brokers redeliver within a session)."""
-
-
-def message_id_for(topic: str, payload: bytes) -> str:
-    """The deterministic message id: a UUIDv8 from SHA-256(domain ‖ topic ‖ 0 ‖ SHA-256(payload))."""
-    digest = hashlib.sha256(
-        b"medshield/message-id/v1\0" + topic.encode("utf-8") + b"\0" + hashlib.sha256(payload).digest()
-    ).digest()
-    raw = bytearray(digest[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8 (RFC 9562 custom)
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
-    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 @dataclass(frozen=True)

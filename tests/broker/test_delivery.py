@@ -9,7 +9,6 @@ import urllib.request
 import pytest
 
 from gateway.daemon import Gateway
-from gateway.spool import message_id_for
 from tests.broker.conftest import gateway_config
 from tests.broker.helpers import Collector, TaggingProtect, publish_all, untag
 
@@ -33,7 +32,7 @@ def running(tmp_path, scanner_broker, cloud_broker):  # type: ignore[no-untyped-
 
     yield start
     for gw in gateways:
-        if gw.spool is not None and gw._threads[0].is_alive():
+        if gw.running:
             gw.shutdown(flush_timeout_s=1)
 
 
@@ -55,7 +54,7 @@ def test_every_message_arrives_once_in_order(running, scanner_broker, cloud_brok
     delivered = _delivered(collector)
     assert delivered == [p for _, p in items]
     headers = [untag(p)[0] for p in collector.on("/envelopes")]
-    assert [h["message_id"] for h in headers] == [message_id_for(TOPIC, p) for _, p in items]
+    assert [h["message_id"] for h in headers] == [gw.message_ids.for_message(TOPIC, p) for _, p in items]
     assert gw.metrics.protected.value() == 25
     assert collector.wait_for(lambda: gw.spool is not None and gw.spool.depth == 0, 5)
     collector.close()
@@ -82,7 +81,7 @@ def test_bad_input_is_quarantined_and_next_message_served(running, scanner_broke
     assert collector.wait_for(lambda: len(collector.on("/errors")) == 1 and len(collector.on("/envelopes")) == 1)
     event = json.loads(collector.on("/errors")[0])
     assert event["reason"] == "truncated"
-    assert event["message_id"] == message_id_for(TOPIC, b"BAD:truncated")
+    assert event["message_id"] == gw.message_ids.for_message(TOPIC, b"BAD:truncated")
     assert b"BAD" not in collector.on("/errors")[0]  # the payload never leaves the gateway
     records = gw.quarantine.records()
     assert [r.reason for r in records] == ["truncated"]
@@ -215,13 +214,16 @@ def test_message_that_crashed_the_process_before_is_quarantined_on_redelivery(
     tmp_path, scanner_broker, cloud_broker
 ) -> None:  # type: ignore[no-untyped-def]
     # Three earlier attempts that never committed (as if each had killed the daemon), recorded durably.
+    from gateway.daemon import MessageIds
     from gateway.spool import Spool
 
     config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port)
     poison = b"poison slice"
+    config.gateway.state_dir.mkdir(parents=True)
+    ids = MessageIds.load_or_create(config.message_key_path)
     spool = Spool(config.spool_path, config.spool.max_bytes)
     for _ in range(config.limits.max_attempts):
-        spool.record_attempt(message_id_for(TOPIC, poison))
+        spool.record_attempt(ids.for_message(TOPIC, poison))
     spool.close()
     protect = TaggingProtect()
     gw = Gateway(config, protect)

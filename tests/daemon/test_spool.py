@@ -6,16 +6,32 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from gateway.spool import Spool, message_id_for
+import hashlib
+
+from gateway.daemon.ids import MessageIds
+from gateway.spool import Spool
 
 
-def test_message_id_is_deterministic_uuid_of_topic_and_payload() -> None:
-    a = message_id_for("medshield/scanners/a/images", b"pixels")
-    assert a == message_id_for("medshield/scanners/a/images", b"pixels")
-    assert a != message_id_for("medshield/scanners/b/images", b"pixels")
-    assert a != message_id_for("medshield/scanners/a/images", b"pixels!")
+def test_message_id_is_a_deterministic_uuid_keyed_by_the_gateway_secret(tmp_path: Path) -> None:
+    ids = MessageIds.load_or_create(tmp_path / "message-id.key")
+    a = ids.for_message("medshield/scanners/a/images", b"pixels")
+    assert a == MessageIds.load_or_create(tmp_path / "message-id.key").for_message("medshield/scanners/a/images", b"pixels")
+    assert a != ids.for_message("medshield/scanners/b/images", b"pixels")
+    assert a != ids.for_message("medshield/scanners/a/images", b"pixels!")
     parsed = uuid.UUID(a)
     assert parsed.version == 8 and parsed.variant == uuid.RFC_4122
+    assert (tmp_path / "message-id.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_message_id_cannot_be_confirmed_from_a_candidate_image(tmp_path: Path) -> None:
+    # Whoever holds the image and the topic computes every unkeyed candidate; none matches the real id, and
+    # another gateway's secret gives another id.
+    topic, image = "medshield/scanners/a/images", b"a candidate DICOM"
+    real = MessageIds.load_or_create(tmp_path / "a.key").for_message(topic, image)
+    other = MessageIds.load_or_create(tmp_path / "b.key").for_message(topic, image)
+    assert real != other
+    digest = hashlib.sha256(b"medshield/message-id/v1\0" + topic.encode() + b"\0" + hashlib.sha256(image).digest())
+    assert uuid.UUID(real).bytes[:6] != digest.digest()[:6]
 
 
 def test_commit_is_idempotent_per_message_id(tmp_path: Path) -> None:

@@ -1,0 +1,236 @@
+"""The gateway application: builds every part, then `start`, `shutdown`, or `run` (signals, READY, watchdog).
+
+Everything is built in the constructor (spool opened, links and threads created, telemetry bound), so nothing
+is optional once the gateway runs. READY (systemd `Type=notify`) is sent once `start` returned: the models
+were warmed before the gateway was built, the spool is open and the intake is listening. Broker links connect
+in the background; a cloud or scanner-broker outage is normal operation (rows wait, messages wait at the
+broker) and is reported in `/healthz` and metrics, never by withholding READY or failing health. The watchdog
+is pinged only while every part is alive: worker and publisher threads (with a recent heartbeat), both MQTT
+network loops, and the embedded broker when there is one.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+from gateway import systemd
+from gateway.broker import EmbeddedBroker
+from gateway.config import BrokerConfig, GatewayConfig
+from gateway.crypto.parts import split
+from gateway.ledger import LedgerKey, LedgerWriter
+from gateway.logging import get_logger
+from gateway.mqtt import MqttLink, Will
+from gateway.quarantine import Quarantine
+from gateway.rng import Clock, system_clock
+from gateway.spool import Spool
+from gateway.telemetry import TelemetryServer
+
+from .ids import MessageIds
+from .intake import Intake, MqttIntake, ProtectFn, Splitter
+from .metrics import EndToEnd, GatewayMetrics
+from .publisher import Publisher
+
+MAX_STALL_S = 30.0
+OFFLINE_STATUS_TIMEOUT_S = 2.0
+
+
+def default_splitter(envelope: bytes, max_bytes: int) -> list[bytes]:
+    return list(split(envelope, max_bytes))
+
+
+class Gateway:
+    """The daemon's parts, wired: MQTT intake → `Intake` → spool → `Publisher` → cloud."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        protect: ProtectFn,
+        *,
+        splitter: Splitter = default_splitter,
+        clock: Clock = system_clock,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        cfg = config
+        self.config = cfg
+        self.metrics = metrics or GatewayMetrics()
+        self._log = get_logger("daemon")
+        cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._broker: EmbeddedBroker | None = None
+        if cfg.inbound is not None and cfg.cloud is not None:
+            inbound_broker, cloud_broker = cfg.inbound, cfg.cloud
+        else:
+            self._broker = EmbeddedBroker(persistence_dir=cfg.gateway.state_dir / "broker")
+            local = BrokerConfig(host=self._broker.host, port=self._broker.port)
+            inbound_broker, cloud_broker = cfg.inbound or local, cfg.cloud or local
+        self.spool = Spool(cfg.spool_path, cfg.spool.max_bytes)
+        self.quarantine = Quarantine(cfg.quarantine_dir, cfg.gateway.device_id)
+        ledger = None
+        if cfg.ledger.enabled:
+            ledger = LedgerWriter(LedgerKey.load_or_create(cfg.ledger_key_path), cfg.gateway.device_id, cfg.ledger_topic)
+        self.message_ids = MessageIds.load_or_create(cfg.message_key_path)
+        end_to_end = EndToEnd(self.metrics)
+        device = cfg.gateway.device_id
+        self.cloud = MqttLink(
+            "cloud",
+            cloud_broker,
+            f"medshield-{device}-cloud",
+            persistent=False,
+            will=Will(cfg.status_topic, b"offline"),
+            online=Will(cfg.status_topic, b"online"),
+            max_inflight=cfg.spool.publish_window,
+        )
+        self.publisher = Publisher(
+            self.spool, self.cloud, window=cfg.spool.publish_window, metrics=self.metrics, end_to_end=end_to_end
+        )
+        self.intake = Intake(
+            cfg,
+            protect,
+            spool=self.spool,
+            quarantine=self.quarantine,
+            ledger=ledger,
+            ids=self.message_ids,
+            splitter=splitter,
+            metrics=self.metrics,
+            end_to_end=end_to_end,
+            committed=self.publisher.wake,
+        )
+        self.mqtt_intake = MqttIntake(self.intake, inbound_broker, cfg, metrics=self.metrics, clock=clock)
+        self._telemetry = (
+            TelemetryServer(self.metrics.registry, self.health, cfg.telemetry.host, cfg.telemetry.port)
+            if cfg.telemetry.port is not None
+            else None
+        )
+        m, spool, intake = self.metrics, self.spool, self.mqtt_intake
+        m.spool_depth.bind(lambda: spool.depth)
+        m.spool_bytes.bind(lambda: spool.size_bytes)
+        m.queue_depth.bind(lambda: intake.depth)
+        m.queue_bytes.bind(lambda: intake.buffered_bytes)
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the embedded broker (if any), the publisher, the intake and telemetry; links connect in the
+        background."""
+        if self._broker is not None:
+            self._broker.start()
+            self._log.info("embedded_broker_started", port=self._broker.port)
+        self.publisher.start()
+        self.cloud.start()
+        self.mqtt_intake.start()
+        if self._telemetry is not None:
+            self._telemetry.start()
+            self._log.info("telemetry_listening", port=self._telemetry.port)
+        self._started = True
+
+    def shutdown(self, flush_timeout_s: float | None = None) -> None:
+        """Ordered stop: intake off, in-flight work finished, spool flushed (bounded), `offline`, disconnect."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._log.info("stopping")
+        systemd.stopping()
+        self.mqtt_intake.stop()  # acknowledgements already queued leave before DISCONNECT
+        timeout = self.config.spool.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
+        self.publisher.stop(timeout)
+        self._publish_offline()
+        self.cloud.stop()
+        if self._telemetry is not None:
+            self._telemetry.stop()
+        left = self.spool.depth
+        self.spool.close()
+        if self._broker is not None:
+            self._broker.stop()
+        self._log.info("stopped", spool_rows_left=left)
+
+    def _publish_offline(self) -> None:
+        if not self.cloud.connected:
+            return
+        sent = threading.Event()
+        queued = self.cloud.publish(self.config.status_topic, b"offline", qos=1, retain=True, on_done=lambda _ok: sent.set())
+        if not queued or not sent.wait(OFFLINE_STATUS_TIMEOUT_S):
+            self._log.warning("offline_status_not_sent")
+
+    def run(self) -> int:
+        """Main loop for `medshield run`: signals, READY once started, watchdog pings; returns the exit code."""
+        stop = threading.Event()
+
+        def _on_signal(signum: int, _frame: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        self.start()
+        systemd.ready("protecting")
+        self._log.info("ready", device_id=self.config.gateway.device_id)
+        watchdog = systemd.watchdog_interval_s()
+        reported_dead: list[str] = []
+        while not stop.is_set():
+            dead = self.dead_parts()
+            if not dead and watchdog is not None:
+                systemd.watchdog_ping()
+            if dead != reported_dead:
+                reported_dead = dead
+                if dead:
+                    self._log.error("parts_dead", parts=dead)
+            stop.wait(min(watchdog, 1.0) if watchdog else 0.5)
+        self.shutdown()
+        return 0
+
+    # -- state -------------------------------------------------------------------------------------------
+    @property
+    def inbound(self) -> MqttLink:
+        """The scanner-broker link of the MQTT intake."""
+        return self.mqtt_intake.link
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopping
+
+    @property
+    def telemetry_port(self) -> int | None:
+        return self._telemetry.port if self._telemetry else None
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once both broker links are up (tests and the demo wait for it; READY does not)."""
+        deadline = time.monotonic() + timeout
+        return self.inbound.wait_connected(timeout) and self.cloud.wait_connected(
+            max(0.0, deadline - time.monotonic())
+        )
+
+    def parts(self) -> dict[str, bool]:
+        """Each part and whether it is alive (threads: running and looped within `MAX_STALL_S`)."""
+        now = time.monotonic()
+        parts = {
+            t.name: t.is_alive() and now - self.mqtt_intake.heartbeats.get(t.name, now) < MAX_STALL_S
+            for t in self.mqtt_intake.threads
+        }
+        parts["publisher"] = self.publisher.thread.is_alive() and now - self.publisher.heartbeat < MAX_STALL_S
+        parts["inbound_loop"] = self.inbound.loop_alive
+        parts["cloud_loop"] = self.cloud.loop_alive
+        if self._broker is not None:
+            parts["embedded_broker"] = self._broker.running
+        return parts
+
+    def dead_parts(self) -> list[str]:
+        return sorted(name for name, alive in self.parts().items() if not alive)
+
+    def alive(self) -> bool:
+        """Every part is alive (what the systemd watchdog vouches for)."""
+        return self._started and not self.dead_parts()
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """`/healthz`: ok while running with every part alive; broker links are reported, not required."""
+        dead = self.dead_parts() if self._started else []
+        detail: dict[str, object] = {
+            "inbound_connected": self.inbound.connected,
+            "cloud_connected": self.cloud.connected,
+            "spool_rows": self.spool.depth,
+            "intake_paused": self.spool.full(),
+            "threads_alive": self._started and not dead,
+            "dead_parts": dead,
+        }
+        return (self.running and not dead), detail

@@ -1,0 +1,73 @@
+"""The real protection step for the daemon: `gateway.pipeline.protect` once per recipient card.
+
+Everything is loaded when `pipeline_protect_fn` runs (recipient cards, the verified and warmed-up
+segmentation model, codec limits, SBBE parameters), so a gateway built on its result reports READY only with
+warm models, and a bad card or model stops the start instead of the first message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway import codecs, pipeline
+from gateway.config import GatewayConfig
+from gateway.crypto.recipients import RecipientCard
+from gateway.crypto.sbbe import SearchParams
+from gateway.errors import ConfigError
+from gateway.recipients_store import installed_cards
+from gateway.segment import Segmenter
+
+from .ids import derived_id
+from .intake import ProtectedLike, ProtectFn
+
+
+def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
+    """The cards named in the configuration, then those an administrator installed with `medshield
+    recipients add` into the state directory; each key once."""
+    cards: list[RecipientCard] = []
+    for card in [RecipientCard.load(path) for path in config.protection.recipients] + installed_cards(
+        config.gateway.state_dir
+    ):
+        if all(card.key_id != known.key_id for known in cards):
+            cards.append(card)
+    if not cards:
+        raise ConfigError(
+            "protection.recipients: at least one recipient card is needed (in the configuration, or installed"
+            " with `medshield recipients add`)"
+        )
+    return cards
+
+
+def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
+    """A `ProtectFn` sealing one envelope per recipient; the message id given by the intake is the first
+    envelope's, each further one gets an id derived from it (ids are unique per envelope)."""
+    cards = recipient_cards(config)
+    seg = config.segmentation
+    model_args = (seg.model,) if seg.model is not None else ()
+    # Loading verifies the model against its manifest and warms the runner up; TensorRT engines are cached
+    # under the state directory.
+    segmenter = Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
+    limits = codecs.Limits(
+        max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
+    )
+    params = SearchParams(**config.protection.sbbe.model_dump(exclude_none=True))
+    suite, margin, device = config.protection.suite, config.protection.stego_margin_px, config.gateway.device_id
+
+    def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
+        return [
+            pipeline.protect(
+                data,
+                card,
+                suite=suite,
+                segmenter=segmenter.predict,
+                limits=limits,
+                sbbe_params=params,
+                margin_px=margin,
+                device_id=device,
+                source=source,
+                message_id=message_id if i == 0 else derived_id(message_id, card.key_id),
+            )
+            for i, card in enumerate(cards)
+        ]
+
+    return protect
