@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench mosquitto venv train-venv clean
+.PHONY: test demo bench mosquitto openssl venv train-venv clean
 
 venv: $(VENV)/.installed
 
@@ -21,7 +21,12 @@ mosquitto:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q mosquitto)
 
-test: venv mosquitto
+# The key-release service's tests make a self-signed certificate with the openssl command line.
+openssl:
+	@command -v openssl >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssl)
+
+test: venv mosquitto openssl
 	$(PY) -m pytest -q
 
 demo: venv mosquitto

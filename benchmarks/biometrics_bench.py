@@ -1,5 +1,6 @@
 """Biometric benchmark: preprocessing and MSE-Net (ONNX Runtime CPU) latency per capture, enrolment and key
-release end to end (4-capture enrolment incl. scrypt profile sealing; 1-capture release incl. TOTP check).
+release (4-capture enrolment incl. the Argon2id-stretched R and profile sealing; 3-capture release incl. the
+Argon2id profile key, R, and the key-release service's decision, in process: no network).
 
     .venv/bin/python benchmarks/biometrics_bench.py [--repeats 20] [--out benchmarks/results/biometrics_bench.json]
 
@@ -22,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.bench.stats import latency_ms, time_calls
 from gateway.biometrics.features import FeatureExtractor
-from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol, release_private_key
+from gateway.biometrics import profile as profiles
+from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol_features, release_k_enc
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
-from gateway.otp import STEP_S, generate_secret, totp_at
+from gateway.keyserver.service import KeyService, bio_key, release_proof, share_pad
+from gateway.otp import STEP_S, totp_at
 from models.synth import fingerprint, iris
 
 
@@ -46,23 +49,33 @@ def main() -> None:
         "iris_preprocess": latency_ms(time_calls(lambda: iris_input(eyes[0]), a.repeats)),
         "msenet_onnx_cpu_one_pair": latency_ms(time_calls(lambda: ext.run(fp_in, ir_in), a.repeats)),
     }
-    secret = generate_secret()
     with tempfile.TemporaryDirectory() as tmp:
-        pw = b"benchmark passphrase"
+        pw = b"benchmark passphrase, long enough"
+        ref = profiles.KeyServerRef(url="https://127.0.0.1:1", account="bench", ca_pem="")
         enrol_t = []
         for i in range(max(3, a.repeats // 4)):
             t = time.perf_counter()
-            profile, _ = enrol(f"bench{i}", fps[:4], eyes[:4], secret, "ws-bench", Path(tmp), pw, extractor=ext)
+            e = enrol_features("bench", ext.key_features(fps[:4], eyes[:4]), "ws-bench", ref, ext.sha256)
+            profiles.save(Path(tmp) / "bench.profile", e.profile, pw)
             enrol_t.append(time.perf_counter() - t)
         res["enrolment_4_captures"] = latency_ms(enrol_t)
+        now = [time.time_ns()]
+        svc = KeyService(Path(tmp) / "ks", clock=lambda: now[0])
+        acct = svc.add_account("bench")
+        svc.enrol("bench", acct.enrol_token, e.service_share, e.service_bio_key)
+
+        def ask(prof: profiles.Profile, r: bytes) -> bytes | None:
+            code = totp_at(acct.totp_secret, now[0] // (STEP_S * 1_000_000_000))
+            nonce = os.urandom(16)
+            padded = svc.release("bench", code, nonce, release_proof(bio_key(r), "bench", code, nonce))
+            return None if padded is None else bytes(x ^ y for x, y in zip(padded, share_pad(bio_key(r), "bench", nonce)))
+
         rel_t = []
-        now = time.time_ns()
         for i in range(max(3, a.repeats // 4)):
-            clock_ns = now + i * STEP_S * 1_000_000_000  # a fresh step per release (replay refusal)
-            code = totp_at(secret, clock_ns // (STEP_S * 1_000_000_000))
+            now[0] += STEP_S * 1_000_000_000  # a fresh step per release (replay refusal)
             t = time.perf_counter()
-            release_private_key(profile, fps[4:], eyes[4:], code, device_id="ws-bench", passphrase=pw,
-                                extractor=ext, otp_state_dir=Path(tmp) / "state", clock=lambda c=clock_ns: c)
+            prof = profiles.load(Path(tmp) / "bench.profile", pw)
+            release_k_enc(prof, ext.key_features(fps[4:], eyes[4:]), "ws-bench", ext.sha256, ask)
             rel_t.append(time.perf_counter() - t)
         res[f"key_release_{RELEASE_CAPTURES}_captures"] = latency_ms(rel_t)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,21 @@ def totp_at(secret: str, step: int) -> str:
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S).at(step * STEP_S)
 
 
+def match_step(secret: str, code: str, now_ns: int, window: int = 1) -> int | None:
+    """The time step (within `window` steps of `now_ns`) whose code equals `code`, else None.
+
+    Pure: no replay or lock-out state (callers keep that). Every candidate is compared in constant time, with
+    no early exit, so timing does not reveal which step matched.
+    """
+    step_now = now_ns // (STEP_S * 1_000_000_000)
+    given = code.strip().encode("ascii", "replace")
+    matched = None
+    for d in range(-window, window + 1):
+        if hmac.compare_digest(totp_at(secret, step_now + d).encode(), given) and matched is None:
+            matched = step_now + d
+    return matched
+
+
 @dataclass
 class _State:
     last_step: int = -1
@@ -152,14 +167,8 @@ class OtpVerifier:
             st = self._load()
             if now < st.locked_until_ns:
                 return False
-            step_now = now // (STEP_S * 1_000_000_000)
-            given = code.strip().encode("ascii", "replace")
-            matched = -1
-            for d in range(-self._window, self._window + 1):
-                # Compare against every candidate so timing does not reveal which step matched.
-                if hmac.compare_digest(totp_at(self._secret, step_now + d).encode(), given) and matched < 0:
-                    matched = step_now + d
-            if matched >= 0 and matched > st.last_step:
+            matched = match_step(self._secret, code, now, self._window)
+            if matched is not None and matched > st.last_step:
                 st.last_step = matched
                 st.failures = 0
                 st.locked_until_ns = 0

@@ -1,8 +1,13 @@
 """MSE-Net inference on CPU through ONNX Runtime (no torch in the gateway).
 
 This talks to `onnxruntime.InferenceSession` directly behind `FeatureExtractor`; when the shared runner layer
-(`gateway.inference.create_runner`) lands, only `_session()` changes. The model file is checked against the
-sha256 in its manifest before use, so a swapped model cannot silently change everyone's keys.
+(`gateway.inference.create_runner`) lands, only `_session()` changes. The model file and the key-space
+transform (`whitening.npz`) are checked against the sha256 in the manifest before use, so a swapped file cannot
+silently change everyone's keys.
+
+Key features are per modality: each embedding is centred and PCA-whitened (regularised) on its own, with
+statistics of the training identities (`models/msenet/whiten.py`), so that the fingerprint and the iris each
+feed their own fuzzy extractor and each must match on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from gateway.errors import ConfigError, InputError
 from gateway.resources import MODELS_DIR
 
 DEFAULT_MODEL = MODELS_DIR / "msenet" / "msenet.onnx"
+WHITENING_FILE = "whitening.npz"
 MAX_CAPTURES = 16
 
 Capture = bytes | np.ndarray | Path
@@ -42,16 +48,42 @@ class Embeddings:
     fingerprint: np.ndarray
     iris: np.ndarray
     fused: np.ndarray
-    key: np.ndarray
 
-    def key_features(self) -> np.ndarray:
-        """What the fuzzy extractor binarises: fingerprint ‖ iris embeddings (feature-level fusion), centred
-        and PCA-whitened with the population statistics of the training identities (fixed in the model)."""
-        return self.key.astype(np.float64)
+
+@dataclass(frozen=True)
+class KeyFeatures:
+    """What the two fuzzy extractors binarise: each modality's embedding, centred and whitened on its own."""
+
+    fingerprint: np.ndarray
+    iris: np.ndarray
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """Per-modality mean and whitening matrix (frozen with the model)."""
+
+    fp_mean: np.ndarray
+    fp_w: np.ndarray
+    iris_mean: np.ndarray
+    iris_w: np.ndarray
+
+    def apply(self, emb: Embeddings) -> KeyFeatures:
+        return KeyFeatures(fingerprint=(emb.fingerprint.astype(np.float64) - self.fp_mean) @ self.fp_w,
+                           iris=(emb.iris.astype(np.float64) - self.iris_mean) @ self.iris_w)
 
 
 def model_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _manifest(p: Path) -> dict:  # type: ignore[type-arg]
+    manifest = p.with_name("manifest.json")
+    try:
+        doc = json.loads(manifest.read_text("utf-8"))
+        doc["sha256"], doc["whitening"]["sha256"]
+        return doc  # type: ignore[no-any-return]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"MSE-Net manifest missing or invalid: {manifest}") from exc
 
 
 @lru_cache(maxsize=4)
@@ -59,18 +91,25 @@ def _session(path: str):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
     p = Path(path)
-    manifest = p.with_name("manifest.json")
-    try:
-        expected = json.loads(manifest.read_text("utf-8"))["sha256"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"MSE-Net manifest missing or invalid: {manifest}") from exc
+    manifest = _manifest(p)
     actual = model_sha256(p)
-    if actual != expected:
+    if actual != manifest["sha256"]:
         raise ConfigError(f"MSE-Net model {p.name} does not match its manifest sha256")
+    wpath = p.with_name(WHITENING_FILE)
+    try:
+        raw = wpath.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"MSE-Net key-space transform missing: {wpath}") from exc
+    if hashlib.sha256(raw).hexdigest() != manifest["whitening"]["sha256"]:
+        raise ConfigError(f"{wpath.name} does not match its manifest sha256")
+    with np.load(wpath) as w:
+        whitening = Whitening(*(w[k].astype(np.float64) for k in ("fp_mean", "fp_w", "iris_mean", "iris_w")))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]), actual
+    # The model's identity for profiles covers both files: changing either changes everyone's bits.
+    ident = hashlib.sha256((actual + manifest["whitening"]["sha256"]).encode()).hexdigest()
+    return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]), ident, whitening
 
 
 class FeatureExtractor:
@@ -78,7 +117,7 @@ class FeatureExtractor:
 
     def __init__(self, model_path: Path | None = None) -> None:
         self.path = Path(model_path) if model_path is not None else DEFAULT_MODEL
-        self._sess, self.sha256 = _session(str(self.path))
+        self._sess, self.sha256, self.whitening = _session(str(self.path))
 
     def inputs(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed network inputs; InputError on bad captures or mismatched counts."""
@@ -92,9 +131,14 @@ class FeatureExtractor:
 
     def run(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:
         """MSE-Net on preprocessed inputs (batch)."""
-        ef, ei, eu, key = self._sess.run(None, {"fingerprint": fp.astype(np.float32), "iris": ir.astype(np.float32)})
-        return Embeddings(fingerprint=ef, iris=ei, fused=eu, key=key)
+        ef, ei, eu = self._sess.run(["emb_fingerprint", "emb_iris", "emb_fused"],
+                                    {"fingerprint": fp.astype(np.float32), "iris": ir.astype(np.float32)})
+        return Embeddings(fingerprint=ef, iris=ei, fused=eu)
 
     def embed(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> Embeddings:
         """Embeddings of capture pairs (fingerprints[i], irises[i])."""
         return self.run(*self.inputs(fingerprints, irises))
+
+    def key_features(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> KeyFeatures:
+        """Per-modality key features of capture pairs (fingerprints[i], irises[i])."""
+        return self.whitening.apply(self.embed(fingerprints, irises))

@@ -8,20 +8,25 @@ their signs, so the selection in the helper data does not give away the bits (a 
 with magnitude-based selection would reveal the embedding's direction outright). A new seed gives a new,
 unlinkable template of the same person (revocation).
 
-Code offset (Dodis et al.): at enrolment a random secret R (k bits) is encoded with an error-correcting code
-C; the helper P = w ⊕ C(R) is public. At release, w' ⊕ P = C(R) ⊕ (w ⊕ w') is decoded back to R when w' is
+Code offset (Dodis et al.): at enrolment a random raw secret r (k bits) is encoded with an error-correcting
+code C; the helper P = w ⊕ C(r) is public. At release, w' ⊕ P = C(r) ⊕ (w ⊕ w') is decoded back to r when w' is
 close enough to w. The code is a concatenation of first-order Reed–Muller codes RM(1, m) (length 2^m,
 m + 1 message bits, minimum distance 2^(m-1)), decoded with soft decisions (the fresh capture's
 |coordinate| is the confidence) by a fast Hadamard transform: the maximum-likelihood decoder for this code.
 Selected bits are interleaved over the blocks by a public random permutation so that errors spread.
-Parameters (m, blocks, selected bits) are chosen from measured genuine/impostor bit-error rates
-(models/msenet/evaluate.py) and are recorded in each profile.
+
+Selection really selects: a code may use at most `MAX_SELECTED_FRACTION` of the coordinates, so the n bits kept
+are the most reliable of a larger set. The helper carries no commitment to r: `reproduce` always returns its
+decoding, and whether that was the enrolled secret is decided only after r is stretched with Argon2id, by the
+key-release service's verifier or the recipient's key id (`gateway.biometrics.keyrelease`). A commitment in
+the profile would give whoever steals it an offline oracle for the biometric.
+Parameters (m, blocks) are chosen on validation identities (models/msenet/evaluate.py) and recorded in each
+profile.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +34,8 @@ import numpy as np
 
 from gateway.errors import InputError
 from gateway.rng import RandomSource
+
+MAX_SELECTED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,7 @@ class Helper:
     params: CodeParams
     rotation_seed: bytes  # 32 bytes, public: seeds the orthogonal rotation Q
     selected: np.ndarray = field(repr=False)  # int (n,): rotated coordinates used, in code-bit order
-    offset: np.ndarray = field(repr=False)  # uint8 bits (n,): w XOR C(R)
-    commit_salt: bytes  # 16 bytes
-    commitment: bytes  # SHA-256 commitment to R
+    offset: np.ndarray = field(repr=False)  # uint8 bits (n,): w XOR C(r)
 
 
 def rotation(seed: bytes, dim: int) -> np.ndarray:
@@ -116,10 +121,6 @@ def bits_to_bytes(bits: np.ndarray) -> bytes:
     return np.packbits(bits.astype(np.uint8)).tobytes()
 
 
-def _commit(salt: bytes, secret_bits: np.ndarray) -> bytes:
-    return hashlib.sha256(b"medshield/fe/commit/v1" + salt + bits_to_bytes(secret_bits)).digest()
-
-
 def rotated(features: np.ndarray, seed: bytes) -> np.ndarray:
     """Rotate feature vectors (rows) by the profile's orthogonal Q."""
     f = np.atleast_2d(np.asarray(features, np.float64))
@@ -127,14 +128,15 @@ def rotated(features: np.ndarray, seed: bytes) -> np.ndarray:
 
 
 def generate(enrol_features: np.ndarray, params: CodeParams, rng: RandomSource) -> tuple[bytes, Helper]:
-    """Gen: from several enrolment feature vectors (rows) → (secret R as bytes, public helper P)."""
+    """Gen: from several enrolment feature vectors (rows) → (raw secret r as bytes, public helper P)."""
     params.check()
     feats = np.atleast_2d(np.asarray(enrol_features, np.float64))
     if feats.shape[0] < 1 or not np.all(np.isfinite(feats)):
         raise InputError("bad_capture", "enrolment features are empty or not finite")
     dim = feats.shape[1]
-    if params.n > dim:
-        raise InputError("bad_profile", f"code needs {params.n} bits but features have {dim} coordinates")
+    if params.n > MAX_SELECTED_FRACTION * dim:
+        raise InputError("bad_profile", f"code needs {params.n} bits: more than {MAX_SELECTED_FRACTION:.0%} of "
+                                        f"the {dim} coordinates, so no selection would happen")
     seed = rng(32)
     z = rotated(feats, seed)
     mean = z.mean(axis=0)
@@ -147,14 +149,13 @@ def generate(enrol_features: np.ndarray, params: CodeParams, rng: RandomSource) 
     w = (mean[selected] < 0).astype(np.uint8)
     secret = np.unpackbits(np.frombuffer(rng((params.k + 7) // 8), np.uint8))[: params.k]
     code = rm_encode(secret.reshape(params.blocks, params.m + 1), params.m).reshape(-1)
-    salt = rng(16)
-    helper = Helper(params=params, rotation_seed=seed, selected=selected, offset=(w ^ code).astype(np.uint8),
-                    commit_salt=salt, commitment=_commit(salt, secret))
+    helper = Helper(params=params, rotation_seed=seed, selected=selected, offset=(w ^ code).astype(np.uint8))
     return bits_to_bytes(secret), helper
 
 
 def reproduce(features: np.ndarray, helper: Helper) -> bytes | None:
-    """Rep: fresh feature vector(s) (averaged when several) + helper → R, or None when the commitment fails."""
+    """Rep: fresh feature vector(s) (averaged when several) + helper → the decoded r (None on a malformed
+    helper). Decoding always yields some r; only the caller's check says whether it is the enrolled one."""
     p = helper.params
     p.check()
     feats = np.atleast_2d(np.asarray(features, np.float64))
@@ -162,13 +163,20 @@ def reproduce(features: np.ndarray, helper: Helper) -> bytes | None:
         return None
     if helper.selected.min(initial=0) < 0 or helper.selected.max(initial=0) >= feats.shape[1]:
         return None
+    if len(np.unique(helper.selected)) != p.n:
+        return None
     z = rotated(feats, helper.rotation_seed).mean(axis=0)[helper.selected]
+    return bits_to_bytes(decode(z, helper))
+
+
+def decode(z: np.ndarray, helper: Helper) -> np.ndarray:
+    """Soft-decision decoding of rotated, selected coordinates `z` (..., n) → secret bits (..., k)."""
+    p = helper.params
     fresh = (z < 0).astype(np.uint8)
-    code_bits = fresh ^ helper.offset
-    soft = np.where(code_bits == 0, 1.0, -1.0) * np.abs(z)
-    secret = rm_decode_soft(soft.reshape(p.blocks, 1 << p.m), p.m).reshape(-1)
-    ok = hmac.compare_digest(_commit(helper.commit_salt, secret), helper.commitment)
-    return bits_to_bytes(secret) if ok else None
+    soft = np.where((fresh ^ helper.offset) == 0, 1.0, -1.0) * np.abs(z)
+    lead = soft.shape[:-1]
+    bits = rm_decode_soft(soft.reshape(-1, 1 << p.m), p.m)
+    return bits.reshape(*lead, p.k)
 
 
 def fractional_hamming(features_a: np.ndarray, features_b: np.ndarray, helper: Helper) -> float:

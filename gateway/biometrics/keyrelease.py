@@ -1,56 +1,75 @@
-"""Enrolment and key release: eq. 15 of paper 000 with a fuzzy-extracted secret in place of raw features.
+"""Enrolment and key release: eq. 15 of paper 000 with every factor real (DESIGN §3).
 
-    K_enc = SHA-256( (HKDF(R, "medshield/v1/k_enc/bio") ⊕ HKDF(K_secret, "medshield/v1/k_enc/otp")) ‖ D_addr )
+    K_enc    = SHA-256( (R ⊕ K_secret) ‖ D_addr )
+    R        = Argon2id( r_fingerprint ‖ r_iris, r_salt )          (32 bytes)
+    K_secret = client_share ⊕ service_share                         (32 random bytes made at enrolment)
 
-R is the fuzzy extractor's stable secret, K_secret the recipient's TOTP secret, D_addr the device id (UTF-8).
-Both XOR operands are stretched to 32 bytes by HKDF-SHA256 so that the XOR is defined whatever their lengths
-and neither can cancel structure in the other. K_enc seeds the recipient's X25519 key pair through
-`gateway.crypto.recipients.recipient_from_seed`; the private key is never stored, only re-derived.
+- r_fingerprint and r_iris come from two fuzzy extractors, one per modality, so each modality must match on its
+  own: a wrong r of either gives a wrong R. There is no per-modality (or any) check in the profile: one would
+  let a thief attack each modality alone, or the biometric offline at all.
+- client_share sits in the profile (sealed with Argon2id under the passphrase). service_share is held by the
+  key-release service (`gateway.keyserver`), which hands it out only for a valid, unreplayed TOTP code together
+  with a proof that the client reproduced R, counting failures of either towards its lock-out. The TOTP secret
+  exists only in the service and the authenticator app. service_share is also in the profile, wrapped under
+  the printed recovery key: the only way to open without the service.
+- D_addr is the workstation's device id (UTF-8). K_enc seeds the recipient's X25519 key pair through
+  `gateway.crypto.recipients.recipient_from_seed`; the private key is never stored, only re-derived, and
+  release succeeds only when the re-derived key id equals the enrolled one.
 
-Release checks four factors and fails with the one opaque OpenError whatever failed: the profile passphrase
-(decrypts the profile), a valid fresh TOTP code (replay and lock-out enforced), the device id, and the
-biometric (fuzzy-extractor commitment, compared in constant time). All checks run before the verdict.
+Every failure to release is the one opaque OpenError.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import structlog
-from gateway.biometrics import fuzzy
+
+from gateway.biometrics import fuzzy, slowkdf
 from gateway.biometrics import profile as profiles
-from gateway.biometrics.features import Capture, FeatureExtractor
+from gateway.biometrics.features import Capture, FeatureExtractor, KeyFeatures
 from gateway.crypto.kdf import hkdf
-from gateway.crypto.recipients import PrivateKey, recipient_from_seed
+from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
 from gateway.errors import InputError, MedShieldError, OpenError
-from gateway.otp import OtpVerifier, secret_bytes
-from gateway.rng import Clock, RandomSource, system_clock, system_random
+from gateway.files import write_atomic
+from gateway.keyserver.service import NONCE_BYTES, SHARE_BYTES, bio_key, release_proof, share_pad
+from gateway.rng import RandomSource, system_random
 
 log = structlog.get_logger("gateway.biometrics")
 
-# Chosen from measured genuine/impostor bit-error rates (models/msenet/results/eval.json, MODEL_CARD.md):
-# security first. RM(1,5)x8 with RELEASE_CAPTURES capture pairs averaged at release had FRR 2.5 % and 4 false
-# releases in 14,280 impostor attempts (0.03 %), against 2.2 % / 8.5 % for the previous model and RM(1,7)x2
-# with one capture. Presenting fewer captures only raises the FRR (one capture: 38 %), never an attacker's chance.
-DEFAULT_CODE = fuzzy.CodeParams(m=5, blocks=8)
+# One code per modality, chosen on validation identities (models/msenet/evaluate.py, MODEL_CARD.md): the
+# pair with the fewest joint false releases among those with a joint FRR <= 5 % at 3 capture pairs.
+DEFAULT_CODES = {"fingerprint": fuzzy.CodeParams(m=3, blocks=6), "iris": fuzzy.CodeParams(m=4, blocks=2)}
 MIN_ENROL_CAPTURES = 3
 RELEASE_CAPTURES = 3  # capture pairs a clinician should present at release (averaged by fuzzy.reproduce)
 DEVICE_ENV = "MEDSHIELD_DEVICE_ID"
+RECOVERY_BYTES = 20  # 160 bits, printed as 32 base32 characters
 
 
-def k_enc(secret_r: bytes, otp_secret: str, device_id: str) -> bytes:
-    """Paper eq. 15 with R in place of raw features (see module doc)."""
+def k_enc(r: bytes, k_secret: bytes, device_id: str) -> bytes:
+    """Paper eq. 15: SHA-256((R ⊕ K_secret) ‖ D_addr), R and K_secret 32 bytes each."""
     if not device_id:
         raise InputError("bad_device_id", "device id must not be empty")
-    a = hkdf(secret_r, salt=b"", info=b"medshield/v1/k_enc/bio")
-    b = hkdf(secret_bytes(otp_secret), salt=b"", info=b"medshield/v1/k_enc/otp")
-    mixed = bytes(x ^ y for x, y in zip(a, b))
-    return hashlib.sha256(mixed + device_id.encode("utf-8")).digest()
+    if len(r) != 32 or len(k_secret) != 32:
+        raise ValueError("R and K_secret must be 32 bytes")
+    return hashlib.sha256(bytes(a ^ b for a, b in zip(r, k_secret)) + device_id.encode("utf-8")).digest()
+
+
+def stretch(r_fingerprint: bytes, r_iris: bytes, salt: bytes, params: slowkdf.Argon2Params) -> bytes:
+    """R = Argon2id(r_fingerprint ‖ r_iris): every guess of the biometric costs one Argon2id."""
+    ikm = len(r_fingerprint).to_bytes(2, "big") + r_fingerprint + len(r_iris).to_bytes(2, "big") + r_iris
+    return slowkdf.derive(b"medshield/v2/biometric-r" + ikm, salt, params)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 def local_device_id() -> str:
@@ -67,80 +86,197 @@ def local_device_id() -> str:
     return mid
 
 
-def enrol_features(features: np.ndarray, otp_secret: str, device_id: str, *,
-                   code: fuzzy.CodeParams = DEFAULT_CODE, rng: RandomSource = system_random) -> tuple[fuzzy.Helper, bytes]:
-    """Pure core of enrolment: feature rows of several captures → (public helper data, K_enc)."""
-    if features.ndim != 2 or features.shape[0] < MIN_ENROL_CAPTURES:
+# --- recovery key ----------------------------------------------------------------------------------------------
+
+def format_recovery_key(raw: bytes) -> str:
+    """160 bits as 8 groups of 4 base32 characters, for printing."""
+    text = base64.b32encode(raw).decode("ascii").rstrip("=")
+    return "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def parse_recovery_key(text: str) -> bytes:
+    """Inverse of `format_recovery_key` (case ignored; the key may stand inside other text, such as the
+    NAME.recovery.txt enrolment writes); InputError when there is no valid key."""
+    found = re.search(r"\b[A-Z2-7]{4}(?:-[A-Z2-7]{4}){7}\b", text.upper())
+    s = found.group(0).replace("-", "") if found else "".join(text.split()).replace("-", "").upper()
+    try:
+        raw = base64.b32decode(s + "=" * (-len(s) % 8))
+    except ValueError:
+        raise InputError("bad_recovery_key", "recovery key is not valid") from None
+    if len(raw) != RECOVERY_BYTES:
+        raise InputError("bad_recovery_key", "recovery key is not valid")
+    return raw
+
+
+def _recovery_key_bytes(raw: bytes) -> bytes:
+    return hkdf(raw, salt=b"", info=b"medshield/v2/recovery-wrap", length=64)
+
+
+def _recovery_aad(name: str) -> bytes:
+    return b"medshield/v2/recovery-wrap/" + name.encode("utf-8")
+
+
+# --- enrolment -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Everything enrolment makes. Only `profile` (sealed) and `card` are kept on the workstation;
+    `service_share` and `service_bio_key` go to the service, `recovery_key` to paper."""
+
+    profile: profiles.Profile
+    card: RecipientCard
+    recovery_key: str
+    service_share: bytes
+    service_bio_key: bytes
+
+
+def enrol_features(name: str, feats: KeyFeatures, device_id: str, keyserver: profiles.KeyServerRef, model_sha256: str,
+                   *, codes: dict[str, fuzzy.CodeParams] = DEFAULT_CODES, rng: RandomSource = system_random,
+                   r_kdf: slowkdf.Argon2Params = slowkdf.DEFAULT) -> Enrolment:
+    """Pure core of enrolment: key features of several capture pairs → profile, card and the shares."""
+    if feats.fingerprint.ndim != 2 or feats.fingerprint.shape[0] < MIN_ENROL_CAPTURES:
         raise InputError("bad_capture", f"enrolment needs at least {MIN_ENROL_CAPTURES} capture pairs")
     if not device_id:
         raise InputError("bad_device_id", "device id must not be empty")
-    secret_bytes(otp_secret)
-    r, helper = fuzzy.generate(features, code, rng)
-    return helper, k_enc(r, otp_secret, device_id)
-
-
-def enrol(name: str, fingerprints: Sequence[Capture], irises: Sequence[Capture], otp_secret: str,
-          device_id: str, out_dir: Path, passphrase: bytes, *, extractor: FeatureExtractor | None = None,
-          code: fuzzy.CodeParams = DEFAULT_CODE, rng: RandomSource = system_random,
-          scrypt_n: int = profiles.DEFAULT_SCRYPT_N) -> tuple[Path, Path]:
-    """Enrol from captures: writes NAME.profile (encrypted, 0600) and NAME.card (public); returns both paths."""
-    ext = extractor or FeatureExtractor()
-    feats = ext.embed(fingerprints, irises).key_features()
-    helper, key = enrol_features(feats, otp_secret, device_id, code=code, rng=rng)
+    r_fp, helper_fp = fuzzy.generate(feats.fingerprint, codes["fingerprint"], rng)
+    r_ir, helper_ir = fuzzy.generate(feats.iris, codes["iris"], rng)
+    r_salt = rng(slowkdf.SALT_BYTES)
+    r = stretch(r_fp, r_ir, r_salt, r_kdf)
+    k_secret = rng(SHARE_BYTES)
+    client_share = rng(SHARE_BYTES)
+    service_share = _xor(k_secret, client_share)
+    recovery_raw = rng(RECOVERY_BYTES)
+    wrap = profiles.siv_seal(_recovery_key_bytes(recovery_raw), service_share, _recovery_aad(name), rng)
     try:
-        _, card = recipient_from_seed(name, key)
+        _, card = recipient_from_seed(name, k_enc(r, k_secret, device_id))
     except ValueError as exc:
         raise InputError("bad_name", str(exc)) from None
-    prof = profiles.Profile(name=name, key_id=card.key_id, device_id=device_id, otp_secret=otp_secret,
-                            model_sha256=ext.sha256, helper=helper)
+    prof = profiles.Profile(name=name, key_id=card.key_id, device_id=device_id, model_sha256=model_sha256,
+                            helper_fingerprint=helper_fp, helper_iris=helper_ir, r_salt=r_salt, r_kdf=r_kdf,
+                            client_share=client_share, recovery_wrap=wrap, keyserver=keyserver)
+    return Enrolment(prof, card, format_recovery_key(recovery_raw), service_share, bio_key(r))
+
+
+def enrol(name: str, fingerprints: Sequence[Capture], irises: Sequence[Capture], device_id: str, out_dir: Path,
+          passphrase: bytes, keyserver: profiles.KeyServerRef, enrol_token: str, *,
+          extractor: FeatureExtractor | None = None, codes: dict[str, fuzzy.CodeParams] = DEFAULT_CODES,
+          rng: RandomSource = system_random, kdf: slowkdf.Argon2Params = slowkdf.DEFAULT,
+          timeout_s: float = 10.0) -> tuple[Path, Path, Path]:
+    """Enrol from captures and register with the service; writes NAME.profile (sealed, 0600), NAME.card
+    (public) and NAME.recovery.txt (0600: print it, then delete the file). Returns the three paths."""
+    from gateway.keyserver.http import KeyServerClient
+
+    profiles.check_passphrase(passphrase, (name, device_id))  # before anything is registered anywhere
+    ext = extractor or FeatureExtractor()
+    feats = ext.key_features(fingerprints, irises)
+    e = enrol_features(name, feats, device_id, keyserver, ext.sha256, codes=codes, rng=rng, r_kdf=kdf)
+    client = KeyServerClient(keyserver.url, keyserver.ca_pem, timeout_s=timeout_s)
+    try:
+        accepted = client.enrol(keyserver.account, enrol_token, e.service_share, e.service_bio_key)
+    except OSError as exc:
+        raise InputError("keyserver_unreachable", f"key-release service unreachable: {keyserver.url}") from exc
+    if not accepted:
+        raise InputError("enrolment_refused", "the key-release service refused the enrolment token")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    profile_path = profiles.save(out / f"{name}.profile", prof, passphrase, rng=rng, scrypt_n=scrypt_n)
+    profile_path = profiles.save(out / f"{name}.profile", e.profile, passphrase, rng=rng, kdf=kdf)
     card_path = out / f"{name}.card"
-    if card_path.exists():
-        card_path.unlink()
-    card.save(card_path)
-    log.info("biometric enrolment complete", recipient=name, key_id=card.key_id,
-             captures=int(feats.shape[0]), code_bits=code.n, secret_bits=code.k)
-    return profile_path, card_path
+    card_path.unlink(missing_ok=True)
+    e.card.save(card_path)
+    recovery_path = out / f"{name}.recovery.txt"
+    write_atomic(recovery_path, (f"MedShield recovery key for {name} (key id {e.card.key_id}):\n\n"
+                                 f"    {e.recovery_key}\n\nPrint it, keep it offline, delete this file.\n").encode())
+    log.info("biometric enrolment complete", recipient=name, key_id=e.card.key_id,
+             captures=int(feats.fingerprint.shape[0]))
+    return profile_path, card_path, recovery_path
 
 
-def release_k_enc(prof: profiles.Profile, features: np.ndarray, otp_code: str, device_id: str,
-                  verifier: OtpVerifier, model_sha256: str) -> bytes:
-    """Pure-ish core of release (the OTP verifier persists its state): all factors → K_enc, else OpenError."""
-    otp_ok = verifier.verify(otp_code)
-    r = fuzzy.reproduce(features, prof.helper)
+# --- release ---------------------------------------------------------------------------------------------------
+
+ShareSource = Callable[[profiles.Profile, bytes], bytes | None]
+"""Given the profile and the stretched R, the service's share (or None when refused)."""
+
+
+def service_share_source(otp_code: str, *, rng: RandomSource = system_random, timeout_s: float = 10.0) -> ShareSource:
+    """Ask the profile's key-release service, with `otp_code` and a proof of R."""
+    from gateway.keyserver.http import KeyServerClient
+
+    def get(prof: profiles.Profile, r: bytes) -> bytes | None:
+        ks = prof.keyserver
+        key = bio_key(r)
+        nonce = rng(NONCE_BYTES)
+        padded = KeyServerClient(ks.url, ks.ca_pem, timeout_s=timeout_s).release(
+            ks.account, otp_code, nonce, release_proof(key, ks.account, otp_code, nonce))
+        if padded is None or len(padded) != SHARE_BYTES:
+            return None
+        return _xor(padded, share_pad(key, ks.account, nonce))
+
+    return get
+
+
+def recovery_share_source(recovery_key: str) -> ShareSource:
+    """Unwrap the service's share from the profile with the printed recovery key."""
+    raw = parse_recovery_key(recovery_key)
+
+    def get(prof: profiles.Profile, r: bytes) -> bytes | None:
+        try:
+            return profiles.siv_open(_recovery_key_bytes(raw), prof.recovery_wrap, _recovery_aad(prof.name))
+        except ValueError:
+            return None
+
+    return get
+
+
+def raw_secrets(feats: KeyFeatures, prof: profiles.Profile) -> tuple[bytes, bytes] | None:
+    """Both fuzzy extractors' decodings of fresh captures (averaged over the rows), or None if malformed."""
+    r_fp = fuzzy.reproduce(feats.fingerprint, prof.helper_fingerprint)
+    r_ir = fuzzy.reproduce(feats.iris, prof.helper_iris)
+    return None if r_fp is None or r_ir is None else (r_fp, r_ir)
+
+
+def release_k_enc(prof: profiles.Profile, feats: KeyFeatures, device_id: str, model_sha256: str,
+                  share_source: ShareSource) -> bytes:
+    """All factors → K_enc, checked against the enrolled key id; OpenError on any failure."""
     dev_ok = hmac.compare_digest(device_id.encode("utf-8"), prof.device_id.encode("utf-8"))
     model_ok = hmac.compare_digest(model_sha256.encode(), prof.model_sha256.encode())
-    if not (otp_ok and dev_ok and model_ok and r is not None):
+    raw = raw_secrets(feats, prof)
+    if not (dev_ok and model_ok and raw is not None):
         raise OpenError()
-    return k_enc(r, prof.otp_secret, device_id)
+    r = stretch(raw[0], raw[1], prof.r_salt, prof.r_kdf)
+    share = share_source(prof, r)
+    if share is None or len(share) != SHARE_BYTES:
+        raise OpenError()
+    key = k_enc(r, _xor(prof.client_share, share), device_id)
+    _, card = recipient_from_seed(prof.name, key)
+    if not hmac.compare_digest(card.key_id.encode(), prof.key_id.encode()):
+        raise OpenError()
+    return key
 
 
-def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], irises: Sequence[Capture],
-                        otp_code: str, *, device_id: str | None = None, otp_state_dir: Path | None = None,
+def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], irises: Sequence[Capture], *,
+                        otp_code: str | None = None, recovery_key: str | None = None, device_id: str | None = None,
                         passphrase: bytes | None = None, extractor: FeatureExtractor | None = None,
-                        clock: Clock = system_clock) -> PrivateKey:
-    """Re-derive the recipient's X25519 private key from a fresh capture; any failure raises OpenError.
+                        rng: RandomSource = system_random) -> PrivateKey:
+    """Re-derive the recipient's X25519 private key from fresh captures; any failure raises OpenError.
 
-    `passphrase` defaults to $MEDSHIELD_PROFILE_PASS; `device_id` to `local_device_id()`; OTP replay and
-    lock-out state lives in `otp_state_dir` (default: the profile's directory).
+    Exactly one of `otp_code` (asks the key-release service) and `recovery_key` (the printed key) is given.
+    `passphrase` defaults to $MEDSHIELD_PROFILE_PASS; `device_id` to `local_device_id()`.
     """
+    if (otp_code is None) == (recovery_key is None):
+        raise InputError("bad_credentials", "give an OTP code or the recovery key")
     try:
         pw = passphrase if passphrase is not None else profiles.passphrase_from(None)
         prof = profiles.load(Path(profile_path), pw)
         dev = device_id if device_id is not None else local_device_id()
-        state_dir = Path(otp_state_dir) if otp_state_dir is not None else Path(profile_path).parent
-        verifier = OtpVerifier(prof.otp_secret, state_dir / OtpVerifier.state_name(prof.otp_secret), clock=clock)
         ext = extractor or FeatureExtractor()
-        feats = ext.embed(fingerprints, irises).key_features()
-        key = release_k_enc(prof, feats, otp_code, dev, verifier, ext.sha256)
-        private, card = recipient_from_seed(prof.name, key)
-        if not hmac.compare_digest(card.key_id.encode(), prof.key_id.encode()):
-            raise OpenError()
+        feats = ext.key_features(fingerprints, irises)
+        source = (service_share_source(otp_code, rng=rng) if otp_code is not None
+                  else recovery_share_source(recovery_key or ""))
+        key = release_k_enc(prof, feats, dev, ext.sha256, source)
+        private, _ = recipient_from_seed(prof.name, key)
     except (MedShieldError, ValueError, OSError):
         log.info("biometric key release refused")
         raise OpenError() from None
-    log.info("biometric key release granted", recipient=prof.name, key_id=prof.key_id)
+    log.info("biometric key release granted", recipient=prof.name, key_id=prof.key_id,
+             via="service" if otp_code is not None else "recovery key")
     return private
-

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.models",
     "gateway.cli.otp",
     "gateway.cli.enroll",
+    "gateway.cli.keyserver",
     "gateway.cli.recipients",
     "gateway.cli.run",
     "gateway.cli.check_config",

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     credentials.add_argument("--profile", type=Path, help="enrolled recipient profile (NAME.profile)")
     credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture (repeat: 3 captures are recommended, see the MSE-Net model card)")
     credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image (repeat, one per --fingerprint)")
-    credentials.add_argument("--otp", help="current one-time code")
+    credentials.add_argument("--otp", help="current one-time code (the key-release service checks it)")
+    credentials.add_argument("--recovery-key", type=Path, help="file with the printed recovery key (instead of --otp)")
     credentials.add_argument(
         "--device-id", help="this device's id (default: $MEDSHIELD_DEVICE_ID, else /etc/machine-id)"
     )
@@ -41,16 +42,23 @@ def _private_key(args: argparse.Namespace) -> PrivateKey:
     if args.key:
         return PrivateKey.load(args.key)
     if args.profile:
-        if not (args.fingerprint and args.iris and args.otp):
-            raise SystemExit("medshield: --profile needs --fingerprint, --iris and --otp")
+        if not (args.fingerprint and args.iris and (args.otp or args.recovery_key)):
+            raise SystemExit("medshield: --profile needs --fingerprint, --iris and --otp (or --recovery-key)")
         from gateway.biometrics.keyrelease import release_private_key
         from gateway.biometrics.profile import passphrase_from
 
+        recovery = None
+        if args.recovery_key:
+            try:
+                recovery = args.recovery_key.read_text("ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                raise OpenError() from None
         return release_private_key(
             args.profile,
             args.fingerprint,
             args.iris,
-            args.otp,
+            otp_code=None if recovery else args.otp,
+            recovery_key=recovery,
             device_id=args.device_id,
             passphrase=passphrase_from(args.profile_pass_file),
         )

@@ -1,8 +1,11 @@
-"""Enrolment and key release end to end on generated captures of identities never used in training."""
+"""Enrolment and key release end to end on generated captures of identities never used in training, with the
+key-release service: a stolen profile plus its passphrase plus genuine captures opens nothing."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
 import stat
 from pathlib import Path
@@ -12,28 +15,26 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.biometrics import profile as profiles
-from gateway.biometrics.features import FeatureExtractor
-from gateway.biometrics.keyrelease import (RELEASE_CAPTURES, enrol, enrol_features, k_enc, release_k_enc,
-                                           release_private_key)
+from gateway.biometrics import slowkdf
+from gateway.biometrics.features import FeatureExtractor, KeyFeatures
+from gateway.biometrics.keyrelease import (RELEASE_CAPTURES, Enrolment, enrol, enrol_features, k_enc,
+                                           parse_recovery_key, raw_secrets, recovery_share_source, release_k_enc,
+                                           release_private_key, stretch)
 from gateway.crypto.recipients import RecipientCard, recipient_from_seed
 from gateway.errors import InputError, OpenError
-from gateway.otp import STEP_S, OtpVerifier, generate_secret, totp_at
+from gateway.keyserver.http import KeyServer
+from gateway.keyserver.service import KeyService, Policy, bio_key, release_proof, share_pad
+from gateway.otp import STEP_S, totp_at
 from gateway.rng import SeededRandom
 from models.synth import fingerprint, iris
+from tests.biometrics.conftest import Clock
 
-ALICE, BOB = 3_000_001, 3_000_002  # outside every training/validation seed range
+ALICE, BOB = 3_000_001, 3_000_002  # outside every training/validation/test seed range
 T0 = 1_800_000_000 * 1_000_000_000
 STEP_NS = STEP_S * 1_000_000_000
 PASS = b"correct horse battery staple"
 DEVICE = "ws-radiology-07"
-
-
-class Clock:
-    def __init__(self, ns: int) -> None:
-        self.ns = ns
-
-    def __call__(self) -> int:
-        return self.ns
+KS = profiles.KeyServerRef(url="https://127.0.0.1:1", account="alice", ca_pem="")
 
 
 def _captures(seed: int, count: int, first: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -47,139 +48,200 @@ def ext() -> FeatureExtractor:
 
 
 @pytest.fixture(scope="module")
-def feats(ext: FeatureExtractor) -> dict[str, np.ndarray]:
-    return {"alice_enrol": ext.embed(*_captures(ALICE, 4)).key_features(),
-            "alice_fresh": ext.embed(*_captures(ALICE, RELEASE_CAPTURES, first=20)).key_features(),
-            "bob_fresh": ext.embed(*_captures(BOB, RELEASE_CAPTURES, first=20)).key_features()}
+def feats(ext: FeatureExtractor) -> dict[str, KeyFeatures]:
+    return {"alice_enrol": ext.key_features(*_captures(ALICE, 4)),
+            "alice_fresh": ext.key_features(*_captures(ALICE, RELEASE_CAPTURES, first=20)),
+            "bob_fresh": ext.key_features(*_captures(BOB, RELEASE_CAPTURES, first=20))}
+
+
+class Service:
+    """The key-release service in process (the HTTPS shell has its own test below)."""
+
+    def __init__(self, state: Path, e: Enrolment, clock: Clock) -> None:
+        self.clock = clock
+        self.svc = KeyService(state, clock=clock, policy=Policy(max_failures=3), rng=SeededRandom(b"svc"))
+        acct = self.svc.add_account("alice")
+        self.secret = acct.totp_secret
+        assert self.svc.enrol("alice", acct.enrol_token, e.service_share, e.service_bio_key)
+
+    def code(self) -> str:
+        return totp_at(self.secret, self.clock.ns // STEP_NS)
+
+    def source(self, code: str | None = None):  # type: ignore[no-untyped-def]
+        def get(prof: profiles.Profile, r: bytes) -> bytes | None:
+            c = code if code is not None else self.code()
+            nonce = b"\x05" * 16
+            padded = self.svc.release("alice", c, nonce, release_proof(bio_key(r), "alice", c, nonce))
+            if padded is None:
+                return None
+            return bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(r), "alice", nonce)))
+        return get
 
 
 @pytest.fixture
-def enrolled(feats: dict[str, np.ndarray], ext: FeatureExtractor, tmp_path: Path):  # type: ignore[no-untyped-def]
-    secret = generate_secret(SeededRandom(b"alice-otp"))
-    helper, key = enrol_features(feats["alice_enrol"], secret, DEVICE, rng=SeededRandom(b"alice-enrol"))
-    card = recipient_from_seed("alice", key)[1]
-    prof = profiles.Profile(name="alice", key_id=card.key_id, device_id=DEVICE, otp_secret=secret,
-                            model_sha256=ext.sha256, helper=helper)
-    clock = Clock(T0)
-    verifier = OtpVerifier(secret, tmp_path / "otp.state", clock=clock)
-    return prof, key, verifier, clock
+def enrolled(feats, ext, tmp_path: Path):  # type: ignore[no-untyped-def]
+    e = enrol_features("alice", feats["alice_enrol"], DEVICE, KS, ext.sha256, rng=SeededRandom(b"alice-enrol"),
+                       r_kdf=slowkdf.TEST_PARAMS)
+    return e, Service(tmp_path / "ks", e, Clock(T0))
 
 
-def _code(prof: profiles.Profile, clock: Clock) -> str:
-    return totp_at(prof.otp_secret, clock.ns // STEP_NS)
+def test_genuine_captures_and_service_release_the_enrolled_key(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
+    key = release_k_enc(e.profile, feats["alice_fresh"], DEVICE, ext.sha256, service.source())
+    assert recipient_from_seed("alice", key)[1] == e.card
 
 
-def test_fresh_capture_same_identity_releases_same_key(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
-    prof, key, verifier, clock = enrolled
-    got = release_k_enc(prof, feats["alice_fresh"], _code(prof, clock), DEVICE, verifier, ext.sha256)
-    assert got == key and len(got) == 32
-
-
-def test_other_identity_refused(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
-    prof, _, verifier, clock = enrolled
+def test_other_person_refused_and_counted_by_the_service(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
     with pytest.raises(OpenError):
-        release_k_enc(prof, feats["bob_fresh"], _code(prof, clock), DEVICE, verifier, ext.sha256)
+        release_k_enc(e.profile, feats["bob_fresh"], DEVICE, ext.sha256, service.source())
+    assert service.svc.status("alice")["failures"] == 1  # a biometric failure, with a valid code
 
 
-def test_wrong_otp_refused(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
-    prof, _, verifier, clock = enrolled
-    good = _code(prof, clock)
-    wrong = f"{(int(good) + 7) % 1_000_000:06d}"
+@pytest.mark.parametrize("swap", ["fingerprint", "iris"])
+def test_each_modality_must_match_on_its_own(enrolled, feats, ext, swap: str) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
+    a, b = feats["alice_fresh"], feats["bob_fresh"]
+    mixed = dataclasses.replace(a, **{swap: getattr(b, swap)})  # the victim's other modality is genuine
     with pytest.raises(OpenError):
-        release_k_enc(prof, feats["alice_fresh"], wrong, DEVICE, verifier, ext.sha256)
+        release_k_enc(e.profile, mixed, DEVICE, ext.sha256, service.source())
 
 
-def test_replayed_otp_refused(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
-    prof, key, verifier, clock = enrolled
-    code = _code(prof, clock)
-    assert release_k_enc(prof, feats["alice_fresh"], code, DEVICE, verifier, ext.sha256) == key
-    clock.ns += 10 * 1_000_000_000  # same 30 s step: the code is still "current"
+def test_stolen_profile_passphrase_and_genuine_captures_open_nothing(enrolled, feats, ext, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
+    path = profiles.save(tmp_path / "alice.profile", e.profile, PASS, rng=SeededRandom(b"s"), kdf=slowkdf.TEST_PARAMS)
+    stolen = profiles.load(path, PASS)  # the thief has the file and the passphrase
+    plain = stolen.to_json()
+    # Nothing in it is the service's share, K_secret or a TOTP secret, in any encoding.
+    k_secret = bytes(x ^ y for x, y in zip(e.service_share, stolen.client_share))
+    for secret in (e.service_share, k_secret, base64.b32decode(service.secret)):
+        for enc in (secret.hex(), base64.urlsafe_b64encode(secret).rstrip(b"=").decode(),
+                    base64.b32encode(secret).decode().rstrip("=")):
+            assert enc[:16].encode() not in plain
+    # ... and genuine captures: R is right, but without the share no key id matches.
+    raw = raw_secrets(feats["alice_fresh"], stolen)
+    assert raw is not None
+    r = stretch(raw[0], raw[1], stolen.r_salt, stolen.r_kdf)
+    assert bio_key(r) == e.service_bio_key  # the thief does reproduce R ...
+    for guess in (bytes(32), stolen.client_share, SeededRandom(b"guess")(32)):
+        key = k_enc(r, bytes(x ^ y for x, y in zip(stolen.client_share, guess)), DEVICE)
+        assert recipient_from_seed("alice", key)[1].key_id != e.card.key_id
+    with pytest.raises(OpenError):  # ... the service refuses without a valid code
+        release_k_enc(stolen, feats["alice_fresh"], DEVICE, ext.sha256, service.source(code="123456"))
+    with pytest.raises(OpenError):  # ... and a wrong recovery key unwraps nothing
+        release_k_enc(stolen, feats["alice_fresh"], DEVICE, ext.sha256,
+                      recovery_share_source("AAAA-" * 7 + "AAAA"))
+    # The printed recovery key is the one way around the service.
+    key = release_k_enc(stolen, feats["alice_fresh"], DEVICE, ext.sha256, recovery_share_source(e.recovery_key))
+    assert recipient_from_seed("alice", key)[1] == e.card
+
+
+def test_service_refuses_replayed_code_and_locks_out(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
+    code = service.code()
+    release_k_enc(e.profile, feats["alice_fresh"], DEVICE, ext.sha256, service.source(code))
     with pytest.raises(OpenError):
-        release_k_enc(prof, feats["alice_fresh"], code, DEVICE, verifier, ext.sha256)
+        release_k_enc(e.profile, feats["alice_fresh"], DEVICE, ext.sha256, service.source(code))
+    for _ in range(2):  # with the replay: three failures, the policy's limit
+        service.clock.ns += STEP_NS
+        with pytest.raises(OpenError):
+            release_k_enc(e.profile, feats["bob_fresh"], DEVICE, ext.sha256, service.source())
+    service.clock.ns += STEP_NS
+    with pytest.raises(OpenError):  # now even the genuine user with a fresh code is locked out
+        release_k_enc(e.profile, feats["alice_fresh"], DEVICE, ext.sha256, service.source())
 
 
-def test_other_device_refused_and_changes_key(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
-    prof, key, verifier, clock = enrolled
+def test_device_model_and_helper_are_bound(enrolled, feats, ext) -> None:  # type: ignore[no-untyped-def]
+    e, service = enrolled
     with pytest.raises(OpenError):
-        release_k_enc(prof, feats["alice_fresh"], _code(prof, clock), "ws-elsewhere", verifier, ext.sha256)
-    # Even if the device check were bypassed, eq. 15 binds the id into the key.
-    assert k_enc(b"\x01" * 16, prof.otp_secret, DEVICE) != k_enc(b"\x01" * 16, prof.otp_secret, "ws-elsewhere")
-
-
-@pytest.mark.parametrize("field", ["offset", "commitment", "selected", "rotation_seed"])
-def test_altered_helper_refused(enrolled, feats, ext, field: str) -> None:  # type: ignore[no-untyped-def]
-    prof, _, verifier, clock = enrolled
-    h = prof.helper
-    if field == "offset":
-        off = h.offset.copy()
-        off[: 1 << h.params.m] ^= 1
-        h = dataclasses.replace(h, offset=off)
-    elif field == "commitment":
-        h = dataclasses.replace(h, commitment=bytes(32))
-    elif field == "selected":
-        h = dataclasses.replace(h, selected=np.roll(h.selected, 7))
-    else:
-        h = dataclasses.replace(h, rotation_seed=bytes(32))
-    bad = dataclasses.replace(prof, helper=h)
+        release_k_enc(e.profile, feats["alice_fresh"], "ws-elsewhere", ext.sha256, service.source())
     with pytest.raises(OpenError):
-        release_k_enc(bad, feats["alice_fresh"], _code(prof, clock), DEVICE, verifier, ext.sha256)
-
-
-def test_other_model_refused(enrolled, feats) -> None:  # type: ignore[no-untyped-def]
-    prof, _, verifier, clock = enrolled
+        release_k_enc(e.profile, feats["alice_fresh"], DEVICE, "0" * 64, service.source())
+    h = e.profile.helper_iris
+    off = h.offset.copy()
+    off[: 1 << h.params.m] ^= 1
+    bad = dataclasses.replace(e.profile, helper_iris=dataclasses.replace(h, offset=off))
+    service.clock.ns += STEP_NS
     with pytest.raises(OpenError):
-        release_k_enc(prof, feats["alice_fresh"], _code(prof, clock), DEVICE, verifier, "0" * 64)
+        release_k_enc(bad, feats["alice_fresh"], DEVICE, ext.sha256, recovery_share_source(e.recovery_key))
+    assert k_enc(b"\x01" * 32, b"\x02" * 32, DEVICE) != k_enc(b"\x01" * 32, b"\x02" * 32, "ws-elsewhere")
 
 
-def test_profile_encrypted_0600_without_clear_secrets(enrolled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    prof, _, _, _ = enrolled
-    path = profiles.save(tmp_path / "alice.profile", prof, PASS, rng=SeededRandom(b"s"), scrypt_n=1 << 10)
+def test_profile_sealed_with_argon2id_0600_and_strong_passphrase(enrolled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    e, _ = enrolled
+    path = profiles.save(tmp_path / "alice.profile", e.profile, PASS, rng=SeededRandom(b"s"), kdf=slowkdf.TEST_PARAMS)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     raw = path.read_bytes()
-    for needle in (prof.otp_secret, DEVICE, prof.helper.commitment.hex(), str(int(prof.helper.selected[0])) + ","):
+    doc = json.loads(raw)
+    assert set(doc) == {"format", "version", "cipher", "kdf", "nonce", "ciphertext", "tag"}
+    assert doc["kdf"]["name"] == "argon2id"
+    for needle in (DEVICE, e.profile.client_share.hex(), str(int(e.profile.helper_iris.selected[0])) + ","):
         assert needle.encode() not in raw
-    assert set(json.loads(raw)) == {"format", "version", "cipher", "kdf", "nonce", "ciphertext", "tag"}
-    assert profiles.load(path, PASS).to_json() == prof.to_json()
-    assert prof.otp_secret not in repr(prof)
+    assert profiles.load(path, PASS).to_json() == e.profile.to_json()
+    assert e.profile.client_share.hex() not in repr(e.profile)
     with pytest.raises(OpenError):
         profiles.load(path, b"wrong passphrase!")
-    doc = json.loads(raw)
-    doc["kdf"]["n"] = 1 << 11  # tampering with the header is detected (it is associated data)
-    (tmp_path / "t.profile").write_text(json.dumps(doc))
-    with pytest.raises(OpenError):
-        profiles.load(tmp_path / "t.profile", PASS)
+    for field, value in (("t", 2), ("m_kib", 1 << 21), ("name", "scrypt")):
+        bad = dict(doc, kdf=dict(doc["kdf"], **{field: value}))
+        (tmp_path / "t.profile").write_text(json.dumps(bad))
+        with pytest.raises(OpenError):  # header is associated data; out-of-range costs refused before use
+            profiles.load(tmp_path / "t.profile", PASS)
+    for weak in (b"short pass", b"password1234", b"alicealice12", b"qwertyuiop123"):
+        with pytest.raises(InputError):
+            profiles.seal(e.profile, weak, kdf=slowkdf.TEST_PARAMS)
+    assert slowkdf.DEFAULT == slowkdf.Argon2Params(t=3, m_kib=65536, p=4)
+
+
+def test_recovery_key_round_trip() -> None:
+    from gateway.biometrics.keyrelease import format_recovery_key
+
+    raw = bytes(range(20))
+    text = format_recovery_key(raw)
+    assert len(text) == 39 and parse_recovery_key(text.lower()) == raw
+    assert parse_recovery_key(f"MedShield recovery key for x:\n\n    {text}\n") == raw
     with pytest.raises(InputError):
-        profiles.seal(prof, b"short")
+        parse_recovery_key("AAAA-BBBB")
 
 
-def test_enrol_and_release_private_key_files_logs_and_envelope(tmp_path: Path, ext: FeatureExtractor) -> None:
-    secret = generate_secret(SeededRandom(b"carol-otp"))
-    fps, eyes = _captures(ALICE, 4)
-    with capture_logs() as logs:
-        profile_path, card_path = enrol("alice", fps, eyes, secret, DEVICE, tmp_path, PASS, extractor=ext,
-                                        rng=SeededRandom(b"carol"), scrypt_n=1 << 10)
-    assert stat.S_IMODE(profile_path.stat().st_mode) == 0o600
-    card_doc = json.loads(card_path.read_text())
-    assert set(card_doc) == {"format", "version", "name", "key_id", "public_key"}
-    card = RecipientCard.load(card_path)
-
-    fresh_fp, fresh_eye = _captures(ALICE, RELEASE_CAPTURES, first=20)
+def test_enrol_and_open_over_https(tmp_path: Path, ext: FeatureExtractor, tls_cert) -> None:  # type: ignore[no-untyped-def]
+    cert, tls_key = tls_cert
     clock = Clock(T0)
-    code = totp_at(secret, T0 // STEP_NS)
-    with capture_logs() as logs2:
-        key = release_private_key(profile_path, fresh_fp, fresh_eye, code, device_id=DEVICE,
-                                  otp_state_dir=tmp_path / "state", passphrase=PASS, extractor=ext, clock=clock)
-        with pytest.raises(OpenError):  # replay of the same code
-            release_private_key(profile_path, fresh_fp, fresh_eye, code, device_id=DEVICE,
-                                otp_state_dir=tmp_path / "state", passphrase=PASS, extractor=ext, clock=clock)
-        clock.ns += STEP_NS
-        with pytest.raises(OpenError):  # wrong passphrase
-            release_private_key(profile_path, fresh_fp, fresh_eye, totp_at(secret, clock.ns // STEP_NS),
-                                device_id=DEVICE, otp_state_dir=tmp_path / "state", passphrase=b"not the pass",
-                                extractor=ext, clock=clock)
-    assert key.card() == card
+    svc = KeyService(tmp_path / "ks", clock=clock, rng=SeededRandom(b"https"))
+    acct = svc.add_account("alice")
+    server = KeyServer(svc, cert, tls_key).start()
+    try:
+        ref = profiles.KeyServerRef(url=server.url, account="alice", ca_pem=cert.read_text())
+        fps, eyes = _captures(ALICE, 4)
+        with capture_logs() as logs:
+            profile_path, card_path, recovery_path = enrol(
+                "alice", fps, eyes, DEVICE, tmp_path / "out", PASS, ref, acct.enrol_token, extractor=ext,
+                rng=SeededRandom(b"carol"), kdf=slowkdf.TEST_PARAMS)
+        for p in (profile_path, recovery_path):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600
+        assert sorted(x.name for x in (tmp_path / "out").iterdir()) == ["alice.card", "alice.profile",
+                                                                        "alice.recovery.txt"]
+        card = RecipientCard.load(card_path)
+        fresh_fp, fresh_eye = _captures(ALICE, RELEASE_CAPTURES, first=20)
+        code = totp_at(acct.totp_secret, T0 // STEP_NS)
+        with capture_logs() as logs2:
+            key = release_private_key(profile_path, fresh_fp, fresh_eye, otp_code=code, device_id=DEVICE,
+                                      passphrase=PASS, extractor=ext)
+            with pytest.raises(OpenError):  # replay of the same code
+                release_private_key(profile_path, fresh_fp, fresh_eye, otp_code=code, device_id=DEVICE,
+                                    passphrase=PASS, extractor=ext)
+        assert key.card() == card
+        server.stop()
+        # The service is gone: only the printed recovery key still opens.
+        with pytest.raises(OpenError):
+            release_private_key(profile_path, fresh_fp, fresh_eye, otp_code=totp_at(acct.totp_secret, T0 // STEP_NS + 1),
+                                device_id=DEVICE, passphrase=PASS, extractor=ext)
+        rkey = release_private_key(profile_path, fresh_fp, fresh_eye, recovery_key=recovery_path.read_text(),
+                                   device_id=DEVICE, passphrase=PASS, extractor=ext)
+        assert rkey.card() == card
+    finally:
+        server.stop()
     text = repr(logs + logs2)
-    for needle in (secret, code, PASS.decode(), key.secret.hex()):
+    for needle in (acct.totp_secret, code, PASS.decode(), key.secret.hex(), acct.enrol_token):
         assert needle not in text
     for entry in logs + logs2:
         assert not any(isinstance(v, (list, tuple, np.ndarray, float, bytes)) for v in entry.values())
@@ -187,8 +249,6 @@ def test_enrol_and_release_private_key_files_logs_and_envelope(tmp_path: Path, e
     from gateway.pipeline import open_, protect
 
     image = np.random.default_rng(1).integers(0, 4096, (64, 64), dtype=np.uint16)
-    import io
-
     buf = io.BytesIO()
     np.save(buf, image)
     mask = np.zeros((64, 64), bool)
@@ -196,6 +256,3 @@ def test_enrol_and_release_private_key_files_logs_and_envelope(tmp_path: Path, e
     env = protect(buf.getvalue(), card, mask=mask, rng=SeededRandom(b"env"))
     opened = open_(env.envelope, key, restore_original=True)
     assert opened.original == buf.getvalue()
-    other = recipient_from_seed("alice", b"\x00" * 32)[0]
-    with pytest.raises(OpenError):
-        open_(env.envelope, other)

@@ -15,7 +15,7 @@ from gateway.cli import main
 from gateway.crypto.recipients import generate_recipient
 from gateway.errors import ConfigError, InputError
 from gateway.files import write_atomic
-from gateway.otp import STEP_S, generate_secret, read_secret_file, totp_at
+from gateway.otp import STEP_S, generate_secret, totp_at
 from gateway.recipients_store import ADMIN_SECRET, AdminOtpRefused, add_card, list_cards
 from gateway.rng import SeededRandom, system_clock
 from models.synth import fingerprint, iris
@@ -75,15 +75,39 @@ def test_admin_secret_must_be_private_and_card_valid(tmp_path: Path, gateway_sta
         add_card(tmp_path / "nowhere", _card(tmp_path, "dr.bob", b"1"), "123456")
 
 
-def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "alice"
-    assert main(["otp", "provision", "alice", "--out", str(out)]) == 0
-    secret_file = out / "alice.otp.secret"
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    printed = capsys.readouterr().out
-    assert read_secret_file(secret_file) not in printed
+@pytest.fixture
+def keyserver(tmp_path: Path, tls_cert: tuple[Path, Path]):  # type: ignore[no-untyped-def]
+    """A key-release service over HTTPS on loopback, state in tmp_path/ks (shared with the CLI)."""
+    from gateway.keyserver.http import KeyServer
+    from gateway.keyserver.service import KeyService
 
+    server = KeyServer(KeyService(tmp_path / "ks"), *tls_cert).start()
+    yield server, tls_cert[0]
+    server.stop()
+
+
+def _totp_secret(uri_file: Path) -> str:
+    """What the authenticator app learns from the QR code."""
+    import pyotp
+
+    return pyotp.parse_uri(uri_file.read_text().strip()).secret
+
+
+def _ks_args(tmp_path: Path, name: str, keyserver) -> list[str]:  # type: ignore[no-untyped-def]
+    server, cert = keyserver
+    assert main(["keyserver", "add", name, "--state", str(tmp_path / "ks"), "--out", str(tmp_path / "admin")]) == 0
+    return ["--keyserver", server.url, "--keyserver-ca", str(cert), "--enrol-token",
+            str(tmp_path / "admin" / f"{name}.enrol-token")]
+
+
+def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch, keyserver) -> None:  # type: ignore[no-untyped-def]
+    ks = _ks_args(tmp_path, "alice", keyserver)
+    for f in ("alice.otp.uri", "alice.otp.png", "alice.enrol-token"):
+        assert stat.S_IMODE((tmp_path / "admin" / f).stat().st_mode) == 0o600
+    secret = _totp_secret(tmp_path / "admin" / "alice.otp.uri")
+    assert secret not in capsys.readouterr().out
+    out = tmp_path / "alice"
     fps, eyes = [], []
     for i, (f, e) in enumerate(zip(fingerprint.impressions(3_000_005, 3), iris.captures(3_000_005, 3))):
         fps.append(tmp_path / f"fp{i}.png")
@@ -92,17 +116,26 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
         cv2.imwrite(str(eyes[-1]), e)
     pass_file = tmp_path / "pass"
     pass_file.write_text("a long profile passphrase\n")
-    rc = main(["enroll", "alice", "--fingerprint", *map(str, fps), "--iris", *map(str, eyes), "--otp-secret",
-               str(secret_file), "--device-id", "ws-1", "--out", str(out), "--profile-pass-file", str(pass_file)])
-    assert rc == 0
+    common = ["--fingerprint", *map(str, fps), "--iris", *map(str, eyes), "--device-id", "ws-1", "--out", str(out)]
+    weak = tmp_path / "weak"
+    weak.write_text("password1234\n")
+    assert main(["enroll", "alice", *common, *ks, "--profile-pass-file", str(weak)]) == 1
+    assert "passphrase" in capsys.readouterr().err
+    assert main(["enroll", "alice", *common, *ks, "--profile-pass-file", str(pass_file)]) == 0
     assert stat.S_IMODE((out / "alice.profile").stat().st_mode) == 0o600
     card_doc = json.loads((out / "alice.card").read_text())
     assert set(card_doc) == {"format", "version", "name", "key_id", "public_key"}
+    # Nowhere beside the profile is the TOTP secret.
+    for f in out.iterdir():
+        assert secret.encode() not in f.read_bytes()
+    # The enrolment token was spent: enrolling again with it is refused, with a clear message.
+    assert main(["enroll", "alice", *common, *ks[:4], "--enrol-token", ks[5], "--profile-pass-file",
+                 str(pass_file)]) == 1
+    assert "refused" in capsys.readouterr().err
 
     # Without a passphrase, enrolment is a usage error with a clear message, not a crash.
     monkeypatch.delenv("MEDSHIELD_PROFILE_PASS", raising=False)
-    assert main(["enroll", "bob", "--fingerprint", *map(str, fps), "--iris", *map(str, eyes), "--otp-secret",
-                 str(secret_file), "--device-id", "ws-1", "--out", str(out)]) == 1
+    assert main(["enroll", "bob", *common, *ks]) == 1
     assert "passphrase" in capsys.readouterr().err
 
     state = tmp_path / "gw"
@@ -117,16 +150,17 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """provision → enroll → protect to the card → open with fresh captures + OTP + profile (the real CLI)."""
+                                                   capsys: pytest.CaptureFixture[str], keyserver) -> None:  # type: ignore[no-untyped-def]
+    """keyserver add → enroll → protect to the card → open with fresh captures + OTP + profile (the real CLI),
+    then with the printed recovery key instead of the service."""
     import numpy as np
 
     out = tmp_path / "dr"
-    assert main(["otp", "provision", "dr", "--out", str(out)]) == 0
-    secret = read_secret_file(out / "dr.otp.secret")
+    ks = _ks_args(tmp_path, "dr", keyserver)
+    secret = _totp_secret(tmp_path / "admin" / "dr.otp.uri")
     seed = 3_000_001
     caps = []
-    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 5), iris.captures(seed, 5))):
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 4), iris.captures(seed, 4))):
         fp_path, eye_path = tmp_path / f"fp{i}.png", tmp_path / f"eye{i}.png"
         cv2.imwrite(str(fp_path), f)
         cv2.imwrite(str(eye_path), e)
@@ -138,11 +172,10 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
         cv2.imwrite(str(tmp_path / f"fresh_fp{i}.png"), f_new)
         cv2.imwrite(str(tmp_path / f"fresh_eye{i}.png"), e_new)
         fresh += ["--fingerprint", str(tmp_path / f"fresh_fp{i}.png"), "--iris", str(tmp_path / f"fresh_eye{i}.png")]
-    monkeypatch.setenv("MEDSHIELD_PROFILE_PASS", "clinician passphrase")
+    monkeypatch.setenv("MEDSHIELD_PROFILE_PASS", "clinician passphrase, long enough")
     monkeypatch.setenv("MEDSHIELD_DEVICE_ID", "ws-cardiology-2")
-    assert main(["enroll", "dr", "--fingerprint", *[str(c[0]) for c in caps[:4]], "--iris",
-                 *[str(c[1]) for c in caps[:4]], "--otp-secret", str(out / "dr.otp.secret"),
-                 "--device-id", "ws-cardiology-2", "--out", str(out)]) == 0
+    assert main(["enroll", "dr", "--fingerprint", *[str(c[0]) for c in caps], "--iris", *[str(c[1]) for c in caps],
+                 *ks, "--device-id", "ws-cardiology-2", "--out", str(out)]) == 0
     image = np.random.default_rng(3).integers(0, 256, (96, 96), dtype=np.uint8)
     np.save(tmp_path / "scan.npy", image)
     mask = np.zeros((96, 96), np.uint8)
@@ -157,5 +190,8 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
     capsys.readouterr()
     assert main([*base, "--otp", code]) == 0
     assert np.array_equal(np.load(opened), image)
+    opened.unlink()
     assert main([*base, "--otp", code]) == 1  # the same code again: replay refused, one opaque message
     assert capsys.readouterr().err.strip() == "medshield: could not open envelope"
+    assert main([*base, "--recovery-key", str(out / "dr.recovery.txt")]) == 0
+    assert np.array_equal(np.load(opened), image)
