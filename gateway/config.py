@@ -118,6 +118,10 @@ class LimitsConfig(_Strict):
     queue_size: Annotated[int, Field(ge=1, le=10_000)] = 32
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    # Starts of one message cut short by the process dying (a kill, a power cut, or the message itself
+    # crashing the decoder): counted apart from faults, with a higher bound, so unrelated restarts do not
+    # quarantine a valid image while a message that kills the daemon still ends in quarantine.
+    max_interrupted: Annotated[int, Field(ge=1, le=100)] = 5
     # Payload bytes held between the scanner broker and the workers (beyond it, messages wait at the broker).
     queue_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
 
@@ -126,6 +130,8 @@ class SpoolConfig(_Strict):
     path: Path | None = None
     max_bytes: Annotated[int, Field(ge=1024)] = 2 * 1024 * 1024 * 1024
     publish_window: Annotated[int, Field(ge=1, le=1000)] = 16
+    # Intake pauses while the state disk has less than this left (null: twice limits.max_bytes + 16 MiB).
+    min_free_bytes: Annotated[int, Field(ge=0)] | None = None
     flush_timeout_s: Annotated[float, Field(ge=0)] = 10.0
 
 
@@ -182,6 +188,12 @@ class GatewayConfig(_Strict):
     @property
     def ledger_key_path(self) -> Path:
         return self.ledger.key_file or self.gateway.state_dir / "ledger.key"
+
+    @property
+    def spool_min_free_bytes(self) -> int:
+        if self.spool.min_free_bytes is not None:
+            return self.spool.min_free_bytes
+        return 2 * self.limits.max_bytes + 16 * 1024 * 1024
 
     @property
     def message_key_path(self) -> Path:

@@ -69,6 +69,27 @@ class Quarantine:
         )
         return record
 
+    def get(self, message_id: str) -> QuarantineRecord:
+        """The record of one quarantined message (KeyError when there is none)."""
+        path = self._path(message_id, ".json")
+        if not path.is_file():
+            raise KeyError(message_id)
+        return QuarantineRecord(**json.loads(path.read_text()))
+
+    def payload(self, message_id: str) -> bytes:
+        """The input exactly as received."""
+        return self._path(message_id, ".bin").read_bytes()
+
+    def remove(self, message_id: str) -> None:
+        """Forget a message once it was released back into the spool (the record goes last)."""
+        self._path(message_id, ".bin").unlink(missing_ok=True)
+        self._path(message_id, ".json").unlink(missing_ok=True)
+
+    def _path(self, message_id: str, suffix: str) -> Path:
+        if not message_id or "/" in message_id or message_id.startswith("."):
+            raise KeyError(message_id)
+        return self.directory / f"{message_id}{suffix}"
+
     def records(self) -> list[QuarantineRecord]:
         """Every quarantine record, oldest first."""
         out = []

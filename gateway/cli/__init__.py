@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keyserver",
     "gateway.cli.recipients",
     "gateway.cli.run",
+    "gateway.cli.quarantine",
     "gateway.cli.check_config",
     "gateway.cli.receive",
     "gateway.cli.demo",

@@ -23,10 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def main(args: argparse.Namespace) -> int:
     from gateway.config import load_config
-    from gateway.daemon import Gateway, pipeline_protect_fn
+    from gateway.daemon import pipeline_protect_fn, serve
     from gateway.logging import configure_logging
 
     configure_logging(args.log_level)
     config = load_config(config_path(args.config))
-    protect = pipeline_protect_fn(config)  # loads and warms the models before READY
-    return Gateway(config, protect).run()
+    return serve(config, lambda: pipeline_protect_fn(config))

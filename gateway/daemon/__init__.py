@@ -12,7 +12,7 @@ dropped; the scanner broker keeps the messages). Modules: `app` (the `Gateway`: 
 `publisher`, `protect` (the real protection step), `ids` (message ids), `metrics`.
 """
 
-from .app import Gateway, default_splitter
+from .app import Gateway, default_splitter, serve
 from .ids import MessageIds, derived_id
 from .intake import Inbound, Intake, MqttIntake, Outcome, ProtectedLike, ProtectFn, Splitter, scanner_of
 from .metrics import GatewayMetrics
@@ -33,4 +33,5 @@ __all__ = [
     "derived_id",
     "pipeline_protect_fn",
     "scanner_of",
+    "serve",
 ]

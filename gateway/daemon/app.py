@@ -11,9 +11,12 @@ network loops, and the embedded broker when there is one.
 
 from __future__ import annotations
 
+import errno
+import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway import systemd
@@ -25,16 +28,79 @@ from gateway.logging import get_logger
 from gateway.mqtt import MqttLink, Will
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock, system_clock
-from gateway.spool import Spool
+from gateway.spool import Spool, free_bytes
 from gateway.telemetry import TelemetryServer
 
 from .ids import MessageIds
-from .intake import Intake, MqttIntake, ProtectFn, Splitter
+from .intake import InboxIntake, Intake, MqttIntake, ProtectFn, Splitter
 from .metrics import EndToEnd, GatewayMetrics
 from .publisher import Publisher
 
 MAX_STALL_S = 30.0
 OFFLINE_STATUS_TIMEOUT_S = 2.0
+DISK_RETRY_S = 5.0
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (the handlers only set it: the main loop does the stopping)."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return stop
+
+
+def log_stray_errors() -> None:
+    """Route what would otherwise reach stderr as plain text into the JSON log: uncaught exceptions in any
+    thread, and Python warnings (pydicom's among them)."""
+    log = get_logger("daemon")
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "?"
+        log.error("thread_died", thread=name, error=args.exc_type.__name__, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    threading.excepthook = thread_hook
+    logging.captureWarnings(True)
+
+
+def build_when_there_is_room(config: GatewayConfig, protect: ProtectFn, stop: threading.Event) -> Gateway | None:
+    """Build the gateway; while the state disk has no room even to open the spool, say so in one log line,
+    keep systemd from timing the start out, and try again every few seconds (no crash loop). None when `stop`
+    was set meanwhile."""
+    told = False
+    while True:
+        try:
+            return Gateway(config, protect)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            if not told:
+                told = True
+                get_logger("daemon").error(
+                    "state_disk_full",
+                    path=str(config.gateway.state_dir),
+                    free_bytes=free_bytes(config.gateway.state_dir),
+                    detail="no space on the state disk to open the spool; waiting for space",
+                )
+            systemd.notify(
+                f"STATUS=waiting for space on {config.gateway.state_dir}\nEXTEND_TIMEOUT_USEC={int(3 * DISK_RETRY_S * 1e6)}"
+            )
+        if stop.wait(DISK_RETRY_S):
+            return None
+
+
+def serve(config: GatewayConfig, make_protect: Callable[[], ProtectFn]) -> int:
+    """`medshield run`: warm the models, build the gateway (waiting for disk space), run until SIGTERM."""
+    log_stray_errors()
+    stop = stop_on_signals()
+    protect = make_protect()  # loads and warms the models before READY
+    gateway = build_when_there_is_room(config, protect, stop)
+    if gateway is None:
+        return 0
+    return gateway.run(stop)
 
 
 def default_splitter(envelope: bytes, max_bytes: int) -> list[bytes]:
@@ -58,6 +124,10 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self._log = get_logger("daemon")
         cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The spool and the secrets first: on a state disk without room they raise before anything else
+        # (an embedded broker, threads) exists.
+        self.spool = Spool(cfg.spool_path, cfg.spool.max_bytes, cfg.spool_min_free_bytes)
+        self.message_ids = MessageIds.load_or_create(cfg.message_key_path)
         self._broker: EmbeddedBroker | None = None
         if cfg.inbound is not None and cfg.cloud is not None:
             inbound_broker, cloud_broker = cfg.inbound, cfg.cloud
@@ -65,12 +135,10 @@ class Gateway:
             self._broker = EmbeddedBroker(persistence_dir=cfg.gateway.state_dir / "broker")
             local = BrokerConfig(host=self._broker.host, port=self._broker.port)
             inbound_broker, cloud_broker = cfg.inbound or local, cfg.cloud or local
-        self.spool = Spool(cfg.spool_path, cfg.spool.max_bytes)
         self.quarantine = Quarantine(cfg.quarantine_dir, cfg.gateway.device_id)
         ledger = None
         if cfg.ledger.enabled:
             ledger = LedgerWriter(LedgerKey.load_or_create(cfg.ledger_key_path), cfg.gateway.device_id, cfg.ledger_topic)
-        self.message_ids = MessageIds.load_or_create(cfg.message_key_path)
         end_to_end = EndToEnd(self.metrics)
         device = cfg.gateway.device_id
         self.cloud = MqttLink(
@@ -98,6 +166,7 @@ class Gateway:
             committed=self.publisher.wake,
         )
         self.mqtt_intake = MqttIntake(self.intake, inbound_broker, cfg, metrics=self.metrics, clock=clock)
+        self.inbox_intake = InboxIntake(self.intake, self.spool)
         self._telemetry = (
             TelemetryServer(self.metrics.registry, self.health, cfg.telemetry.host, cfg.telemetry.port)
             if cfg.telemetry.port is not None
@@ -121,6 +190,7 @@ class Gateway:
         self.publisher.start()
         self.cloud.start()
         self.mqtt_intake.start()
+        self.inbox_intake.start()
         if self._telemetry is not None:
             self._telemetry.start()
             self._log.info("telemetry_listening", port=self._telemetry.port)
@@ -134,6 +204,7 @@ class Gateway:
         self._log.info("stopping")
         systemd.stopping()
         self.mqtt_intake.stop()  # acknowledgements already queued leave before DISCONNECT
+        self.inbox_intake.stop()
         timeout = self.config.spool.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
         self.publisher.stop(timeout)
         self._publish_offline()
@@ -154,15 +225,10 @@ class Gateway:
         if not queued or not sent.wait(OFFLINE_STATUS_TIMEOUT_S):
             self._log.warning("offline_status_not_sent")
 
-    def run(self) -> int:
-        """Main loop for `medshield run`: signals, READY once started, watchdog pings; returns the exit code."""
-        stop = threading.Event()
-
-        def _on_signal(signum: int, _frame: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Main loop for `medshield run`: READY once started, watchdog pings, ordered stop when `stop` is set
+        (by default on SIGTERM or SIGINT); returns the exit code."""
+        stop = stop or stop_on_signals()
         self.start()
         systemd.ready("protecting")
         self._log.info("ready", device_id=self.config.gateway.device_id)
@@ -209,6 +275,7 @@ class Gateway:
             for t in self.mqtt_intake.threads
         }
         parts["publisher"] = self.publisher.thread.is_alive() and now - self.publisher.heartbeat < MAX_STALL_S
+        parts["inbox"] = self.inbox_intake.thread.is_alive() and now - self.inbox_intake.heartbeat < MAX_STALL_S
         parts["inbound_loop"] = self.inbound.loop_alive
         parts["cloud_loop"] = self.cloud.loop_alive
         if self._broker is not None:

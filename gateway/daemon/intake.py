@@ -16,7 +16,8 @@ redelivery of a message already committed. Every intake source implements the sa
    committed, and the next try of the same message is handled as if it were the first.
 
 `MqttIntake` is the first source: paho's thread only buffers (bounded by bytes, never blocking), workers call
-`accept`, then acknowledge on the connection that delivered the message.
+`accept`, then acknowledge on the connection that delivered the message. `InboxIntake` feeds messages an
+operator released from quarantine (`medshield quarantine release` queues them in the spool's inbox).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from gateway.logging import get_logger
 from gateway.mqtt import InboundMessage, MqttLink
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock
-from gateway.spool import Spool
+from gateway.spool import Attempts, Spool
 
 from .ids import MessageIds
 from .metrics import EndToEnd, GatewayMetrics
@@ -127,6 +128,7 @@ class Intake:
         self._e2e = end_to_end
         self._committed = committed
         self._max_attempts = config.limits.max_attempts
+        self._max_interrupted = config.limits.max_interrupted
         self._errors_topic = config.errors_topic
         self._cloud_topic = config.cloud_topic
         # Fixed for the daemon's life: an envelope larger than this is sent as parts.
@@ -149,33 +151,46 @@ class Intake:
         if self._spool.is_processed(message_id):
             m.duplicates.inc()
             return Outcome.DUPLICATE
-        attempts = self._spool.record_attempt(message_id)
-        if attempts > self._max_attempts:
-            # It was tried before and never committed (the process died mid-way): a poison message.
-            return self._reject(message, message_id, _Rejected("repeated_faults", f"{attempts - 1} attempts did not finish"))
+        attempts = self._spool.start_attempt(message_id)
+        poison = self._poison(attempts)
+        if poison is not None:
+            return self._reject(message, message_id, poison)
         result = self._protect(message, message_id, attempts)
         if isinstance(result, _Rejected):
             return self._reject(message, message_id, result)
         return self._commit(message, message_id, result)
 
-    def _protect(self, message: Inbound, message_id: str, attempts: int) -> Sequence[ProtectedLike] | _Rejected:
-        """Run the protection step, retrying unexpected faults up to `max_attempts` in all."""
+    def _poison(self, attempts: Attempts) -> _Rejected | None:
+        """Earlier starts of this message that never finished: too many faults, or too many deaths."""
+        if attempts.faults >= self._max_attempts:
+            return _Rejected("repeated_faults", f"{attempts.faults} attempts ended in a fault")
+        if attempts.interrupted >= self._max_interrupted:
+            return _Rejected("repeated_crashes", f"the process died during {attempts.interrupted} attempts")
+        return None
+
+    def _protect(self, message: Inbound, message_id: str, attempts: Attempts) -> Sequence[ProtectedLike] | _Rejected:
+        """Run the protection step; an unexpected fault is retried until `max_attempts` faults in all."""
         source = {"topic": message.topic, "scanner_id": scanner_of(message.topic)}
         while True:
-            t0 = time.perf_counter()
             try:
-                results = self._protect_fn(message.payload, message_id=message_id, source=source)
+                return self._protect_once(message, message_id, source)
             except InputError as exc:
                 return _Rejected(exc.reason, str(exc))
             except Exception as exc:  # noqa: BLE001 - a fault on one message must not stop the daemon
                 self._metrics.faults.inc(stage="protect")
-                self._log.error("protect_fault", error=type(exc).__name__, message_id=message_id, attempt=attempts)
-                if attempts >= self._max_attempts:
-                    return _Rejected("repeated_faults", f"{type(exc).__name__} on {attempts} attempts")
-                attempts = self._spool.record_attempt(message_id)
-                continue
-            self._metrics.stage.observe(time.perf_counter() - t0, stage="protect")
-            return results
+                attempts = self._spool.record_fault(message_id)
+                self._log.error(
+                    "protect_fault", error=type(exc).__name__, message_id=message_id, faults=attempts.faults
+                )
+                if attempts.faults >= self._max_attempts:
+                    return _Rejected("repeated_faults", f"{type(exc).__name__} on {attempts.faults} attempts")
+                attempts = self._spool.start_attempt(message_id)
+
+    def _protect_once(self, message: Inbound, message_id: str, source: Mapping[str, str]) -> Sequence[ProtectedLike]:
+        t0 = time.perf_counter()
+        results = self._protect_fn(message.payload, message_id=message_id, source=source)
+        self._metrics.stage.observe(time.perf_counter() - t0, stage="protect")
+        return results
 
     def _rows(self, results: Sequence[ProtectedLike]) -> tuple[list[tuple[str, str, bytes]], list[LedgerItem]]:
         rows: list[tuple[str, str, bytes]] = []
@@ -379,3 +394,46 @@ class MqttIntake:
             self._paused = False
             self._log.info("intake_resumed")
         self._metrics.backpressure.set(0)
+
+
+class InboxIntake:
+    """Source for released quarantine items: the spool's inbox, oldest first; a row leaves the inbox only
+    after `accept` returned (a crash in between re-offers it, and it is then a duplicate)."""
+
+    def __init__(self, intake: Intake, spool: Spool) -> None:
+        self._intake = intake
+        self._spool = spool
+        self._stop = threading.Event()
+        self._log = get_logger("intake.inbox")
+        self.heartbeat = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name="inbox", daemon=True)
+
+    def start(self) -> None:
+        self.heartbeat = time.monotonic()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                self._step()
+            except Exception as exc:  # noqa: BLE001 - the row stays in the inbox and is offered again
+                self._log.error("inbox_failed", error=type(exc).__name__)
+                self._stop.wait(1.0)
+            self._stop.wait(1.0)
+
+    def _step(self) -> None:
+        while not self._stop.is_set() and self._intake.accepting:
+            self.heartbeat = time.monotonic()
+            items = self._spool.inbox(1)
+            if not items:
+                return
+            item = items[0]
+            outcome = self._intake.accept(Inbound(item.topic, item.payload, item.received_ns, time.monotonic()))
+            self._spool.take_from_inbox(item.seq)
+            self._log.info("released_message_processed", outcome=outcome.value)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 
 from gateway.config import load_config
-from gateway.daemon import Gateway
+from gateway.daemon import serve
 from gateway.logging import configure_logging
 from tests.broker.helpers import TaggingProtect
 
 if __name__ == "__main__":
     configure_logging("info")
     delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-    sys.exit(Gateway(load_config(sys.argv[1]), TaggingProtect(delay_s=delay)).run())
+    sys.exit(serve(load_config(sys.argv[1]), lambda: TaggingProtect(delay_s=delay)))

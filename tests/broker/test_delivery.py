@@ -210,32 +210,40 @@ def test_shared_subscription_splits_one_feed(tmp_path, scanner_broker, cloud_bro
     collector.close()
 
 
-def test_message_that_crashed_the_process_before_is_quarantined_on_redelivery(
-    tmp_path, scanner_broker, cloud_broker
+@pytest.mark.parametrize("interrupted, quarantined", [(3, False), (5, True)])
+def test_interrupted_attempts_are_told_apart_from_faults(
+    tmp_path, scanner_broker, cloud_broker, interrupted, quarantined
 ) -> None:  # type: ignore[no-untyped-def]
-    # Three earlier attempts that never committed (as if each had killed the daemon), recorded durably.
+    # Earlier starts that never finished (as if the daemon had been killed during each), recorded durably.
+    # Three unrelated kills (issue 19 D5) leave a valid image alone; max_interrupted (5) means the message
+    # itself kills the daemon, and it is quarantined without being tried again.
     from gateway.daemon import MessageIds
     from gateway.spool import Spool
 
     config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port)
-    poison = b"poison slice"
+    assert config.limits.max_interrupted == 5
+    image = b"slice that was being protected when the daemon died"
     config.gateway.state_dir.mkdir(parents=True)
     ids = MessageIds.load_or_create(config.message_key_path)
     spool = Spool(config.spool_path, config.spool.max_bytes)
-    for _ in range(config.limits.max_attempts):
-        spool.record_attempt(ids.for_message(TOPIC, poison))
+    for _ in range(interrupted):
+        spool.start_attempt(ids.for_message(TOPIC, image))
     spool.close()
     protect = TaggingProtect()
     gw = Gateway(config, protect)
     gw.start()
     try:
         assert gw.wait_connected(10)
-        collector = Collector(cloud_broker.port, ("medshield/gateways/+/errors",), client_id="cpoison")
-        publish_all(scanner_broker.port, [(TOPIC, poison), (TOPIC, b"healthy")])
-        assert collector.wait_for(lambda: len(collector.on("/errors")) == 1)
-        assert json.loads(collector.on("/errors")[0])["reason"] == "repeated_faults"
-        assert collector.wait_for(lambda: gw.metrics.protected.value() == 1)
-        assert protect.calls == 1  # the poison message was not tried a fourth time
+        collector = Collector(cloud_broker.port, ("medshield/gateways/+/#",), client_id="cpoison")
+        publish_all(scanner_broker.port, [(TOPIC, image), (TOPIC, b"healthy")])
+        assert collector.wait_for(lambda: gw.metrics.received.value() == 2 and gw.spool.depth == 0)
+        if quarantined:
+            assert [json.loads(e)["reason"] for e in collector.on("/errors")] == ["repeated_crashes"]
+            assert protect.calls == 1  # only the healthy one: the poison message was not tried again
+            assert collector.wait_for(lambda: [untag(p)[1] for p in collector.on("/envelopes")] == [b"healthy"])
+        else:
+            assert collector.on("/errors") == []
+            assert collector.wait_for(lambda: [untag(p)[1] for p in collector.on("/envelopes")] == [image, b"healthy"])
         collector.close()
     finally:
         gw.shutdown(flush_timeout_s=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import hashlib
 
 from gateway.daemon.ids import MessageIds
-from gateway.spool import Spool
+from gateway.spool import Attempts, Spool
 
 
 def test_message_id_is_a_deterministic_uuid_keyed_by_the_gateway_secret(tmp_path: Path) -> None:
@@ -78,10 +79,54 @@ def test_cap(tmp_path: Path) -> None:
 def test_attempts_are_counted_durably_and_cleared_on_commit(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     spool = Spool(path, max_bytes=10_000)
-    assert spool.record_attempt("m") == 1
+    assert spool.start_attempt("m") == Attempts(1, 0)
     spool.close()
     spool = Spool(path, max_bytes=10_000)
-    assert spool.record_attempt("m") == 2
+    second = spool.start_attempt("m")
+    assert second == Attempts(2, 0) and second.interrupted == 1  # the first start never finished
+    assert spool.record_fault("m") == Attempts(2, 1)
+    third = spool.start_attempt("m")
+    assert third.interrupted == 1 and third.faults == 1
     spool.commit("m", "protected", [])
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
+
+
+def test_an_older_spool_gains_the_fault_column(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE attempts (message_id TEXT PRIMARY KEY, count INTEGER NOT NULL)")
+        db.execute("INSERT INTO attempts VALUES ('m', 2)")
+    spool = Spool(path, max_bytes=10_000)
+    assert spool.start_attempt("m") == Attempts(3, 0)
+
+
+def test_database_wal_and_shm_files_are_0600_under_umask_022(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path / "s.db", max_bytes=10_000)
+        spool.commit("m1", "protected", [("envelope", "t", b"abc")])
+        files = sorted(tmp_path.glob("s.db*"))
+        assert {f.name for f in files} >= {"s.db", "s.db-wal", "s.db-shm"}
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    finally:
+        os.umask(old)
+
+
+def test_full_when_the_disk_is_down_to_its_floor(tmp_path: Path) -> None:
+    free = Spool(tmp_path / "a.db", max_bytes=10**12).free_bytes()
+    assert not Spool(tmp_path / "b.db", max_bytes=10**12, min_free_bytes=free // 2).full()
+    assert Spool(tmp_path / "c.db", max_bytes=10**12, min_free_bytes=free * 2).full()
+
+
+def test_released_message_is_forgotten_and_queued_in_the_inbox(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=10_000)
+    spool.commit("m", "quarantined", [("error", "e", b"{}")])
+    spool.start_attempt("m")
+    spool.inject("m", "medshield/scanners/a/images", b"image", 123)
+    assert not spool.is_processed("m")
+    assert spool.start_attempt("m") == Attempts(1, 0)
+    [item] = spool.inbox()
+    assert (item.topic, item.payload, item.received_ns) == ("medshield/scanners/a/images", b"image", 123)
+    spool.take_from_inbox(item.seq)
+    assert spool.inbox() == []
