@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,6 +89,16 @@ class CloudWatcher:
             return self.cond.wait_for(lambda: len(self.arrivals) >= n, timeout)
 
 
+def resolved_backend(requested: str) -> str | None:
+    """The backend `auto` resolves to here (the first loadable one in the auto order), else `requested`."""
+    if requested != "auto":
+        return requested
+    from gateway.inference import AUTO_ORDER, available_backends
+
+    reasons = available_backends()
+    return next((name for name in AUTO_ORDER if reasons[name] is None), None)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="images for the latency run")
@@ -96,6 +107,10 @@ def main() -> int:
     parser.add_argument("--format", choices=["dicom", "npy"], default="dicom")
     parser.add_argument("--suite", default="sbbe-blowfish")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backend", default="auto", help="segmentation.backend (auto, cpu, cuda, tensorrt-ep, tensorrt)")
+    parser.add_argument("--state-seed", type=Path,
+                        help="copy this state dir's engines/ and ort-trt-cache/ in first (engines from"
+                             " `medshield models build-engines --state-dir DIR`), so the gateway reuses them")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "e2e.json")
     args = parser.parse_args()
@@ -111,6 +126,9 @@ def main() -> int:
         EmbeddedBroker() as cloud_broker,
     ):
         root = Path(tmp)
+        for cached in ("engines", "ort-trt-cache"):
+            if args.state_seed is not None and (args.state_seed / cached).is_dir():
+                shutil.copytree(args.state_seed / cached, root / "state" / cached)
         key, _ = generate_recipient("bench-service", system_random)
         _, card_path = save_recipient(root, key)
         config = parse_config(
@@ -120,6 +138,7 @@ def main() -> int:
                 "cloud": {"port": cloud_broker.port},
                 "protection": {"recipients": [str(card_path)], "suite": args.suite},
                 "limits": {"workers": args.workers},
+                "segmentation": {"backend": args.backend},
                 "telemetry": {"port": None},
             },
             environ={},
@@ -165,6 +184,8 @@ def main() -> int:
         "input_bytes": len(data[0]),
         "suite": args.suite,
         "workers": args.workers,
+        "backend_requested": args.backend,
+        "backend": resolved_backend(args.backend),
         "latency_ms": {"n": len(lat_ms), "p50": q[49], "p95": q[94], "p99": q[98], "min": lat_ms[0], "max": lat_ms[-1]},
         "throughput_images_per_s": args.burst / burst_s,
         "burst": args.burst,

@@ -3,10 +3,17 @@
     runner = create_runner("models/dsnet/dsnet.onnx", "auto")
     prob = runner.run(x)                     # x: float32 of runner.input_shape
 
+    outs = runner.run_all({"fingerprint": fp, "iris": ir})   # several inputs / a dynamic batch, by name
+
 Backends: `cpu` (ONNX Runtime CPU), `cuda` (ORT CUDA EP), `tensorrt-ep` (ORT TensorRT EP), `tensorrt` (native
 TensorRT engine built from the ONNX, cached in the state dir). `auto` takes the fastest one that loads, in
 the order tensorrt, tensorrt-ep, cuda, cpu. This package imports without tensorrt, CUDA or torch: GPU
 libraries are imported only when a GPU runner is created.
+
+Versions: native TensorRT 8.6 (JetPack 6.0) and 10.x (JetPack 6.1/6.2 ship 10.3; x86), dispatched in
+`trt_api`; older or 11+ is refused with a clear error. onnxruntime-gpu 1.22-1.26 (CUDA 12) and 1.27-1.31
+(CUDA 13) on x86; Jetson ORT builds come from NVIDIA's Jetson index. The full matrix, and what PyPI serves,
+is in benchmarks/README.md ("GPU").
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """ONNX Runtime plumbing shared by the CPU, CUDA and TensorRT execution-provider runners.
 
-Session settings (CPU work, measured in benchmarks/ort_session_bench.py, results/ort_session.json):
-- intra-op threads: the `threads` asked for, else `default_threads()` — the cores this process may use,
-  at most MAX_DEFAULT_THREADS (DS-Net at 256² gains nothing beyond that);
-- intra-op spinning OFF (`session.intra_op.allow_spinning=0`): spinning threads keep burning CPU after each
-  inference for work that is already done, taking it from paho, mosquitto and the other workers. On the
-  2-core EPYC this cut CPU time per inference to a fraction at a similar p50 (figures in the result);
+Session settings (CPU work; measured by benchmarks/ort_session_bench.py, benchmarks/results/ort_session.json):
+- intra-op threads: the `threads` asked for, else `default_threads()` — the cores this process may use, at
+  most MAX_DEFAULT_THREADS (a judgement, not measured on this 2-core machine: on a network this small more
+  threads mostly add synchronisation);
+- intra- and inter-op spinning OFF (`session.intra_op.allow_spinning=0`): spinning threads keep burning CPU
+  after each inference, taking it from paho, mosquitto and the other workers. On the 2-core EPYC (heavily
+  loaded, so ratios only) spinning off gave p50 ×0.48 and CPU per inference ×0.59 for one caller, and for two
+  callers on one session p50 ×0.44 and ×1.87 inferences/s against spinning on;
+- one session shared by every worker: one session per worker measured no better there (two callers: 8.0
+  inferences/s shared, 7.5 with a 2-thread session each, 5.8 with a 1-thread session each);
 - inter-op: one thread, sequential execution (the graphs are a single chain of nodes).
 """
 

@@ -99,6 +99,15 @@ class CudaRuntime:
         self._check(fn(props, ctypes.c_int(self.device)), "cudaGetDeviceProperties")
         return props.raw[:256].split(b"\0", 1)[0].decode("ascii", "replace")
 
+    def versions(self) -> dict[str, str]:
+        """The CUDA driver's and this runtime's versions, e.g. {"driver": "13.0", "runtime": "12.9"}."""
+        out = {}
+        for key, call in (("driver", "cudaDriverGetVersion"), ("runtime", "cudaRuntimeGetVersion")):
+            value = ctypes.c_int(0)
+            self._check(getattr(self.lib, call)(ctypes.byref(value)), call)
+            out[key] = f"{value.value // 1000}.{value.value % 1000 // 10}"
+        return out
+
     def compute_capability(self) -> tuple[int, int]:
         """(major, minor) of the GPU, e.g. (9, 0) for Hopper, (8, 7) for Jetson Orin."""
         values = []

@@ -44,3 +44,9 @@ def engine_path(state_dir: Path, key: dict[str, str]) -> Path:
     """Cache file for `key`: engines/<onnx sha prefix>-<hash of the whole key>.engine under the state dir."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return state_dir / "engines" / f"{key['onnx_sha256'][:12]}-{digest[:16]}.engine"
+
+
+def timing_cache_path(engines_dir: Path, trt_version: str, gpu_name: str) -> Path:
+    """TensorRT's kernel timing cache for one TensorRT version and GPU, beside the engines it helped build."""
+    digest = hashlib.sha256(json.dumps([trt_version, gpu_name]).encode()).hexdigest()
+    return engines_dir / f"timing-{digest[:16]}.cache"

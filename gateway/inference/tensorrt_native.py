@@ -27,7 +27,8 @@ import structlog
 from gateway.files import write_atomic
 from gateway.inference.base import BackendUnavailable, Runner
 from gateway.inference.cudart import CudaError, CudaRuntime
-from gateway.inference.engine_cache import default_state_dir, engine_key, engine_path, file_sha256
+from gateway.inference.engine_cache import (default_state_dir, engine_key, engine_path, file_sha256,
+                                            timing_cache_path)
 from gateway.inference.trt_api import TensorRTApi, UnsupportedTensorRT, api_for, optimization_profile, profile_tag
 
 log = structlog.get_logger(__name__)
@@ -146,6 +147,16 @@ class TensorRTRunner(Runner):
         trt = self.trt
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        # The timing cache keeps the measured speed of each layer's kernels: a rebuild (new model version,
+        # other precision) re-times only what it has not seen. Same identity fields as the engines.
+        cache = timing_cache_path(self.engine_path.parent, self.identity.tensorrt, self.identity.gpu)
+        timing = None
+        if cache.exists():
+            try:
+                timing = config.create_timing_cache(cache.read_bytes())
+            except (RuntimeError, TypeError, ValueError):
+                log.warning("tensorrt_timing_cache_unreadable", path=str(cache))
+        config.set_timing_cache(timing or config.create_timing_cache(b""), False)
         if self.precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
         dynamic = {name: p for name, p in self.profiles.items() if p is not None}
@@ -157,6 +168,8 @@ class TensorRTRunner(Runner):
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise BackendUnavailable(self.type_name, "TensorRT failed to build an engine from the ONNX model")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache, bytes(config.get_timing_cache().serialize()))
         return bytes(plan)
 
     # The two API generations differ only in these five calls.
