@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench mosquitto openssl venv train-venv clean
+.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv clean
 
 venv: $(VENV)/.installed
 
@@ -26,10 +26,16 @@ openssl:
 	@command -v openssl >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssl)
 
-test: venv mosquitto openssl
+# DICOM tests and the demo's hospital loop: dcmtk (storescu, echoscu), dicom3tools (dciodvfy), Orthanc (a PACS).
+dicom-tools:
+	@command -v storescu >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 && \
+	  { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dcmtk dicom3tools orthanc)
+
+test: venv mosquitto openssl dicom-tools
 	$(PY) -m pytest -q
 
-demo: venv mosquitto
+demo: venv mosquitto dicom-tools
 	$(VENV)/bin/medshield demo
 
 bench: venv mosquitto

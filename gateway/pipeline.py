@@ -92,7 +92,7 @@ def protect(
     if mask is None:
         if segmenter is None:
             raise ValueError("protect needs a lesion mask or a segmenter")
-        mask = segmenter(image)
+        mask = _segment(segmenter, image)
     lesion = np.asarray(mask).astype(bool)
     if lesion.shape != image.pixels.shape:
         raise InputError(
@@ -116,8 +116,9 @@ def protect(
     marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
     lap("hide")
 
-    marked_bytes = codecs.encode(image, marked)
-    plaintext = container.pack(container.Container(marked=marked_bytes, record=record.to_bytes()), compression)
+    marked_bytes = codecs.encode_marked(image, marked, message_id)
+    box = container.Container(marked=marked_bytes, record=record.to_bytes(), recipe=image.recipe or b"")
+    plaintext = container.pack(box, compression)
     lap("pack")
 
     content = {
@@ -169,8 +170,18 @@ def _unpack_opened(opened: Opened, restore_original: bool) -> OpenedImage:
     )
     if not stamp_ok or hidden.message_id != header["message_id"]:
         raise ValueError("hidden payload does not match the envelope")
-    original = codecs.encode(image, original_pixels) if restore_original else None
+    original = None
+    if restore_original:
+        # The input file byte for byte where the container has its recipe (DICOM), else rewritten.
+        original = codecs.rebuild(box.recipe, original_pixels) if box.recipe else codecs.encode(image, original_pixels)
     return OpenedImage(header=header, marked=box.marked, hidden=hidden, original=original)
+
+
+def _segment(segmenter: Segmenter, image: codecs.DecodedImage) -> np.ndarray:
+    """The lesion mask; a multi-frame image is segmented frame by frame (the model reads one slice)."""
+    if image.frames == 1:
+        return segmenter(image)
+    return np.concatenate([np.asarray(segmenter(frame)) for frame in codecs.frames_of(image)], axis=0)
 
 
 def _plaintext_limit(content: Mapping[str, Any]) -> int:

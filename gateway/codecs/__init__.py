@@ -5,7 +5,7 @@
 is an `InputError` whose `reason` is one of:
 
     empty, too_large, too_many_pixels, not_an_image, truncated, malformed, unsupported_transfer_syntax,
-    not_monochrome, unsupported_bit_depth, unsupported_dtype, unsupported_shape, multi_frame, no_pixel_data
+    not_monochrome, unsupported_bit_depth, unsupported_dtype, unsupported_shape, no_pixel_data
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ from gateway.codecs import dicom, npy, png
 from gateway.codecs.types import DecodedImage, Format, Limits
 from gateway.errors import InputError
 
-__all__ = ["DEFAULT_LIMITS", "DecodedImage", "Format", "Limits", "decode", "encode", "sniff"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DecodedImage",
+    "Format",
+    "Limits",
+    "decode",
+    "encode",
+    "encode_marked",
+    "frames_of",
+    "rebuild",
+    "sniff",
+]
 
 DEFAULT_LIMITS = Limits()
 
@@ -50,3 +61,32 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedImage:
 def encode(image: DecodedImage, pixels: np.ndarray) -> bytes:
     """`image` in its own format with `pixels` (same shape and dtype as `image.pixels`) as its pixel values."""
     return _ENCODERS[image.format](image, pixels)
+
+
+def encode_marked(image: DecodedImage, pixels: np.ndarray, message_id: str) -> bytes:
+    """The marked image to ship: a DICOM derived object (`dicom.derive`), other formats as `encode`."""
+    if image.format == "dicom":
+        return dicom.derive(image, pixels, message_id)
+    return encode(image, pixels)
+
+
+def rebuild(recipe: bytes, pixels: np.ndarray) -> bytes:
+    """The original input file, byte for byte, from its decoder's `DecodedImage.recipe` and original pixels."""
+    return dicom.rebuild(recipe, pixels)
+
+
+def frames_of(image: DecodedImage) -> list[DecodedImage]:
+    """The frames of a multi-frame image as single-frame images (views; no dataset or recipe)."""
+    if image.frames == 1:
+        return [image]
+    rows = image.pixels.shape[0] // image.frames
+    return [
+        DecodedImage(
+            pixels=image.pixels[i * rows : (i + 1) * rows],
+            format=image.format,
+            signed=image.signed,
+            hu=None if image.hu is None else image.hu[i * rows : (i + 1) * rows],
+            source_ref=image.source_ref,
+        )
+        for i in range(image.frames)
+    ]

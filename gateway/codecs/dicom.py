@@ -1,24 +1,37 @@
-"""DICOM in and out (pydicom): monochrome 8/16-bit, native or RLE Lossless, one frame.
+"""DICOM in and out (pydicom): monochrome 8/16-bit, native, deflated or compressed, one frame or many.
 
-Supported transfer syntaxes: Implicit VR Little Endian, Explicit VR Little Endian, Explicit VR Big Endian
-(retired) and RLE Lossless. Anything else (JPEG, JPEG-LS, JPEG 2000, deflate...) is refused with
-`unsupported_transfer_syntax`: lossy syntaxes would destroy hidden bits, and refusing deflate keeps a small
-file from inflating into gigabytes before the size checks run.
+Transfer syntaxes accepted (`ACCEPTED_SYNTAXES`): Implicit VR Little Endian, Explicit VR Little Endian,
+Explicit VR Big Endian (retired), Deflated Explicit VR Little Endian, RLE Lossless, JPEG Lossless (processes
+14 and 14 SV1), JPEG-LS Lossless and Near-Lossless, JPEG 2000 Lossless and JPEG 2000 (lossy), JPEG Baseline
+and Extended. Compressed pixel data is decoded by pydicom's `pylibjpeg` plugin family (pylibjpeg-libjpeg,
+-openjpeg, -rle), chosen over GDCM by measurement (benchmarks/dicom_decoders.py: it decodes every syntax
+above, GDCM neither RLE nor JPEG Extended through pydicom, and it is the faster one on JPEG 2000, the syntax
+CT scanners mostly send). Anything else is refused with `unsupported_transfer_syntax`. A deflated file is
+inflated under the byte limit first, so a small file cannot inflate into gigabytes before the size checks.
 
-Native little-endian inputs are written back in their own transfer syntax, byte for byte the same outside
-the pixel values. Big-endian and RLE inputs are written back as uncompressed Explicit VR Little Endian
-(the only change to the metadata is the file meta Transfer Syntax UID), because hidden bits must survive
-and pydicom has no RLE encoder that needs nothing but numpy.
+Pixels are the stored values exactly as in Pixel Data (for native syntaxes the unused high bits are kept).
+A multi-frame image (enhanced CT/MR, ...) has its frames stacked top to bottom.
 
-Pixels are the stored values exactly as in Pixel Data: for native syntaxes the unused high bits (when
-Bits Stored < Bits Allocated) are kept as they are, so the original Pixel Data comes back bit for bit.
+Three ways out:
+- `encode` writes the dataset back with new pixels: native little-endian inputs in their own syntax, byte
+  for byte the same outside the pixel values; every other syntax as uncompressed Explicit VR Little Endian.
+- `derive` writes the marked image as a proper derived object (new SOP Instance UID, a derived series,
+  ImageType DERIVED\\SECONDARY (DERIVED\\PRIMARY for enhanced IODs), Derivation Description, Source Image Sequence; see docs/DICOM_CONFORMANCE.md).
+  It is uncompressed, so the hidden bits survive; a lossy input keeps Lossy Image Compression "01".
+- `rebuild` gives back the original file bit for bit from the original pixels and the decoder's `recipe`:
+  for native, non-deflated syntaxes the recipe is the file without its pixel words (they are spliced back);
+  for compressed or deflated files, whose bytes no encoder reproduces, it is the file itself.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import struct
+import uuid
 import warnings
+import zlib
+from typing import Any
 
 import numpy as np
 
@@ -30,16 +43,77 @@ _EXTENDED_OFFSET_TABLE = (0x7FE00001, 0x7FE00002)
 _MAGIC_OFFSET = 128
 MAGIC = b"DICM"
 
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE})
+LOSSLESS_COMPRESSED = frozenset(
+    {
+        "1.2.840.10008.1.2.5",  # RLE Lossless
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 SV1)
+        "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless Only
+    }
+)
+# Lossy syntax -> Lossy Image Compression Method the marked image records.
+LOSSY_COMPRESSED = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
+}
+ACCEPTED_SYNTAXES = frozenset({*NATIVE_SYNTAXES, DEFLATED_LE, *LOSSLESS_COMPRESSED, *LOSSY_COMPRESSED})
+DECODING_PLUGIN = "pylibjpeg"
+
+# Recipe: "MSR1" | u8 mode | u64 BE splice offset | u8 byte order of the pixel words ("<" or ">") | bytes.
+_RECIPE_MAGIC = b"MSR1"
+_RECIPE = struct.Struct(">4sBQc")
+_VERBATIM, _SPLICE = 0, 1
+
+# Name-based (UUID version 5) UIDs under the 2.25 root: deterministic, so a redelivered image gets the same
+# derived UIDs, and every slice of one series lands in one derived series without coordination.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "medshield/dicom/derived")
+DERIVATION_DESCRIPTION = (
+    "MedShield: least significant bits of non-lesion pixels carry an authenticated provenance payload"
+    " (message id, keyed timestamp stamp, lesion mask); the source image is restorable bit for bit by its"
+    " recipient"
+)
+# Enhanced (multi-frame functional group) IODs, whose Image Type value 2 may only be PRIMARY.
+_ENHANCED_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+        "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT
+        "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+        "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color
+        "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR
+        "1.2.840.10008.5.1.4.1.1.128.1",  # Legacy Converted Enhanced PET
+        "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET
+    }
+)
+# Type 1C attributes the enhanced MR IODs require when Image Type value 1 is ORIGINAL or MIXED and allow
+# nowhere else (MR Pulse Sequence and Bulk Motion Synchronization modules): they describe an acquisition,
+# which a derived image is not. The restored original keeps them.
+_ORIGINAL_ONLY = (
+    "PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultipleSpinEcho", "MultiPlanarExcitation",
+    "PhaseContrast", "VelocityEncodingAcquisitionSequence", "TimeOfFlightContrast", "ArterialSpinLabelingContrast",
+    "SteadyStatePulseSequence", "EchoPlanarPulseSequence", "SaturationRecovery", "SpectrallySelectedSuppression",
+    "OversamplingPhase", "GeometryOfKSpaceTraversal", "RectilinearPhaseEncodeReordering",
+    "SegmentedKSpaceTraversal", "CoverageOfKSpace", "NumberOfKSpaceTrajectories",
+    "BulkMotionCompensationTechnique", "BulkMotionSignalSource",
+)
+_PURPOSE_SOURCE = ("121322", "DCM", "Source image for image processing operation")
+
 
 def is_dicom(data: bytes) -> bool:
     """True when `data` starts like a DICOM Part 10 file (128-byte preamble, then `DICM`)."""
     return data[_MAGIC_OFFSET : _MAGIC_OFFSET + 4] == MAGIC
 
 
-def _uids() -> tuple[str, str, str, str]:
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
-
-    return ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless
+def derived_uid(*parts: str) -> str:
+    """A 2.25 UID named by `parts` (UUID version 5 under MedShield's namespace)."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, '/'.join(parts)).int}"
 
 
 def decode(data: bytes, limits: Limits) -> DecodedImage:
@@ -51,40 +125,54 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
         # pydicom warns about odd but readable files; warnings can quote element values (patient data).
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(io.BytesIO(data))
-            return _decode_dataset(ds, limits)
+            ds = pydicom.dcmread(io.BytesIO(data), defer_size=None)
+            return _decode_dataset(ds, data, limits)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - pydicom raises many unrelated types on bad bytes
             raise InputError("malformed", f"not a readable DICOM file ({type(exc).__name__})") from None
 
 
-def _decode_dataset(ds: object, limits: Limits) -> DecodedImage:
-    implicit_le, explicit_le, explicit_be, rle = _uids()
+def _check_inflated_size(data: bytes, limits: Limits) -> None:
+    """Refuse a deflated data set that inflates beyond the byte limit, before pydicom inflates it whole."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)
+    _read_file_meta_info(fp)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = inflater.decompress(data[fp.tell() :], limits.max_bytes + 1)
+    if len(inflated) > limits.max_bytes:
+        raise InputError("too_large", f"the deflated data set inflates beyond the limit of {limits.max_bytes} bytes")
+
+
+def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
     meta = getattr(ds, "file_meta", None)
     syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if syntax is None:
         raise InputError("malformed", "the DICOM file has no Transfer Syntax UID")
-    if syntax not in (implicit_le, explicit_le, explicit_be, rle):
+    if syntax not in ACCEPTED_SYNTAXES:
         raise InputError(
             "unsupported_transfer_syntax",
-            f"transfer syntax {syntax} is not supported (native little/big endian and RLE Lossless are)",
+            f"transfer syntax {syntax} is not supported (see docs/DICOM_CONFORMANCE.md for those that are)",
         )
-    if PIXEL_DATA not in ds:  # type: ignore[operator]
+    if syntax == DEFLATED_LE:
+        _check_inflated_size(data, limits)
+    if PIXEL_DATA not in ds:
         raise InputError("no_pixel_data", "the DICOM file has no Pixel Data")
-    samples = int(ds.get("SamplesPerPixel", 1))  # type: ignore[attr-defined]
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()  # type: ignore[attr-defined]
+    samples = int(ds.get("SamplesPerPixel", 1))
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(
             "not_monochrome",
             f"only grey-scale images are supported (got {samples} samples per pixel, '{photometric}')",
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)  # type: ignore[attr-defined]
-    if frames != 1:
-        raise InputError("multi_frame", f"only single-frame images are supported (got {frames} frames)")
-    bits_allocated = int(ds.BitsAllocated)  # type: ignore[attr-defined]
-    bits_stored = int(ds.get("BitsStored", bits_allocated))  # type: ignore[attr-defined]
-    representation = int(ds.get("PixelRepresentation", 0))  # type: ignore[attr-defined]
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames < 1:
+        raise InputError("malformed", f"invalid Number of Frames {frames}")
+    bits_allocated = int(ds.BitsAllocated)
+    bits_stored = int(ds.get("BitsStored", bits_allocated))
+    representation = int(ds.get("PixelRepresentation", 0))
     if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
         raise InputError(
             "unsupported_bit_depth",
@@ -92,35 +180,52 @@ def _decode_dataset(ds: object, limits: Limits) -> DecodedImage:
         )
     if representation not in (0, 1):
         raise InputError("malformed", f"invalid Pixel Representation {representation}")
-    rows, cols = int(ds.Rows), int(ds.Columns)  # type: ignore[attr-defined]
+    rows, cols = int(ds.Rows), int(ds.Columns)
     limits.check_shape(rows, cols)
+    if frames * rows * cols > limits.max_pixels:
+        raise InputError(
+            "too_many_pixels",
+            f"the image has {frames} frames of {rows} x {cols}, more than the limit of {limits.max_pixels} pixels",
+        )
 
     dtype = np.dtype(np.uint8) if bits_allocated == 8 else np.dtype(np.uint16)
-    if syntax == rle:
-        decoded = np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
-        if decoded.shape != (rows, cols) or decoded.dtype.itemsize != dtype.itemsize:
-            raise InputError("malformed", "the RLE pixel data does not match Rows, Columns and Bits Allocated")
-        pixels = decoded.astype(decoded.dtype.newbyteorder("=")).view(dtype).copy()
-    else:
-        raw = ds.PixelData  # type: ignore[attr-defined]
-        needed = rows * cols * dtype.itemsize
+    count = frames * rows * cols
+    if syntax in NATIVE_SYNTAXES:
+        element = ds.get_item(PIXEL_DATA)
+        raw = ds.PixelData
+        needed = count * dtype.itemsize
         if not isinstance(raw, bytes) or len(raw) < needed:
             raise InputError("truncated", f"Pixel Data holds {len(raw)} bytes, {needed} are needed")
-        wire = dtype.newbyteorder(">") if syntax == explicit_be else dtype.newbyteorder("<")
-        stored = np.frombuffer(raw, dtype=wire, count=rows * cols)
-        pixels = stored.astype(dtype).reshape(rows, cols)
+        wire = dtype.newbyteorder(">") if syntax == EXPLICIT_BE else dtype.newbyteorder("<")
+        pixels = np.frombuffer(raw, dtype=wire, count=count).astype(dtype).reshape(frames * rows, cols)
+        offset = getattr(element, "value_tell", None)
+        if offset is None or data[offset : offset + needed] != raw[:needed]:
+            raise InputError("malformed", "the Pixel Data could not be located in the file")
+        order = b">" if syntax == EXPLICIT_BE else b"<"
+        recipe = _RECIPE.pack(_RECIPE_MAGIC, _SPLICE, offset, order) + (
+            data[:offset] + data[offset + needed :]
+        )
+    else:
+        ds.pixel_array_options(decoding_plugin=DECODING_PLUGIN)
+        decoded = np.asarray(ds.pixel_array)
+        expected = (frames, rows, cols) if frames > 1 else (rows, cols)
+        if decoded.shape != expected or decoded.dtype.itemsize != dtype.itemsize:
+            raise InputError("malformed", "the decoded pixel data does not match Rows, Columns, Frames and Bits")
+        pixels = decoded.astype(decoded.dtype.newbyteorder("="), copy=False).view(dtype).reshape(frames * rows, cols)
+        pixels = np.ascontiguousarray(pixels)
+        recipe = _RECIPE.pack(_RECIPE_MAGIC, _VERBATIM, 0, b"<") + data
 
     hu = None
-    if str(ds.get("Modality", "")).strip().upper() == "CT":  # type: ignore[attr-defined]
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)  # type: ignore[attr-defined]
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)  # type: ignore[attr-defined]
-        if not (np.isfinite(slope) and np.isfinite(intercept)):
-            raise InputError("malformed", "Rescale Slope/Intercept are not finite numbers")
-        values = stored_values(pixels, bits_stored, signed=representation == 1)
-        hu = (values.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    if str(ds.get("Modality", "")).strip().upper() == "CT":
+        values = stored_values(pixels, bits_stored, signed=representation == 1).astype(np.float32)
+        hu = np.empty_like(values)
+        for i, (slope, intercept) in enumerate(_rescale_per_frame(ds, frames)):
+            if not (np.isfinite(slope) and np.isfinite(intercept)):
+                raise InputError("malformed", "Rescale Slope/Intercept are not finite numbers")
+            band = slice(i * rows, (i + 1) * rows)
+            hu[band] = values[band] * np.float32(slope) + np.float32(intercept)
 
-    uid = ds.get("SOPInstanceUID")  # type: ignore[attr-defined]
-    source_ref = str(uid).strip() if uid else None
+    source_ref = _sop_instance_uid(ds)
     return DecodedImage(
         pixels=pixels,
         format="dicom",
@@ -128,7 +233,31 @@ def _decode_dataset(ds: object, limits: Limits) -> DecodedImage:
         hu=hu,
         dataset=ds,
         source_ref=source_ref or None,
+        frames=frames,
+        recipe=recipe,
     )
+
+
+def _rescale_per_frame(ds: Any, frames: int) -> list[tuple[float, float]]:
+    """(slope, intercept) of each frame: the per-frame functional group, else the shared one, else the
+    top-level Rescale Slope/Intercept (single-frame images), else identity."""
+
+    def from_item(item: Any) -> tuple[float, float] | None:
+        seq = item.get("PixelValueTransformationSequence") if item is not None else None
+        if not seq:
+            return None
+        transform = seq[0]
+        return float(transform.get("RescaleSlope", 1.0) or 1.0), float(transform.get("RescaleIntercept", 0.0) or 0.0)
+
+    top = (float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0))
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = from_item(shared_seq[0]) if shared_seq else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    out = []
+    for i in range(frames):
+        own = from_item(per_frame[i]) if i < len(per_frame) else None
+        out.append(own or shared or top)
+    return out
 
 
 def stored_values(pixels: np.ndarray, bits_stored: int, *, signed: bool) -> np.ndarray:
@@ -140,14 +269,12 @@ def stored_values(pixels: np.ndarray, bits_stored: int, *, signed: bool) -> np.n
     return words
 
 
-def encode(image: DecodedImage, pixels: np.ndarray) -> bytes:
-    """Write `image`'s dataset with `pixels` as its Pixel Data (see the module docstring)."""
+def _with_pixels(image: DecodedImage, pixels: np.ndarray) -> Any:
+    """A copy of the image's dataset holding `pixels` (native syntaxes in place; others as Explicit VR LE)."""
     from pydicom.dataelem import DataElement
-    from pydicom.filewriter import dcmwrite
     from pydicom.uid import ExplicitVRLittleEndian
 
     pixels = check_new_pixels(image, pixels)
-    _, _, explicit_be, rle = _uids()
     ds = image.dataset
     if ds is None:
         raise ValueError("a DICOM image needs its dataset to be encoded")
@@ -155,20 +282,117 @@ def encode(image: DecodedImage, pixels: np.ndarray) -> bytes:
     # deepcopy shares the (immutable) Pixel Data bytes, so this copies metadata only.
     out = copy.deepcopy(ds)
     new = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
-    if syntax in (explicit_be, rle):
-        for tag in (PIXEL_DATA, *_EXTENDED_OFFSET_TABLE):
-            if tag in out:
-                del out[tag]
-        if len(new) % 2:
-            new += b"\x00"
-        out.add(DataElement(PIXEL_DATA, "OB" if pixels.dtype == np.uint8 else "OW", new))
-        out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    else:
+    if syntax in (IMPLICIT_LE, EXPLICIT_LE):
         # Keep whatever follows the pixels (the pad byte of an odd length) exactly as it was.
         old = ds.PixelData
         out.PixelData = new + old[len(new) :]
+        return out
+    for tag in (PIXEL_DATA, *_EXTENDED_OFFSET_TABLE):
+        if tag in out:
+            del out[tag]
+    if len(new) % 2:
+        new += b"\x00"
+    out.add(DataElement(PIXEL_DATA, "OB" if pixels.dtype == np.uint8 else "OW", new))
+    out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if syntax in LOSSY_COMPRESSED:
+        # Once lossy, always flagged lossy (PS3.3 C.7.6.1.1.5), even though this copy is uncompressed.
+        out.LossyImageCompression = "01"
+        if "LossyImageCompressionMethod" not in out:
+            out.LossyImageCompressionMethod = LOSSY_COMPRESSED[syntax]
+    return out
+
+
+def _write(ds: Any) -> bytes:
+    from pydicom.filewriter import dcmwrite
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dcmwrite(buffer, out)
+        dcmwrite(buffer, ds)
     return buffer.getvalue()
+
+
+def encode(image: DecodedImage, pixels: np.ndarray) -> bytes:
+    """Write `image`'s dataset with `pixels` as its Pixel Data (see the module docstring)."""
+    return _write(_with_pixels(image, pixels))
+
+
+def derive(image: DecodedImage, pixels: np.ndarray, message_id: str) -> bytes:
+    """The marked image as a derived object of `image` (UID policy in docs/DICOM_CONFORMANCE.md).
+
+    SOP Instance UID: named by the message id and the source's SOP Instance UID. Series Instance UID: named
+    by the source's Series Instance UID, so a whole marked series shares one derived series. Study and Frame
+    of Reference are kept (same patient, same geometry).
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = _with_pixels(image, pixels)
+    source_sop = _sop_instance_uid(ds)
+    source_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+    new_sop = derived_uid("sop", message_id, source_sop)
+    ds.SOPInstanceUID = new_sop
+    ds.file_meta.MediaStorageSOPInstanceUID = new_sop
+    ds.SeriesInstanceUID = derived_uid("series", *_series_key(ds))
+    image_type = [str(v) for v in (ds.get("ImageType") or [])]
+    enhanced = source_class in _ENHANCED_CLASSES
+    # Enhanced IODs allow only PRIMARY as value 2 (PS3.3 C.8.16.1.1).
+    ds.ImageType = ["DERIVED", "PRIMARY" if enhanced else "SECONDARY", *image_type[2:]]
+    if enhanced:
+        for keyword in _ORIGINAL_ONLY:
+            if keyword in ds:
+                delattr(ds, keyword)
+    for group in _functional_groups(ds):
+        for element in group:
+            if element.VR == "SQ" and element.keyword.endswith("FrameTypeSequence"):
+                for item in element.value:
+                    frame_type = [str(v) for v in (item.get("FrameType") or [])]
+                    item.FrameType = ["DERIVED", *frame_type[1:]] if frame_type else ["DERIVED", "PRIMARY"]
+    ds.DerivationDescription = DERIVATION_DESCRIPTION
+    purpose = Dataset()
+    purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = _PURPOSE_SOURCE
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source_class
+    reference.ReferencedSOPInstanceUID = source_sop
+    reference.PurposeOfReferenceCodeSequence = Sequence([purpose])
+    ds.SourceImageSequence = Sequence([reference])
+    return _write(ds)
+
+
+def _sop_instance_uid(ds: Any) -> str:
+    """The data set's SOP Instance UID, or the file meta's where an anonymiser emptied the data set's."""
+    meta = getattr(ds, "file_meta", None)
+    fallback = meta.get("MediaStorageSOPInstanceUID", "") if meta is not None else ""
+    return str(ds.get("SOPInstanceUID", "") or fallback or "").strip()
+
+
+def _series_key(ds: Any) -> list[str]:
+    """What names the derived series: the source's Series Instance UID; where it is empty, what the slices of
+    one series share (study UID, series number, date, time, modality), so they still share one derived series."""
+    series = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    if series:
+        return [series]
+    keywords = ("StudyInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime", "Modality")
+    return ["no-series-uid", *(str(ds.get(k, "") or "") for k in keywords)]
+
+
+def _functional_groups(ds: Any) -> list[Any]:
+    items = list(ds.get("SharedFunctionalGroupsSequence") or [])
+    items += list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    return items
+
+
+def rebuild(recipe: bytes, pixels: np.ndarray) -> bytes:
+    """The original file, byte for byte, from its decoder `recipe` and its original (stacked) pixels."""
+    if len(recipe) < _RECIPE.size:
+        raise ValueError("truncated DICOM recipe")
+    magic, mode, offset, order = _RECIPE.unpack_from(recipe)
+    body = recipe[_RECIPE.size :]
+    if magic != _RECIPE_MAGIC or order not in (b"<", b">"):
+        raise ValueError("not a DICOM recipe")
+    if mode == _VERBATIM:
+        return body
+    if mode != _SPLICE or offset > len(body):
+        raise ValueError("invalid DICOM recipe")
+    words = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder(order.decode()), copy=False).tobytes()
+    return body[:offset] + words + body[offset:]

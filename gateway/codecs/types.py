@@ -63,6 +63,10 @@ class DecodedImage:
     least significant bit and changing it back is lossless. `hu` holds float32 Hounsfield units when the
     input is CT (what the segmenter reads); it is None otherwise. `dataset` is the pydicom Dataset of a
     DICOM input with every element as read. `source_ref` is the DICOM SOP Instance UID when there is one.
+
+    A multi-frame input (`frames` > 1) has its frames stacked top to bottom: `pixels` is (frames x rows,
+    columns). `recipe` is what it takes to rebuild the input file byte for byte from the original pixels
+    (`gateway.codecs.rebuild`); None where the format has none (PNG, NPY are rewritten by `encode`).
     """
 
     pixels: np.ndarray
@@ -71,12 +75,16 @@ class DecodedImage:
     hu: np.ndarray | None = None
     dataset: Any = field(default=None, repr=False)
     source_ref: str | None = None
+    frames: int = 1
+    recipe: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 2 or self.pixels.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
             raise ValueError("pixels must be a 2-D uint8 or uint16 array")
         if self.hu is not None and self.hu.shape != self.pixels.shape:
             raise ValueError("hu must have the shape of pixels")
+        if self.frames < 1 or self.pixels.shape[0] % self.frames:
+            raise ValueError("the stacked frames must divide the rows evenly")
 
 
 def check_new_pixels(image: DecodedImage, pixels: np.ndarray) -> np.ndarray:

@@ -35,7 +35,9 @@ def test_real_ct_dicom_round_trip_is_bit_exact_and_spares_the_lesion(suite, lung
     assert np.array_equal(opened.hidden.lesion_mask, lesion)
     marked = pydicom.dcmread(io.BytesIO(opened.marked))
     original = pydicom.dcmread(io.BytesIO(data))
-    assert marked.SOPInstanceUID == original.SOPInstanceUID and marked.PatientID == original.PatientID
+    # The marked image is a derived object that points back at its source; the patient is the same.
+    assert marked.SOPInstanceUID != original.SOPInstanceUID and marked.PatientID == original.PatientID
+    assert marked.SourceImageSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     changed = marked.pixel_array != original.pixel_array
     assert changed.any()
     # No changed pixel lies in the lesion or its safety margin.

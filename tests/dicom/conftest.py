@@ -1,0 +1,36 @@
+"""Fixtures for the DICOM tests: the real series from the registry, a raw-key recipient, fast seal settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
+from gateway.crypto.sbbe import SearchParams
+from gateway.rng import SeededRandom
+from tests.dicom.reference import totalsegmentator_ct_series
+
+# The cipher is not under test here: the fast suite with a one-candidate search keeps the files many.
+FAST = {"suite": "aes-256-siv", "sbbe_params": SearchParams(population=1, generations=0)}
+
+
+@pytest.fixture(scope="session")
+def ct_series() -> list[Path]:
+    series = totalsegmentator_ct_series()
+    assert len(series) == 20
+    return series
+
+
+@pytest.fixture(scope="session")
+def dicom_recipient() -> tuple[PrivateKey, RecipientCard]:
+    return generate_recipient("dicom-tests", SeededRandom(b"dicom-tests"))
+
+
+def require_tool(name: str) -> str:
+    """The path of a system tool the Makefile installs; a clear failure (not a skip) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (`make test` installs it with apt-get)")
+    return path
