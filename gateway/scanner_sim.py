@@ -39,7 +39,9 @@ def dicom_from_hu(
     series_seed: str = "medshield-demo",
     signed: bool = True,
 ) -> bytes:
-    """A CT Image Storage DICOM (explicit VR little endian) holding the HU slice `hu`.
+    """A CT Image Storage DICOM (explicit VR little endian) holding the HU slice `hu`, valid for its IOD
+    (dciodvfy finds no error): one study, series and frame of reference per `series_seed`, the slice placed
+    at z = −instance × thickness in a head-first supine patient.
 
     `signed`: signed 16-bit stored values with rescale 1/0 (as many scanners write); otherwise unsigned 12-bit
     stored values with rescale intercept −1024 (the other common layout). Both decode to the same HU.
@@ -66,11 +68,32 @@ def dicom_from_hu(
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_seed, "study"])
     ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[series_seed, "frame-of-reference"])
     ds.Modality = "CT"
     ds.PatientName = "Demo^Synthetic"
     ds.PatientID = "DEMO-0001"
+    # Type 2 attributes: present, and empty where a synthetic patient has nothing to say.
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.SeriesNumber = 1
+    ds.Laterality = ""
+    ds.PatientPosition = "HFS"
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = "MedShield scanner simulator"
+    ds.KVP = 120
+    ds.AcquisitionNumber = 1
     ds.InstanceNumber = instance
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    rows, cols = int(pixels.shape[0]), int(pixels.shape[1])
+    z = -float(instance) * float(thickness_mm)
+    ds.ImagePositionPatient = [-cols / 2 * float(spacing_mm[1]), -rows / 2 * float(spacing_mm[0]), z]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SliceLocation = z
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
