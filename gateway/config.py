@@ -151,6 +151,43 @@ class CloudSection(BrokerConfig):
     max_message_bytes: Annotated[int, Field(ge=1024)] = AWS_IOT_MAX_MESSAGE_BYTES
 
 
+class DicomTLSConfig(_Strict):
+    """TLS on the C-STORE listener (DICOM PS3.15 secure transport): the gateway's certificate and key; with
+    `ca_file`, clients must present a certificate that this CA signed."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+
+
+class DicomListenerConfig(_Strict):
+    """The DICOM C-STORE intake (pynetdicom): off while `port` is null.
+
+    Empty allow-lists admit any calling AE title / host; otherwise an association from elsewhere is refused.
+    Hosts are IP addresses or networks (`10.1.0.0/16`).
+    """
+
+    ae_title: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[^\\\s][^\\]*$")] = "MEDSHIELD"
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    allowed_calling_ae_titles: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    tls: DicomTLSConfig | None = None
+    max_associations: Annotated[int, Field(ge=1, le=1000)] = 16
+    network_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+
+    @model_validator(mode="after")
+    def _hosts_parse(self) -> DicomListenerConfig:
+        import ipaddress
+
+        for host in self.allowed_hosts:
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allowed_hosts: {host!r} is not an IP address or network") from exc
+        return self
+
+
 class GatewayConfig(_Strict):
     """The whole configuration file. `inbound`/`cloud` null → the embedded broker on 127.0.0.1."""
 
@@ -164,6 +201,7 @@ class GatewayConfig(_Strict):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    dicom: DicomListenerConfig = Field(default_factory=DicomListenerConfig)
 
     @property
     def spool_path(self) -> Path:

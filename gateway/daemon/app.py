@@ -167,6 +167,13 @@ class Gateway:
         )
         self.mqtt_intake = MqttIntake(self.intake, inbound_broker, cfg, metrics=self.metrics, clock=clock)
         self.inbox_intake = InboxIntake(self.intake, self.spool)
+        self.dicom_intake = None
+        if cfg.dicom.port is not None:
+            from gateway.dicom.listener import CStoreIntake
+
+            self.dicom_intake = CStoreIntake(
+                self.intake, cfg.dicom, workers=cfg.limits.workers, metrics=self.metrics, clock=clock
+            )
         self._telemetry = (
             TelemetryServer(self.metrics.registry, self.health, cfg.telemetry.host, cfg.telemetry.port)
             if cfg.telemetry.port is not None
@@ -191,6 +198,8 @@ class Gateway:
         self.cloud.start()
         self.mqtt_intake.start()
         self.inbox_intake.start()
+        if self.dicom_intake is not None:
+            self.dicom_intake.start()
         if self._telemetry is not None:
             self._telemetry.start()
             self._log.info("telemetry_listening", port=self._telemetry.port)
@@ -203,6 +212,8 @@ class Gateway:
         self._stopping = True
         self._log.info("stopping")
         systemd.stopping()
+        if self.dicom_intake is not None:
+            self.dicom_intake.stop()  # new stores answered "out of resources", in-flight ones committed
         self.mqtt_intake.stop()  # acknowledgements already queued leave before DISCONNECT
         self.inbox_intake.stop()
         timeout = self.config.spool.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
@@ -276,6 +287,8 @@ class Gateway:
         }
         parts["publisher"] = self.publisher.thread.is_alive() and now - self.publisher.heartbeat < MAX_STALL_S
         parts["inbox"] = self.inbox_intake.thread.is_alive() and now - self.inbox_intake.heartbeat < MAX_STALL_S
+        if self.dicom_intake is not None:
+            parts["dicom_listener"] = self.dicom_intake.alive
         parts["inbound_loop"] = self.inbound.loop_alive
         parts["cloud_loop"] = self.cloud.loop_alive
         if self._broker is not None:
