@@ -8,7 +8,7 @@
 # wheels (for a machine whose image has CUDA 13 and cuDNN 9 already; add them otherwise). TensorRT's
 # libraries are not on PyPI (its tensorrt-cu1x-libs there are stubs that download from NVIDIA's index), so
 # none are fetched. Wheels over 60 MiB are split into NAME.whl.part-00, -01, ... so each piece fits a
-# transfer limit; gpu_check.sh joins them.
+# transfer limit; gpu_check.sh joins them. Also the mosquitto .debs, in DIR/debs.
 set -euo pipefail
 DIR=${1:?usage: gpu_wheels.sh DIR [PYTHON_VERSION] [ORT_GPU_VERSION]}
 PYV=${2:-3.12}
@@ -32,4 +32,11 @@ for f in "$DIR"/*.whl; do
     split -b 60M -d -a 2 "$f" "$f.part-" && rm "$f"
   fi
 done
+# mosquitto for the e2e step (gpu_check.sh --debs DIR/debs), where apt-get works here: Debian 12 builds, which
+# dpkg -x unpacks on a glibc >= 2.34 system (Ubuntu 22.04 and later).
+if command -v apt-get >/dev/null 2>&1; then
+  mkdir -p "$DIR/debs"
+  (cd "$DIR/debs" && apt-get download -q mosquitto libmosquitto1 libcjson1 libdlt2 libwrap0 >/dev/null) ||
+    echo "gpu_wheels: could not download the mosquitto packages (gpu_check.sh then tries apt-get there)"
+fi
 du -sh "$DIR"; ls "$DIR"

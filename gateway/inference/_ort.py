@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
 from gateway.inference.base import BackendUnavailable, Runner
 
 MAX_DEFAULT_THREADS = 4
+log = structlog.get_logger(__name__)
 
 
 def ort_module() -> Any:
@@ -85,6 +87,13 @@ class OrtRunner(Runner):
         if reason is not None:
             raise BackendUnavailable(self.type_name, reason)
         ort = ort_module()
+        if self.provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu >= 1.21 finds the CUDA and cuDNN libraries of NVIDIA's pip wheels itself, so the
+            # daemon needs no LD_LIBRARY_PATH for them; where they come from the system this finds nothing.
+            try:
+                ort.preload_dlls()
+            except (OSError, RuntimeError) as exc:
+                log.info("ort_preload_dlls_failed", error=str(exc))
         self.threads = threads if threads is not None else default_threads()
         options = session_options(ort, self.threads, spinning=spinning)
         providers = self.providers(state_dir)

@@ -29,7 +29,8 @@ from gateway.inference.base import BackendUnavailable, Runner
 from gateway.inference.cudart import CudaError, CudaRuntime
 from gateway.inference.engine_cache import (default_state_dir, engine_key, engine_path, file_sha256,
                                             timing_cache_path)
-from gateway.inference.trt_api import TensorRTApi, UnsupportedTensorRT, api_for, optimization_profile, profile_tag
+from gateway.inference.trt_api import (TensorRTApi, UnsupportedTensorRT, api_for, network_flags,
+                                       optimization_profile, profile_tag)
 
 log = structlog.get_logger(__name__)
 
@@ -135,8 +136,7 @@ class TensorRTRunner(Runner):
 
     def _parse(self, builder: Any) -> tuple[Any, Any]:
         trt = self.trt
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if self.api.explicit_batch_flag else 0
-        network = builder.create_network(flags)
+        network = builder.create_network(network_flags(self.api, int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)))
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(self.model_path.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

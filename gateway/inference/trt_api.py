@@ -65,6 +65,12 @@ def api_for(version: str) -> TensorRTApi:
     return TensorRTApi(parsed, explicit_batch_flag=True, named_tensors=False)
 
 
+def network_flags(api: TensorRTApi, explicit_batch_bit: int) -> int:
+    """The `create_network` flags: 1 << EXPLICIT_BATCH on 8.x/9.x (0 would mean implicit batch, which the
+    ONNX parser refuses), 0 on 10.x where explicit batch is the only mode and the flag is deprecated."""
+    return 1 << explicit_batch_bit if api.explicit_batch_flag else 0
+
+
 def optimization_profile(shape: tuple[int, ...], max_batch: int, opt_batch: int
                          ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
     """(min, opt, max) shapes for an input whose leading dimension may be dynamic (-1), or None when the

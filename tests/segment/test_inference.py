@@ -15,7 +15,7 @@ from gateway.inference import RUNNER_TYPES, BackendUnavailable, available_backen
 from gateway.files import write_atomic
 from gateway.inference._ort import default_threads
 from gateway.inference.engine_cache import engine_key, engine_path
-from gateway.inference.trt_api import UnsupportedTensorRT, api_for, optimization_profile, profile_tag
+from gateway.inference.trt_api import UnsupportedTensorRT, api_for, network_flags, optimization_profile, profile_tag
 from gateway.resources import MODELS_DIR
 
 MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
@@ -95,6 +95,8 @@ def test_tensorrt_versions_pick_their_api_generation(version: str, named: bool) 
     assert api.named_tensors is named
     # 8.x/9.x need the explicit-batch flag at network creation (0 means implicit batch there); 10.x takes 0.
     assert api.explicit_batch_flag is (not named)
+    explicit_batch_bit = 0  # trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH's value in 8.6 and 10.x
+    assert network_flags(api, explicit_batch_bit) == (0 if named else 1)
     assert api.generation == ("tensor-names" if named else "binding-indices")
 
 
