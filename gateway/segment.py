@@ -1,9 +1,17 @@
 """Lesion segmentation of CT slices with the committed DS-Net ONNX model.
 
-The pre- and post-processing here is the single definition used by training, evaluation and the gateway:
-HU window -> area resize to the model size -> z-score (paper eq. 3) -> network -> lung-field gate (when
-the manifest asks for it) -> bilinear resize of the probability map back to the input resolution -> threshold. `models/dsnet` imports these functions so the
-model is trained on exactly what the gateway feeds it.
+The pre- and post-processing here is the single definition used by training, evaluation and the gateway.
+For a model whose manifest names a physical pixel size (`preprocessing.pixel_spacing_mm`):
+
+    HU window -> resample from the slice's PixelSpacing to that size -> crop to the body's bounding box (at
+    least one tile) -> z-score over that canvas (paper eq. 3) -> network on overlapping tiles of the model's
+    input size -> lung-field gate (when the manifest asks for it) -> probability map placed back and
+    resized (bilinear) to the input resolution -> threshold.
+
+So a nodule of 10 mm covers the same number of network pixels whether the scanner wrote 0.57 or 1.5 mm
+pixels. Models without a physical size in their manifest are served as they were trained: the whole slice
+area-resized to the input size. `models/dsnet` imports these functions so the model is trained on exactly
+what the gateway feeds it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from gateway.resources import MODELS_DIR
 DEFAULT_MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
 DEFAULT_MANIFEST = MODELS_DIR / "dsnet" / "manifest.json"
 HU_WINDOW: tuple[float, float] = (-1000.0, 400.0)
+UINT16_INTERCEPT = -1024.0
+"""Unsigned 16-bit pixels without a rescale are CT stored values with this intercept (the manifest's)."""
 MODEL_SIZE = 256
 # Largest slice side accepted: beyond this a "slice" is not a CT slice and resizing it would waste memory.
 MAX_SIDE = 8192
@@ -49,6 +59,127 @@ def preprocess_hu(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, size:
                   ) -> np.ndarray:
     """HU slice (H, W) -> network input (size, size) float32: window, area resize, z-score (eq. 3)."""
     return zscore(window_resize(hu, window, size))
+
+
+# Physical scale. Cropping to the body keeps the z-score statistics (eq. 3) about the patient, not about
+# how much air the scanner's field of view happened to include.
+BODY_HU = -500.0
+BODY_MARGIN_PX = 8
+TILE_OVERLAP_PX = 32
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A slice at the network's pixel size, cropped to the body: what the network reads, and how to map back.
+
+    `windowed` (h, w) float32 windowed HU, each side at least the model size; `resampled_shape` is the whole
+    slice at the network's pixel size; the canvas covers rows `top .. top+h` and columns `left .. left+w`
+    of it (outside the slice, padded with air); `shape` is the input slice's own (rows, cols).
+    """
+
+    windowed: np.ndarray
+    resampled_shape: tuple[int, int]
+    top: int
+    left: int
+    shape: tuple[int, int]
+
+
+def resampled_shape(shape: tuple[int, int], spacing_mm: tuple[float, float], target_mm: float) -> tuple[int, int]:
+    """(rows, cols) of a slice of `shape` and `spacing_mm` (row, col) resampled to `target_mm` pixels."""
+    return (max(8, int(round(shape[0] * spacing_mm[0] / target_mm))),
+            max(8, int(round(shape[1] * spacing_mm[1] / target_mm))))
+
+
+def resample(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """float32 `img` resized to `shape`: area averaging when shrinking, bilinear when enlarging."""
+    img = np.asarray(img, np.float32)
+    if img.shape == shape:
+        return img
+    interp = cv2.INTER_AREA if shape[0] <= img.shape[0] and shape[1] <= img.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(img, (shape[1], shape[0]), interpolation=interp)
+
+
+def body_box(windowed: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of everything denser than `BODY_HU` (body, table), or None when nothing is."""
+    body = cv2.morphologyEx((windowed > BODY_HU).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    rows, cols = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _span(lo: int, hi: int, n: int, size: int) -> tuple[int, int]:
+    """A window [a, b) holding [lo, hi) of length at least `size`, inside [0, n) when n allows."""
+    lo, hi = max(0, lo - BODY_MARGIN_PX), min(n, hi + BODY_MARGIN_PX)
+    length = max(hi - lo, size)
+    a = (lo + hi - length) // 2
+    if n >= length:
+        a = min(max(a, 0), n - length)
+    else:
+        a = (n - length) // 2  # the slice is smaller than one tile: centre it, pad with air
+    return a, a + length
+
+
+def make_canvas(hu: np.ndarray, spacing_mm: tuple[float, float] | None, target_mm: float | None,
+                window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE) -> Canvas:
+    """The network's view of an HU slice. `target_mm` None: the whole slice resized to size x size (models
+    trained before the physical scale); otherwise resampled from `spacing_mm` to `target_mm` and cropped to
+    the body."""
+    arr = np.asarray(hu, np.float32)
+    clipped = np.clip(arr, window[0], window[1])
+    if target_mm is None or spacing_mm is None:
+        return Canvas(window_resize(arr, window, size), (size, size), 0, 0, arr.shape)
+    rshape = resampled_shape(arr.shape, spacing_mm, target_mm)
+    img = resample(clipped, rshape)
+    box = body_box(img) or (0, rshape[0], 0, rshape[1])
+    t, b = _span(box[0], box[1], rshape[0], size)
+    l, r = _span(box[2], box[3], rshape[1], size)
+    canvas = np.full((b - t, r - l), window[0], np.float32)
+    st, sl = max(t, 0), max(l, 0)
+    sb, sr = min(b, rshape[0]), min(r, rshape[1])
+    canvas[st - t:sb - t, sl - l:sr - l] = img[st:sb, sl:sr]
+    return Canvas(canvas, rshape, t, l, arr.shape)
+
+
+def mask_to_canvas(mask: np.ndarray, canvas: Canvas) -> np.ndarray:
+    """A bool mask of the input slice taken to the canvas the way the pixels were (area, >= half covered)."""
+    m = resample(np.asarray(mask, np.float32), canvas.resampled_shape) >= 0.5
+    out = np.zeros(canvas.windowed.shape, bool)
+    h, w = out.shape
+    st, sl = max(canvas.top, 0), max(canvas.left, 0)
+    sb, sr = min(canvas.top + h, m.shape[0]), min(canvas.left + w, m.shape[1])
+    out[st - canvas.top:sb - canvas.top, sl - canvas.left:sr - canvas.left] = m[st:sb, sl:sr]
+    return out
+
+
+def canvas_to_mask(prob: np.ndarray, canvas: Canvas, threshold: float) -> np.ndarray:
+    """Canvas probability map -> bool mask at the input slice's resolution (bilinear, then threshold)."""
+    full = np.zeros(canvas.resampled_shape, np.float32)
+    h, w = prob.shape
+    st, sl = max(canvas.top, 0), max(canvas.left, 0)
+    sb, sr = min(canvas.top + h, full.shape[0]), min(canvas.left + w, full.shape[1])
+    full[st:sb, sl:sr] = prob[st - canvas.top:sb - canvas.top, sl - canvas.left:sr - canvas.left]
+    return probability_to_mask(full, canvas.shape, threshold)
+
+
+def tile_origins(length: int, size: int, overlap: int = TILE_OVERLAP_PX) -> list[int]:
+    """Start offsets of tiles of `size` covering [0, length) with at least `overlap` pixels shared."""
+    if length <= size:
+        return [0]
+    count = int(np.ceil((length - overlap) / (size - overlap)))
+    return [int(round(v)) for v in np.linspace(0, length - size, count)]
+
+
+def run_tiled(net: "Any", zscored: np.ndarray, size: int) -> np.ndarray:
+    """`net` ((1,1,size,size) float32 -> same) over overlapping tiles of a canvas; overlaps averaged."""
+    h, w = zscored.shape
+    acc = np.zeros((h, w), np.float32)
+    hits = np.zeros((h, w), np.float32)
+    for y in tile_origins(h, size):
+        for x in tile_origins(w, size):
+            acc[y:y + size, x:x + size] += net(np.ascontiguousarray(zscored[y:y + size, x:x + size])[None, None])[0, 0]
+            hits[y:y + size, x:x + size] += 1.0
+    return acc / hits
 
 
 LUNG_HU = -400.0
@@ -140,6 +271,10 @@ class Manifest:
     uint16_intercept: float
     lung_field_gate: bool
     raw: dict[str, Any]
+    pixel_spacing_mm: float | None = None
+    """The network's physical pixel size (None: a model that reads the whole slice resized)."""
+    assumed_field_of_view_mm: float = 350.0
+    """Inputs without PixelSpacing (PNG, NPY) are taken to span this many mm across their longer side."""
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
@@ -154,6 +289,8 @@ class Manifest:
                 uint16_intercept=float(pre["non_hu_input"]["uint16_intercept"]),
                 lung_field_gate=bool(raw.get("postprocessing", {}).get("lung_field_gate", False)),
                 raw=raw,
+                pixel_spacing_mm=(float(pre["pixel_spacing_mm"]) if pre.get("pixel_spacing_mm") else None),
+                assumed_field_of_view_mm=float(pre.get("assumed_field_of_view_mm", 350.0)),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ConfigError(f"model manifest {path} is unreadable or incomplete: {exc}") from exc
@@ -230,26 +367,41 @@ class Segmenter:
         """The backend type actually serving (after `auto` chose)."""
         return self.runner.type_name
 
-    def probability(self, hu: np.ndarray) -> np.ndarray:
-        """Lesion probability at the model's size (size, size) for an HU slice of any size (after the lung
-        gate when it is on: dropped regions read 0)."""
-        windowed = window_resize(check_slice(hu), self.manifest.hu_window, self.size)
-        prob = self.runner.run(zscore(windowed)[None, None])[0, 0]
-        if self.lung_gate:
-            keep = gate_to_lung(prob >= self.manifest.threshold, lung_field(windowed))
-            prob = np.where(keep, prob, np.float32(0.0))
-        return prob
+    def spacing_for(self, shape: tuple[int, int], spacing_mm: tuple[float, float] | None) -> tuple[float, float]:
+        """The pixel spacing to use: the input's own, else the manifest's assumed field of view."""
+        if spacing_mm is not None:
+            sy, sx = float(spacing_mm[0]), float(spacing_mm[1])
+            if np.isfinite(sy) and np.isfinite(sx) and 0.05 <= sy <= 20 and 0.05 <= sx <= 20:
+                return sy, sx
+            raise InputError("bad_pixel_spacing", f"pixel spacing {spacing_mm} mm is out of range")
+        side = self.manifest.assumed_field_of_view_mm / max(shape)
+        return side, side
 
-    def predict_hu(self, hu: np.ndarray) -> np.ndarray:
-        """Bool lesion mask at the slice's resolution for a 2-D array of Hounsfield units."""
+    def probability(self, hu: np.ndarray, spacing_mm: tuple[float, float] | None = None,
+                    ) -> tuple[Canvas, np.ndarray]:
+        """The canvas the network read and its lesion probability there (after the lung gate when it is on:
+        dropped regions read 0), for an HU slice of any size and pixel spacing."""
         arr = check_slice(hu)
-        return probability_to_mask(self.probability(arr), arr.shape, self.manifest.threshold)
+        canvas = make_canvas(arr, self.spacing_for(arr.shape, spacing_mm), self.manifest.pixel_spacing_mm,
+                             self.manifest.hu_window, self.size)
+        prob = run_tiled(self.runner.run, zscore(canvas.windowed), self.size)
+        if self.lung_gate:
+            keep = gate_to_lung(prob >= self.manifest.threshold, lung_field(canvas.windowed))
+            prob = np.where(keep, prob, np.float32(0.0))
+        return canvas, prob
+
+    def predict_hu(self, hu: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
+        """Bool lesion mask at the slice's resolution for a 2-D array of Hounsfield units with pixel spacing
+        `spacing_mm` (row, column; None: the manifest's assumed field of view)."""
+        canvas, prob = self.probability(hu, spacing_mm)
+        return canvas_to_mask(prob, canvas, self.manifest.threshold)
 
     def predict(self, image: _HasPixels | np.ndarray) -> np.ndarray:
         """Bool lesion mask at the input's resolution for a `gateway.codecs.DecodedImage` (or an HU array).
 
         Uses `image.hu` when the decoder produced Hounsfield units (DICOM CT); otherwise maps the stored
-        pixels to HU as the manifest prescribes (see `pixels_to_hu`).
+        pixels to HU as the manifest prescribes (see `pixels_to_hu`). The pixel spacing is the DICOM
+        PixelSpacing when there is one.
         """
         if isinstance(image, np.ndarray):
             return self.predict_hu(image)
@@ -258,4 +410,16 @@ class Segmenter:
             pixels = np.asarray(image.pixels)
             hu = pixels_to_hu(pixels, bool(getattr(image, "signed", False)), self.manifest.hu_window,
                               self.manifest.uint16_intercept)
-        return self.predict_hu(hu)
+        return self.predict_hu(hu, pixel_spacing_of(image))
+
+
+def pixel_spacing_of(image: object) -> tuple[float, float] | None:
+    """(row, column) PixelSpacing in mm of a decoded DICOM image, or None when it has none."""
+    ds = getattr(image, "dataset", None)
+    value = getattr(ds, "PixelSpacing", None) if ds is not None else None
+    try:
+        if value is not None and len(value) == 2:
+            return float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return None

