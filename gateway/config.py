@@ -101,6 +101,9 @@ class ProtectionConfig(_Strict):
     recipients: list[Path] = Field(default_factory=list)
     sbbe: SBBEParams = Field(default_factory=SBBEParams)
     stego_margin_px: Annotated[int, Field(ge=0, le=64)] = 3
+    # Which pixels may carry hidden bits (gateway.stego.carriers): only the air outside the body (default,
+    # a lesion the segmenter misses is never written to), or every non-lesion pixel (the paper's rule).
+    stego_carriers: Literal["outside-body", "non-lesion"] = "outside-body"
 
 
 class SegmentationConfig(_Strict):

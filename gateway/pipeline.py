@@ -22,12 +22,22 @@ from gateway import codecs, container, stego
 from gateway.crypto.envelope import Opened, Sealer, open_envelope
 from gateway.crypto.sbbe import SearchParams
 from gateway.crypto.recipients import PrivateKey, RecipientCard
-from gateway.errors import InputError, OpenError
+from gateway.errors import CapacityError, InputError, OpenError
 from gateway.rng import Clock, RandomSource, system_clock, system_random
+from gateway.stego.carriers import CARRIER_RULE_MEANING, DEFAULT_CARRIER_RULE, carrier_exclusion
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
 
 DEFAULT_SUITE = "sbbe-blowfish"
 DEFAULT_MARGIN_PX = 3
+
+
+def _hu_estimate(image: codecs.DecodedImage) -> np.ndarray:
+    """The image in Hounsfield units: the decoder's for CT, else the segmenter's reading of the pixels."""
+    if image.hu is not None:
+        return image.hu
+    from gateway.segment import HU_WINDOW, UINT16_INTERCEPT, pixels_to_hu
+
+    return pixels_to_hu(image.pixels, image.signed, HU_WINDOW, UINT16_INTERCEPT)
 ORDER_LABEL = "stego/order"
 STAMP_LABEL = "stego/stamp"
 
@@ -67,6 +77,7 @@ def protect(
     device_id: str = "medshield-cli",
     sbbe_params: SearchParams = SearchParams(),
     margin_px: int = DEFAULT_MARGIN_PX,
+    carrier_rule: str = DEFAULT_CARRIER_RULE,
     compression: container.Compression = "zlib",
     limits: codecs.Limits = codecs.DEFAULT_LIMITS,
     rng: RandomSource = system_random,
@@ -74,8 +85,11 @@ def protect(
 ) -> Protected:
     """Protect one image (DICOM, PNG or NPY bytes) for one recipient.
 
-    The lesion mask comes from `mask` if given, else from `segmenter`. Raises `InputError` (with a reason code)
-    for input that cannot be protected; nothing is written anywhere.
+    The lesion mask comes from `mask` if given, else from `segmenter`. Carrier pixels follow `carrier_rule`
+    (`gateway.stego.carriers`: by default only the air outside the body, so a lesion the segmenter missed is
+    never written to; `non-lesion` is the paper's rule). Raises `InputError` (with a reason code) for input
+    that cannot be protected and `CapacityError` when the payload does not fit the carriers; nothing is
+    written anywhere.
     """
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -112,8 +126,11 @@ def protect(
         lesion_mask=lesion,
         source_ref=image.source_ref,
     )
-    exclusion = stego.exclusion_mask(lesion, margin_px)
-    marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
+    exclusion = carrier_exclusion(carrier_rule, lesion, margin_px, _hu_estimate(image))
+    try:
+        marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
+    except CapacityError as exc:
+        raise CapacityError(f"{exc} (carrier rule {carrier_rule!r}: {CARRIER_RULE_MEANING[carrier_rule]})") from None
     lap("hide")
 
     marked_bytes = codecs.encode_marked(image, marked, message_id)

@@ -13,6 +13,7 @@ from gateway import codecs
 from gateway.crypto.recipients import RecipientCard
 from gateway.pipeline import DEFAULT_MARGIN_PX, DEFAULT_SUITE, protect
 from gateway.rng import SeededRandom, system_random
+from gateway.stego.carriers import CARRIER_RULES, DEFAULT_CARRIER_RULE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", choices=("sbbe-blowfish", "aes-256-siv"), default=DEFAULT_SUITE)
     parser.add_argument("--mask", type=Path, help="lesion mask (PNG or NPY, nonzero = lesion) instead of DS-Net")
     parser.add_argument("--margin", type=int, default=DEFAULT_MARGIN_PX, help="safety margin around lesions, pixels")
+    parser.add_argument("--carriers", choices=CARRIER_RULES, default=DEFAULT_CARRIER_RULE,
+                        help="which pixels may carry hidden bits: only the air outside the body (default; a "
+                             "lesion the segmenter misses is never written to) or every non-lesion pixel "
+                             "(the paper's rule)")
     parser.add_argument("--device-id", default="medshield-cli", help="device id recorded in the envelope")
     parser.add_argument(
         "--seed",
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         mask=mask,
         segmenter=segmenter,
         margin_px=args.margin,
+        carrier_rule=args.carriers,
         device_id=args.device_id,
         source={"file": args.input.name},
         rng=rng,

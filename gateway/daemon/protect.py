@@ -63,6 +63,7 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
                 limits=limits,
                 sbbe_params=params,
                 margin_px=margin,
+                carrier_rule=config.protection.stego_carriers,
                 device_id=device,
                 source=source,
                 message_id=message_id if i == 0 else derived_id(message_id, card.key_id),

@@ -64,7 +64,9 @@ def test_generated_png_and_npy_round_trips(dtype, side, recipient):
     mask = np.zeros_like(pixels, dtype=bool)
     mask[side // 4 : side // 3, side // 4 : side // 3] = True
     for data in (png_bytes(pixels), npy_bytes(pixels)):
-        opened = open_(protect(data, card, mask=mask).envelope, private_key, restore_original=True)
+        # Random pixels have no air around a body, so only the paper's rule finds carriers in them.
+        opened = open_(protect(data, card, mask=mask, carrier_rule="non-lesion").envelope, private_key,
+                       restore_original=True)
         assert np.array_equal(codecs.decode(opened.original).pixels, pixels)
         assert np.array_equal(opened.hidden.lesion_mask, mask)
         assert (codecs.decode(opened.marked).pixels != pixels).any()

@@ -1,0 +1,88 @@
+"""Which pixels may carry hidden bits: the carrier rule (DESIGN §6).
+
+The lesion mask comes from a model, and a model misses lesions. Under the paper's rule (`non-lesion`:
+every pixel outside the predicted lesion and its safety margin) a missed tumour becomes a carrier and its
+least significant bits are overwritten. The default rule does not bet the tumour on the model:
+
+- `outside-body` (default): carriers only in the air around the patient. The body is the convex hull of
+  everything denser than `BODY_HU` (patient, table, clothing, arms), grown by `body_margin_px`; the hull holds the
+  lungs and every lesion whatever the segmenter says, even when the scanner's field of view cuts the body.
+  Where the field of view cuts the patient the hull is open at the image edge, so a carrier must also lie
+  where every pixel within that margin reads below `AIR_HU` (lung parenchyma and tumours never do). The
+  predicted lesion and its margin stay excluded as well. An image with no air around the body (a
+  tightly cropped slice, a non-CT image) has no carriers, and hiding fails with the capacity error.
+- `non-lesion` (the paper's rule): every pixel outside the predicted lesion dilated by the margin.
+
+The exclusion mask actually used travels in the restoration record, so opening never needs to know the rule.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import cv2
+import numpy as np
+
+from gateway.stego import exclusion_mask
+
+CarrierRule = Literal["outside-body", "non-lesion"]
+CARRIER_RULES: tuple[str, ...] = get_args(CarrierRule)
+DEFAULT_CARRIER_RULE: CarrierRule = "outside-body"
+CARRIER_RULE_MEANING = {
+    "outside-body": "only the air outside the body carries bits",
+    "non-lesion": "every pixel outside the lesion and its margin carries bits",
+}
+BODY_HU = -500.0
+"""Denser than this is matter (tissue, table, clothing); the air around a patient reads about -1000 HU."""
+AIR_HU = -900.0
+"""Carriers lie where every pixel within the body margin reads below this (air, not lung or tissue)."""
+BODY_MARGIN_FRACTION = 1 / 64
+"""The hull is grown by this share of the image's longer side (8 px at 512, at least 2 px)."""
+_MIN_COMPONENT_PX = 16  # isolated noise pixels denser than BODY_HU are not a body
+
+
+def body_hull(hu: np.ndarray) -> np.ndarray:
+    """Bool convex hull of everything denser than `BODY_HU` (ignoring specks under 16 pixels)."""
+    dense = (np.asarray(hu, np.float32) > BODY_HU).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_PX
+    keep[0] = False
+    hull = np.zeros(dense.shape, np.uint8)
+    if not keep.any():
+        return hull.astype(bool)
+    ys, xs = np.nonzero(keep[labels])
+    points = np.stack([xs, ys], axis=1).astype(np.int32)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    return hull.astype(bool)
+
+
+def body_margin_px(shape: tuple[int, ...]) -> int:
+    """How far the body hull is grown, in pixels, for an image of `shape`."""
+    return max(2, int(round(max(shape) * BODY_MARGIN_FRACTION)))
+
+
+def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np.ndarray | None = None,
+                      ) -> np.ndarray:
+    """The bool mask of pixels that must not carry bits under `rule` (see the module docstring).
+
+    `hu` (Hounsfield units, or the segmenter's estimate of them for images without) is needed by
+    `outside-body`. ValueError for an unknown rule or a missing `hu`.
+    """
+    exclusion = exclusion_mask(lesion_mask, margin_px)
+    if rule == "non-lesion":
+        return exclusion
+    if rule != "outside-body":
+        raise ValueError(f"unknown carrier rule {rule!r}; expected one of {', '.join(CARRIER_RULES)}")
+    if hu is None:
+        raise ValueError("the outside-body carrier rule needs the image in Hounsfield units")
+    if np.asarray(hu).shape != exclusion.shape:
+        raise ValueError(f"hu is {np.asarray(hu).shape}, the lesion mask {exclusion.shape}")
+    hu = np.asarray(hu, np.float32)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * body_margin_px(hu.shape) + 1,) * 2)
+    body = body_hull(hu)
+    if body.any():
+        body = cv2.dilate(body.astype(np.uint8), disk) > 0
+    # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient the hull
+    # is open at the image edge, and lung parenchyma (about -850 HU, with vessels) is never air throughout.
+    air = cv2.erode((hu < AIR_HU).astype(np.uint8), disk, borderType=cv2.BORDER_REPLICATE) > 0
+    return exclusion | body | ~air
