@@ -34,6 +34,7 @@ from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_
 from gateway.pipeline import STAMP_LABEL, Protected, open_, protect
 from gateway.rng import SeededRandom, fixed_clock
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
+from gateway.stego.carriers import DEFAULT_CARRIER_RULE
 
 ALPHA = 0.05
 REPORT_CLOCK_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed clock makes runs reproducible
@@ -53,7 +54,8 @@ def report_recipient(seed: bytes) -> tuple[PrivateKey, RecipientCard]:
     return recipient_from_seed("report", hkdf(seed, salt=b"", info=RECIPIENT_INFO))
 
 
-def protect_seeded(data: bytes, card: RecipientCard, suite: str, seed: bytes, mask: np.ndarray) -> Protected:
+def protect_seeded(data: bytes, card: RecipientCard, suite: str, seed: bytes, mask: np.ndarray,
+                   carrier_rule: str = DEFAULT_CARRIER_RULE) -> Protected:
     """`protect` with every random choice (ephemeral key, salt, message id, genomes) and the clock fixed by
     the seed, so two calls differ only where their inputs differ."""
     return protect(
@@ -61,6 +63,7 @@ def protect_seeded(data: bytes, card: RecipientCard, suite: str, seed: bytes, ma
         card,
         suite=suite,
         mask=mask,
+        carrier_rule=carrier_rule,
         rng=SeededRandom(seed),
         clock=fixed_clock(REPORT_CLOCK_NS),
         device_id="medshield-report",
@@ -227,6 +230,7 @@ def analyse_image(
     segmenter: MaskFn | None = None,
     changes: int = 1,
     alpha: float = ALPHA,
+    carrier_rule: str = DEFAULT_CARRIER_RULE,
 ) -> ImageReport:
     """Every metric for one image; `changes` one-pixel changes for NPCR/UACI (at least one).
 
@@ -245,7 +249,7 @@ def analyse_image(
         raise ValueError("analyse_image needs a lesion mask or a segmenter")
     private_key, card = report_recipient(seed)
 
-    reference = protect_seeded(data, card, suite, seed, lesion)
+    reference = protect_seeded(data, card, suite, seed, lesion, carrier_rule)
     header, _, body = split_envelope(reference.envelope)
 
     # The authorised side: open, restore, and read back what was hidden.
@@ -268,7 +272,7 @@ def analyse_image(
 
     diffs = []
     for position in one_pixel_positions(pixels.shape, changes, seed):
-        changed = protect_seeded(with_pixel_flipped(image, position), card, suite, seed, lesion)
+        changed = protect_seeded(with_pixel_flipped(image, position), card, suite, seed, lesion, carrier_rule)
         diffs.append(differential(reference.envelope, changed.envelope, position, alpha))
 
     cipher = body_array(body)
@@ -325,6 +329,7 @@ class ReportInput:
     data: bytes
     mask: np.ndarray | None
     origin: str
+    carrier_rule: str = DEFAULT_CARRIER_RULE
 
 
 def default_image_set(quick: bool = False) -> list[ReportInput]:
@@ -367,7 +372,9 @@ def default_image_set(quick: bool = False) -> list[ReportInput]:
                     "pydicom_CT_small",
                     data,
                     None,
-                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit); no reference mask: DS-Net's where available",
+                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit); no reference mask: DS-Net's where available; "
+                    "cropped around the spine with no air around the body, so hidden with the paper's carrier rule",
+                    "non-lesion",
                 )
             )
     except ImportError:
@@ -407,7 +414,8 @@ def analyse_set(
             # No reference and no model: hide everywhere (an empty lesion mask), and say so.
             mask = np.zeros(codecs.decode(item.data).pixels.shape, bool)
         report = analyse_image(
-            item.data, name=item.name, suite=suite, seed=seed, mask=mask, segmenter=segmenter, changes=changes
+            item.data, name=item.name, suite=suite, seed=seed, mask=mask, segmenter=segmenter, changes=changes,
+            carrier_rule=item.carrier_rule,
         )
         if item.mask is None and segmenter is None:
             report.mask_source = "none (no reference, no model)"

@@ -125,11 +125,13 @@ def lung_ct_slices(indices: Iterable[int], npz: Path | None = None) -> list[SimI
 
 
 def ct_small() -> SimImage:
-    """pydicom's bundled real CT_small.dcm (128×128 16-bit CT)."""
+    """pydicom's bundled real CT_small.dcm (128×128 16-bit CT). It is cropped around the spine, with lung in
+    its corners and no air around the body, so the default carrier rule (air outside the body only) leaves it
+    no room: the gateway quarantines it (no_capacity) rather than write into the lungs."""
     from pydicom.data import get_testdata_file
 
     path = get_testdata_file("CT_small.dcm")
-    return SimImage("pydicom CT_small.dcm", Path(str(path)).read_bytes(), "dicom")
+    return SimImage("pydicom CT_small.dcm", Path(str(path)).read_bytes(), "dicom", "quarantined")
 
 
 def generated_ct(side: int, seed: int) -> np.ndarray:

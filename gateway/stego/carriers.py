@@ -8,7 +8,7 @@ least significant bits are overwritten. The default rule does not bet the tumour
   everything denser than `BODY_HU` (patient, table, clothing, arms), grown by `body_margin_px`; the hull holds the
   lungs and every lesion whatever the segmenter says, even when the scanner's field of view cuts the body.
   Where the field of view cuts the patient the hull is open at the image edge, so a carrier must also lie
-  where every pixel within that margin reads below `AIR_HU` (lung parenchyma and tumours never do). The
+  where every pixel within that margin reads as air (below `AIR_HU`; lung and tumours never do). The
   predicted lesion and its margin stay excluded as well. An image with no air around the body (a
   tightly cropped slice, a non-CT image) has no carriers, and hiding fails with the capacity error.
 - `non-lesion` (the paper's rule): every pixel outside the predicted lesion dilated by the margin.
@@ -35,7 +35,8 @@ CARRIER_RULE_MEANING = {
 BODY_HU = -500.0
 """Denser than this is matter (tissue, table, clothing); the air around a patient reads about -1000 HU."""
 AIR_HU = -900.0
-"""Carriers lie where every pixel within the body margin reads below this (air, not lung or tissue)."""
+"""Carriers lie where every pixel within the body margin reads below this (after a 1.5 px Gaussian smoothing
+that removes scanner noise): air, not lung parenchyma or tissue."""
 BODY_MARGIN_FRACTION = 1 / 64
 """The hull is grown by this share of the image's longer side (8 px at 512, at least 2 px)."""
 _MIN_COMPONENT_PX = 16  # isolated noise pixels denser than BODY_HU are not a body
@@ -82,7 +83,10 @@ def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np
     body = body_hull(hu)
     if body.any():
         body = cv2.dilate(body.astype(np.uint8), disk) > 0
-    # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient the hull
-    # is open at the image edge, and lung parenchyma (about -850 HU, with vessels) is never air throughout.
-    air = cv2.erode((hu < AIR_HU).astype(np.uint8), disk, borderType=cv2.BORDER_REPLICATE) > 0
+    # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient (a slice
+    # cropped around the spine, say) the hull is open at the image edge and the lungs lie outside it. Lung
+    # parenchyma reads about -850 HU and every lesion, faint ground glass included, more; air about -1000.
+    # The smoothing keeps scanner noise in the air from breaking it up.
+    smooth = cv2.GaussianBlur(hu, (0, 0), 1.5)
+    air = cv2.erode((smooth < AIR_HU).astype(np.uint8), disk, borderType=cv2.BORDER_REPLICATE) > 0
     return exclusion | body | ~air

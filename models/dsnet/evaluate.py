@@ -1,11 +1,19 @@
-"""Evaluate the exported ONNX models through the gateway's own Segmenter (no torch involved).
+"""Evaluate ONNX segmenters as served: through the gateway's own Segmenter, whole post-processing on.
 
-    .venv/bin/python -m models.dsnet.evaluate --data runs/dsnet-data
+    .venv/bin/python -m models.dsnet.evaluate --data runs/data-real [--compare old=/path/to/old/models]
 
-For DS-Net and the U-Net baseline: accuracy, precision, recall, specificity, F1 and Dice (paper Table III,
-pixel counts pooled over slices) on the held-out generated slices and on the real lung1 CT (its 3 lesion
-slices pooled, plus per-slice Dice, plus the false-positive components on its 45 lesion-free slices). Writes
-results/eval_<model>.json, the `metrics` of each manifest, and the tables in MODEL_CARD.md.
+For DS-Net and the U-Net baseline (and, with `--compare`, other exported models such as the previously
+committed ones), on each real validation patient of `models.data.build` (native resolution, DICOM-style
+PixelSpacing) and on held-out generated slices:
+
+- Dice and precision (pixels pooled over the patient's lesion slices, and over all its slices);
+- lesion-level recall by lesion size (a reference lesion, one 8-connected component, is found when the
+  served mask touches it; size = equivalent diameter in mm);
+- on tumour-free slices: the false-positive area per slice (mean, in px and mm²), the share of slices with no
+  false component larger than 20 px, and the largest false component.
+
+No torch: it runs in the gateway's venv. Writes results/eval_<model>.json, the `metrics` of each committed
+manifest, and the tables in MODEL_CARD.md between the metrics markers.
 """
 
 from __future__ import annotations
@@ -20,188 +28,209 @@ import numpy as np
 
 from gateway.metrics import ConfusionCounts, component_sizes, confusion_counts
 from gateway.segment import Manifest, Segmenter, verify_model
-from models.dsnet.data import VAL_SEED, load_lung1, load_split
-from models.synth.ct import generate_slice
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CARD = HERE / "MODEL_CARD.md"
 MODELS = {"dsnet": (HERE / "dsnet.onnx", HERE / "manifest.json"),
           "unet": (HERE / "unet.onnx", HERE / "unet.manifest.json")}
+GEN_SPACING_MM = 0.5703
 FALSE_LESION_PX = 20
-LARGE_LESION_PX = 1500  # at 512x512, ~25 mm across: a mass, the lesions a border-blind gate lost first
-METRIC_ORDER = ("accuracy", "precision", "recall", "specificity", "f1", "dice")
+SIZE_BINS_MM = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 1e9))
 TABLE_START = "<!-- metrics:start -->"
 TABLE_END = "<!-- metrics:end -->"
 
 
-def evaluate_model(seg: Segmenter, val_x: np.ndarray, val_y: np.ndarray, lung_hu: np.ndarray,
-                   lung_mask: np.ndarray) -> dict[str, Any]:
-    thr = seg.manifest.threshold
-    gen = ConfusionCounts()
-    detected = lesion_slices = 0
-    for x, y in zip(val_x, val_y):
-        pred = seg.runner.run(x.astype(np.float32)[None, None])[0, 0] >= thr
-        gen = gen + confusion_counts(pred, y > 0)
-        if y.any():
-            lesion_slices += 1
-            detected += int((pred & (y > 0)).any())
-    served = lung1_metrics(seg, lung_hu, lung_mask, gate=seg.manifest.lung_field_gate)
-    raw = lung1_metrics(seg, lung_hu, lung_mask, gate=False)
-    return {
-        "generated_val": {**gen.percentages(), "slices": int(val_x.shape[0]), "lesion_slices": lesion_slices,
-                          "lesion_slices_detected": detected, "counts": gen.as_dict(),
-                          "note": "network output only, at 256x256, on the cached inputs"},
-        "generated_val_served": generated_served_metrics(seg, int(val_x.shape[0])),
-        **served,
-        "lung1_network_only": {k: v for k, v in raw.items() if k != "lung1_false_components_top5"},
-    }
+def bin_name(lo: float, hi: float) -> str:
+    return f"<{hi:.0f} mm" if lo == 0 else (f">={lo:.0f} mm" if hi > 1e8 else f"{lo:.0f}-{hi:.0f} mm")
 
 
-def generated_served_metrics(seg: Segmenter, count: int) -> dict[str, Any]:
-    """The validation phantoms regenerated in HU at 512x512 and segmented as the gateway does (lung-field gate
-    included), with lesion-level detection: a lesion counts as found when the mask touches it. The cached
-    256x256 inputs carry no HU, so only this shows what the gate does to lesions against the lung wall."""
-    rng = np.random.default_rng(VAL_SEED)
-    total = ConfusionCounts()
-    lesions = found = large = large_found = 0
-    for _ in range(count):
-        sl = generate_slice(rng)
-        pred = seg.predict_hu(sl.hu)
-        total = total + confusion_counts(pred, sl.mask)
-        n, labels = cv2.connectedComponents(sl.mask.astype(np.uint8), connectivity=8)
-        for k in range(1, n):
-            component = labels == k
-            hit = bool((pred & component).any())
-            lesions, found = lesions + 1, found + hit
-            if component.sum() >= LARGE_LESION_PX:
-                large, large_found = large + 1, large_found + hit
-    return {**total.percentages(), "counts": total.as_dict(), "slices": count, "lesions": lesions,
-            "lesions_found": found, "large_lesions": large, "large_lesions_found": large_found,
-            "lung_field_gate": seg.lung_gate}
+class Tally:
+    """Pixel counts, lesion hits by size and false positives on tumour-free slices, for one set of slices."""
 
+    def __init__(self) -> None:
+        self.lesion_px = ConfusionCounts()
+        self.all_px = ConfusionCounts()
+        self.bins = {bin_name(*b): [0, 0] for b in SIZE_BINS_MM}
+        self.over10 = [0, 0]
+        self.free = 0
+        self.free_clean = 0
+        self.free_fp_px: list[int] = []
+        self.free_fp_mm2: list[float] = []
+        self.largest_fp = 0
 
-def lung1_metrics(seg: Segmenter, lung_hu: np.ndarray, lung_mask: np.ndarray, gate: bool) -> dict[str, Any]:
-    """Every lung1 slice at 512x512 through Segmenter.predict_hu, with or without the lung-field gate."""
-    seg.lung_gate = gate
-    lesion = ConfusionCounts()
-    whole = ConfusionCounts()
-    per_slice: dict[str, dict[str, float]] = {}
-    fp: dict[str, list[int]] = {}
-    for z in range(lung_hu.shape[0]):
-        pred = seg.predict_hu(lung_hu[z])
-        c = confusion_counts(pred, lung_mask[z])
-        whole = whole + c
-        if lung_mask[z].any():
-            lesion = lesion + c
-            per_slice[str(z)] = {"dice": round(c.percentages()["dice"], 2), "true_px": int(lung_mask[z].sum()),
-                                 "pred_px": int(pred.sum())}
+    def add(self, pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float]) -> None:
+        c = confusion_counts(pred, truth)
+        self.all_px = self.all_px + c
+        px_mm2 = spacing[0] * spacing[1]
+        if truth.any():
+            self.lesion_px = self.lesion_px + c
+            n, labels = cv2.connectedComponents(truth.astype(np.uint8), connectivity=8)
+            for k in range(1, n):
+                comp = labels == k
+                d = 2 * np.sqrt(comp.sum() * px_mm2 / np.pi)
+                hit = int(bool((pred & comp).any()))
+                for lo, hi in SIZE_BINS_MM:
+                    if lo <= d < hi:
+                        self.bins[bin_name(lo, hi)][0] += hit
+                        self.bins[bin_name(lo, hi)][1] += 1
+                if d > 10:
+                    self.over10[0] += hit
+                    self.over10[1] += 1
         else:
+            self.free += 1
             sizes = component_sizes(pred)
-            if sizes:
-                fp[str(z)] = sizes[:5]
-    free = lung_hu.shape[0] - len(per_slice)
-    seg.lung_gate = seg.manifest.lung_field_gate
-    return {
-        "lung1_lung_field_gate": gate,
-        "lung1_lesion_slices": {**lesion.percentages(), "counts": lesion.as_dict()},
-        "lung1_all_slices": {**whole.percentages(), "counts": whole.as_dict()},
-        "lung1_per_lesion_slice": per_slice,
-        "lung1_lesion_free_slices": free,
-        "lung1_free_slices_with_false_lesion_gt20px": sum(1 for s in fp.values() if s[0] > FALSE_LESION_PX),
-        "lung1_free_slices_with_any_false_pixel": len(fp),
-        "lung1_largest_false_component_px": max((s[0] for s in fp.values()), default=0),
-        "lung1_false_components_top5": fp,
-    }
+            self.free_clean += int(not sizes or sizes[0] <= FALSE_LESION_PX)
+            self.free_fp_px.append(int(pred.sum()))
+            self.free_fp_mm2.append(float(pred.sum()) * px_mm2)
+            self.largest_fp = max(self.largest_fp, sizes[0] if sizes else 0)
+
+    def summary(self) -> dict[str, Any]:
+        counted = self.lesion_px.as_dict()
+        lesion = (self.lesion_px.percentages() if sum(counted.values())
+                  else None)
+        found = sum(v[0] for v in self.bins.values())
+        total = sum(v[1] for v in self.bins.values())
+        return {
+            "lesion_slices": ({"dice": round(lesion["dice"], 2), "precision": round(lesion["precision"], 2),
+                               "recall": round(lesion["recall"], 2), "counts": counted} if lesion else None),
+            "all_slices": {k: round(v, 3) for k, v in self.all_px.percentages().items()
+                           if isinstance(v, float)},
+            "lesions": total, "lesions_found": found,
+            "lesion_recall": round(found / total, 3) if total else None,
+            "lesion_recall_over_10mm": round(self.over10[0] / self.over10[1], 3) if self.over10[1] else None,
+            "lesions_over_10mm": self.over10[1],
+            "recall_by_size": {k: {"found": v[0], "lesions": v[1]} for k, v in self.bins.items()},
+            "tumour_free_slices": self.free,
+            "tumour_free_slices_without_false_lesion_gt20px": self.free_clean,
+            "share_clean": round(self.free_clean / self.free, 3) if self.free else None,
+            "false_positive_px_per_free_slice": round(float(np.mean(self.free_fp_px)), 1) if self.free else None,
+            "false_positive_mm2_per_free_slice": round(float(np.mean(self.free_fp_mm2)), 1) if self.free else None,
+            "largest_false_component_px": self.largest_fp,
+        }
 
 
-def table(results: dict[str, dict[str, Any]], key: str) -> str:
-    names = list(results)
-    head = "| Metric (%) | " + " | ".join("DS-Net" if n == "dsnet" else "U-Net" for n in names) + " |"
-    lines = [head, "|---|" + "---|" * len(names)]
-    for m in METRIC_ORDER:
-        label = {"f1": "F1-score", "dice": "Dice coefficient"}.get(m, m.capitalize())
-        lines.append(f"| {label} | " + " | ".join(f"{results[n][key][m]:.2f}" for n in names) + " |")
+def evaluate_model(seg: Segmenter, data: Path) -> dict[str, Any]:
+    """Every real validation slice and every generated validation slice, segmented as served."""
+    tallies: dict[str, Tally] = {}
+    with np.load(data / "val_real.npz") as d:
+        hu, masks, spacing = d["hu"], d["mask"], d["spacing"]
+        patients, inserted = d["patient"], d["inserted"]
+    for i in range(hu.shape[0]):
+        sp = (float(spacing[i][0]), float(spacing[i][1]))
+        pred = seg.predict_hu(hu[i].astype(np.float32), sp)
+        truth = masks[i].astype(bool)
+        name = str(patients[i])
+        tallies.setdefault(name, Tally()).add(pred, truth, sp)
+        if name == "lung1" and truth.any():
+            kind = "lung1_inserted" if inserted[i] else "lung1_real_nodule"
+            tallies.setdefault(kind, Tally()).add(pred, truth, sp)
+    with np.load(data / "gen_val.npz") as d:
+        ghu, gmask = d["hu"], d["mask"]
+    for i in range(ghu.shape[0]):
+        pred = seg.predict_hu(ghu[i].astype(np.float32), (GEN_SPACING_MM, GEN_SPACING_MM))
+        tallies.setdefault("generated", Tally()).add(pred, gmask[i].astype(bool), (GEN_SPACING_MM, GEN_SPACING_MM))
+    return {name: t.summary() for name, t in tallies.items()}
+
+
+LABELS = {"dsnet": "DS-Net", "unet": "U-Net"}
+
+
+def _label(name: str) -> str:
+    base, _, tag = name.partition("@")
+    return LABELS.get(base, base) + (f" ({tag})" if tag else "")
+
+
+def card_section(results: dict[str, dict[str, Any]], data_info: str) -> str:
+    fmt = lambda v, p="{:.1f}": "-" if v is None else p.format(v)  # noqa: E731
+    lines = [TABLE_START,
+             "Generated by `python -m models.dsnet.evaluate` on " + data_info + ". Every figure is as served: "
+             "`gateway.segment.Segmenter.predict_hu` with the slice's PixelSpacing, the lung-field gate and "
+             "threshold 0.5, at the slice's own resolution. Dice and precision pool the pixels of a set's "
+             "lesion slices; a lesion is found when the mask touches it.", ""]
+    sets = [("lung1", "lung1 (validation patient; all 48 real slices + inserted lesions)"),
+            ("lung1_real_nodule", "lung1, the real nodule (slices 32-34; its shape was copied into training)"),
+            ("lung1_inserted", "lung1, lesions inserted into its tumour-free slices (validation seed)"),
+            ("ts_domes", "ts_domes (validation patient; 20 real tumour-free slices, liver/spleen domes)"),
+            ("generated", "generated phantoms (100 slices, seed 7)")]
+    lines += ["| Set | Model | Dice | Precision | Lesions found | Recall > 10 mm | "
+              "Tumour-free slices without a false lesion > 20 px | False-positive mm² per tumour-free slice | "
+              "Largest false component (px) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, title in sets:
+        for name, res in results.items():
+            r = res.get(key)
+            if r is None:
+                continue
+            dice = r["lesion_slices"]["dice"] if r["lesions"] else None
+            prec = r["lesion_slices"]["precision"] if r["lesions"] else None
+            found = f"{r['lesions_found']} / {r['lesions']}" if r["lesions"] else "-"
+            over = (f"{r['lesion_recall_over_10mm']:.2f} ({r['lesions_over_10mm']})"
+                    if r["lesion_recall_over_10mm"] is not None else "-")
+            clean = (f"{r['tumour_free_slices_without_false_lesion_gt20px']} / {r['tumour_free_slices']}"
+                     if r["tumour_free_slices"] else "-")
+            lines.append(f"| {title} | {_label(name)} | {fmt(dice)} | {fmt(prec)} | {found} | {over} | {clean} | "
+                         f"{fmt(r['false_positive_mm2_per_free_slice'])} | {r['largest_false_component_px']} |")
+    lines += ["", "Lesion-level recall by size (found / lesions):", "",
+              "| Set | Model | " + " | ".join(bin_name(*b) for b in SIZE_BINS_MM) + " |",
+              "|---|---|" + "---|" * len(SIZE_BINS_MM)]
+    for key, title in sets:
+        for name, res in results.items():
+            r = res.get(key)
+            if r is None or not r["lesions"]:
+                continue
+            cells = " | ".join(f"{v['found']} / {v['lesions']}" for v in r["recall_by_size"].values())
+            lines.append(f"| {title} | {_label(name)} | {cells} |")
+    lines.append(TABLE_END)
     return "\n".join(lines)
-
-
-def card_section(results: dict[str, dict[str, Any]]) -> str:
-    parts = [TABLE_START,
-             "Generated by `python -m models.dsnet.evaluate`; pixel counts pooled over slices; threshold 0.5.",
-             "",
-             f"**Held-out generated slices** (seed 7, {next(iter(results.values()))['generated_val']['slices']} "
-             "slices at 256x256, masks area-resized from 512x512; network output):", "",
-             table(results, "generated_val"), "",
-             "**The same generated slices at 512x512 in HU, as served (lung-field gate on)**:", "",
-             table(results, "generated_val_served"), "",
-             "| Model | lesions found | large lesions (>= 1500 px) found |", "|---|---|---|",
-             *(f"| {'DS-Net' if n == 'dsnet' else 'U-Net'} | {r['generated_val_served']['lesions_found']} / "
-               f"{r['generated_val_served']['lesions']} | {r['generated_val_served']['large_lesions_found']} / "
-               f"{r['generated_val_served']['large_lesions']} |" for n, r in results.items()),
-             "",
-             "**Real CT lung1, the 3 lesion slices (32-34) at 512x512, as served (lung-field gate on)**:", "", table(results, "lung1_lesion_slices"),
-             "",
-             "**Real CT lung1, all 48 slices at 512x512** (dominated by true negatives):", "",
-             table(results, "lung1_all_slices"), "",
-             "**Real CT lung1, per lesion slice and lesion-free slices:**", "",
-             "| Model | Dice slice 32 / 33 / 34 | lesion-free slices with a false component > 20 px | "
-             "with any false pixel | largest false component (px) |",
-             "|---|---|---|---|---|"]
-    for label, pick in (("", lambda r: r), (" (network only, no lung gate)", lambda r: r["lung1_network_only"])):
-        for n, full in results.items():
-            r = pick(full)
-            d = " / ".join(f"{r['lung1_per_lesion_slice'][z]['dice']:.1f}"
-                           for z in sorted(r["lung1_per_lesion_slice"]))
-            parts.append(f"| {'DS-Net' if n == 'dsnet' else 'U-Net'}{label} | {d} | "
-                         f"{r['lung1_free_slices_with_false_lesion_gt20px']} / {r['lung1_lesion_free_slices']} | "
-                         f"{r['lung1_free_slices_with_any_false_pixel']} | {r['lung1_largest_false_component_px']} |")
-    parts += ["", "**Network only (no lung-field gate), lung1 lesion slices**:", "",
-              table({n: r["lung1_network_only"] for n, r in results.items()}, "lung1_lesion_slices")]
-    parts.append(TABLE_END)
-    return "\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("runs/dsnet-data"))
+    parser.add_argument("--data", type=Path, default=Path("runs/data-real"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--candidates", type=Path, default=None,
-                        help="evaluate dsnet.onnx / unet.onnx (+ manifests) exported to this directory instead, "
-                             "writing eval_*.json there and leaving the committed card and manifests alone")
+    parser.add_argument("--compare", action="append", default=[],
+                        help="TAG=DIR: also evaluate DIR/dsnet.onnx and DIR/unet.onnx (with their manifests), "
+                             "reported as 'DS-Net (TAG)'")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave card, manifests and results")
+    parser.add_argument("--without-gate", action="store_true",
+                        help="also evaluate the committed models with the lung-field gate off ('no gate')")
     args = parser.parse_args()
-    val_x, val_y = load_split(args.data, "val")
-    lung_hu, lung_mask = load_lung1()
-    models = MODELS
-    if args.candidates is not None:
-        models = {name: (args.candidates / onnx.name, args.candidates / manifest.name)
-                  for name, (onnx, manifest) in MODELS.items() if (args.candidates / onnx.name).exists()}
+    models = dict(MODELS)
+    for spec in args.compare:
+        tag, _, folder = spec.partition("=")
+        for name, (onnx, manifest) in MODELS.items():
+            models[f"{name}@{tag}"] = (Path(folder) / onnx.name, Path(folder) / manifest.name)
+    if args.without_gate:
+        models.update({f"{name}@no gate": paths for name, paths in MODELS.items()})
     results: dict[str, dict[str, Any]] = {}
     for name, (onnx, manifest_path) in models.items():
-        seg = Segmenter(onnx, manifest_path, backend="cpu", threads=args.threads)
-        results[name] = evaluate_model(seg, val_x, val_y, lung_hu, lung_mask)
-        out_dir = args.candidates or RESULTS
-        out_dir.mkdir(exist_ok=True)
-        (out_dir / f"eval_{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
-        r = results[name]
-        print(f"{name}: gen dice {r['generated_val']['dice']:.2f} (served {r['generated_val_served']['dice']:.2f}, "
-              f"lesions found {r['generated_val_served']['lesions_found']}/{r['generated_val_served']['lesions']})"
-              f" | lung1 lesion dice "
-              f"{r['lung1_lesion_slices']['dice']:.2f} (slices "
-              f"{' / '.join(str(v['dice']) for v in r['lung1_per_lesion_slice'].values())}) | free slices with "
-              f"false >20px {r['lung1_free_slices_with_false_lesion_gt20px']}/{r['lung1_lesion_free_slices']}, "
-              f"largest {r['lung1_largest_false_component_px']} px | network only: lung1 dice "
-              f"{r['lung1_network_only']['lung1_lesion_slices']['dice']:.2f}, false >20px "
-              f"{r['lung1_network_only']['lung1_free_slices_with_false_lesion_gt20px']}")
-        if args.candidates is not None:
+        seg = Segmenter(onnx, manifest_path, backend="cpu", threads=args.threads,
+                        lung_gate=False if name.endswith("@no gate") else None)
+        results[name] = evaluate_model(seg, args.data)
+        for key, r in results[name].items():
+            dice = r["lesion_slices"]["dice"] if r["lesion_slices"] else None
+            print(f"{name:14s} {key:18s} dice {dice} lesions {r['lesions_found']}/"
+                  f"{r['lesions']} >10mm {r['lesion_recall_over_10mm']} clean {r['share_clean']} "
+                  f"fp mm2/slice {r['false_positive_mm2_per_free_slice']} largest {r['largest_false_component_px']}",
+                  flush=True)
+        if args.no_write:
             continue
-        raw = json.loads(manifest_path.read_text())
-        raw["metrics"] = {k: v for k, v in results[name].items() if k != "lung1_false_components_top5"}
-        manifest_path.write_text(json.dumps(raw, indent=2) + "\n")
-        verify_model(onnx, Manifest.load(manifest_path))  # the metrics edit must not touch the hash
-    if args.candidates is None:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"eval_{name.replace('@', '_').replace(' ', '_')}.json"
+        out.write_text(json.dumps(results[name], indent=2) + "\n")
+        if name in MODELS:
+            raw = json.loads(manifest_path.read_text())
+            raw["metrics"] = results[name]
+            manifest_path.write_text(json.dumps(raw, indent=2) + "\n")
+            verify_model(onnx, Manifest.load(manifest_path))  # the metrics edit must not touch the hash
+    if not args.no_write:
+        info = json.loads((args.data / "val.json").read_text())
+        data_info = (f"`{args.data}` (models.data.build, validation seed {info['seed']}: "
+                     f"{info['count']} real slices of {', '.join(info['patients'])}, {info['lesions']} inserted "
+                     "lesions)")
         text = CARD.read_text()
         start, end = text.index(TABLE_START), text.index(TABLE_END) + len(TABLE_END)
-        CARD.write_text(text[:start] + card_section(results) + text[end:])
+        CARD.write_text(text[:start] + card_section(results, data_info) + text[end:])
 
 
 if __name__ == "__main__":

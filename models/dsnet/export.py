@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from gateway.segment import GATE_MIN_BORDER_IN_LUNG, HU_WINDOW, MODEL_SIZE
-from models.dsnet.data import TRAIN_SEED, VAL_SEED
 from models.dsnet.model import build
 
 OPSET = 17
@@ -43,6 +42,10 @@ def manifest_path_for(onnx_path: Path) -> Path:
 
 def export(checkpoint: Path, out: Path) -> dict:
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    config = state.get("config", {})
+    # The weights training started from, identified before `out` (often the same file) is overwritten.
+    init = config.get("init_onnx") or config.get("init")
+    init_sha = hashlib.sha256(Path(init).read_bytes()).hexdigest() if init and Path(init).is_file() else None
     net = build(state["arch"], state["base"])
     net.load_state_dict(state["model"])
     net.eval()
@@ -61,13 +64,15 @@ def export(checkpoint: Path, out: Path) -> dict:
     if max_err > 1e-3:
         raise SystemExit(f"ONNX Runtime disagrees with torch by {max_err}")
     data = out.read_bytes()
-    config = state.get("config", {})
     # What the cached data set says about itself (seed, slice and lesion-slice counts), when it is at hand.
     splits = {}
     for split in ("train", "val"):
         info = Path(str(config.get("data", ""))) / f"{split}.json"
         if info.is_file():
-            splits[split] = json.loads(info.read_text())
+            splits[split] = {k: v for k, v in json.loads(info.read_text()).items() if k != "slices"}
+    spacing = splits.get("train", {}).get("pixel_spacing_mm")
+    if spacing is None:
+        raise SystemExit("the training data does not name its physical pixel size (build it with models.data.build)")
     manifest = {
         "name": state["arch"],
         "architecture": ("DS-Net: CalibNeXt (SCC) + Residual Swin Transformer, Triplet Attention fusion, "
@@ -83,27 +88,39 @@ def export(checkpoint: Path, out: Path) -> dict:
                    "meaning": "lesion probability per pixel (sigmoid applied)"},
         "preprocessing": {
             "hu_window": list(HU_WINDOW),
-            "steps": ["clip HU to hu_window", f"resize to {MODEL_SIZE}x{MODEL_SIZE} (area when shrinking)",
-                      "z-score with the slice's own mean and standard deviation (paper eq. 3)"],
-            "normalisation": "per-slice z-score after windowing and resizing",
+            "pixel_spacing_mm": spacing,
+            "assumed_field_of_view_mm": 350.0,
+            "steps": ["clip HU to hu_window",
+                      "resample from the slice's PixelSpacing to pixel_spacing_mm (area when shrinking, bilinear "
+                      "when enlarging); inputs without PixelSpacing span assumed_field_of_view_mm",
+                      f"crop to the body's bounding box (HU > -500) + 8 px, at least {MODEL_SIZE}x{MODEL_SIZE}, "
+                      "padded with air",
+                      "z-score over that canvas (paper eq. 3)",
+                      f"overlapping {MODEL_SIZE}x{MODEL_SIZE} tiles (32 px overlap, probabilities averaged)"],
+            "normalisation": "z-score over the body-cropped canvas after windowing and resampling",
             "non_hu_input": {"uint8": "0..255 spans hu_window linearly", "uint16_intercept": -1024.0,
                              "uint16_signed": "stored value is HU"},
         },
-        "postprocessing": {"resize": "bilinear probability map back to the input size", "threshold": 0.5,
+        "postprocessing": {"resize": "canvas probability map placed back in the resampled slice, bilinear to the "
+                                     "input size", "threshold": 0.5,
                            "lung_field_gate": True,
                            "lung_field_gate_rule": ("drop predicted components lying less than half inside the "
                                                     "lung field (HU < -400 not connected to outside air, "
-                                                    "closed 11 px and hole-filled at 256x256) unless at least "
+                                                    f"closed 11 px and hole-filled at {spacing} mm pixels) unless "
+                                                    "at least "
                                                     f"{GATE_MIN_BORDER_IN_LUNG:.0%} of the 2-px ring around "
                                                     "them lies in the lung field (pleural-based lesions)")},
         "threshold": 0.5,
         "training": {
-            "data": "models.synth.ct phantoms at 512x512 (~0.57 mm), area-resized to 256x256",
-            "train_seed": TRAIN_SEED, "val_seed": VAL_SEED, "splits": splits,
-            "initialised_from": config.get("init"),
+            "data": ("models.data.build: real CT patients from registry packages (models.data.fetch) with "
+                     "lesions inserted and lung1's nodule copied in, organ labels as hard negatives, and "
+                     "models.synth.ct phantoms; all at pixel_spacing_mm through the gateway's pre-processing"),
+            "splits": splits,
+            "initialised_from": {"path": init, "sha256": init_sha},
             "checkpoint_epoch": int(state["epoch"]) + 1,
             "config": config,
-            "selected_by": "Dice on held-out generated validation slices (lung1 never used for selection)",
+            "selected_by": ("Dice (network only, pooled pixels) on the held-out validation patients' canvases: "
+                            "lung1 and ts_domes, tumour-free slices included"),
             "batchnorm_statistics": ("averaged over training batches before validation (--precise-bn)"
                                      if config.get("precise_bn") else "exponential moving average of training"),
         },

@@ -5,10 +5,10 @@
 # Logs: runs/logs/train_<arch>.log (progress), models/dsnet/results/<arch>_train_real.jsonl (metrics).
 set -eu
 DATA=${DATA:-runs/data-real}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-3}
 STEPS=${STEPS:-60}
 mkdir -p runs/logs
-for arch in dsnet unet; do
+for arch in ${ARCHS:-dsnet unet}; do
   nohup nice -n 10 .venv-train/bin/python -m models.dsnet.train --arch "$arch" --data "$DATA" \
     --out "runs/train-$arch" --init-onnx "models/dsnet/$arch.onnx" --epochs "$EPOCHS" --steps "$STEPS" \
     --batch 16 --crop 128 --lesion-fraction 0.4 --hard-fraction 0.2 --max-zoom 1.2 --lr 5e-4 --cosine \

@@ -23,7 +23,6 @@ from gateway.rng import system_random
 from gateway.scanner_sim import (
     ScannerSimulator,
     bad_inputs,
-    ct_small,
     generated_npy,
     generated_png,
     lung_ct_slices,
@@ -60,7 +59,9 @@ def test_images_arrive_once_as_valid_envelopes_and_bad_ones_are_quarantined(
     gw.start()
     try:
         assert gw.wait_connected(10) and service.link.wait_connected(10)
-        good = [ct_small(), generated_png(96, 1), generated_npy(96, 2), lung_ct_slices([33])[0]]
+        # Two real CT DICOMs; CT_small is not one of them: cropped around the spine it has no air around the
+        # body, so the default carrier rule leaves it no room (no_capacity).
+        good = [lung_ct_slices([20])[0], generated_png(96, 1), generated_npy(96, 2), lung_ct_slices([33])[0]]
         bad = bad_inputs()
         scanner = ScannerSimulator("127.0.0.1", scanner_broker.port)
         for image in good[:2] + bad + good[2:] + [good[0]]:  # good[0] twice: a redelivered image

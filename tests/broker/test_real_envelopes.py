@@ -14,7 +14,7 @@ from gateway.crypto.recipients import generate_recipient
 from gateway.daemon import Gateway
 from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import ScannerSimulator, bad_inputs, ct_small, generated_npy, generated_png, lung_ct_slices
+from gateway.scanner_sim import ScannerSimulator, bad_inputs, generated_npy, generated_png, lung_ct_slices
 from tests.broker.conftest import gateway_config
 from tests.broker.helpers import Collector, wait_until
 
@@ -48,7 +48,8 @@ def test_real_envelopes_parts_and_quarantine(tmp_path: Path, scanner_broker, clo
     gw.start()
     try:
         assert gw.wait_connected(10) and service.link.wait_connected(10)
-        good = [lung_ct_slices([33])[0], ct_small(), generated_png(96, 1), generated_npy(96, 2)]
+        # CT_small (cropped around the spine, no air around the body) has no room under the default carrier rule.
+        good = [lung_ct_slices([33])[0], lung_ct_slices([20])[0], generated_png(96, 1), generated_npy(96, 2)]
         bad = bad_inputs()
         scanner = ScannerSimulator("127.0.0.1", scanner_broker.port)
         for image in [good[0], bad[0], good[1], *bad[1:], good[2], good[3]]:
