@@ -32,7 +32,13 @@ dicom-tools:
 	  { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dcmtk dicom3tools orthanc)
 
-test: venv mosquitto openssl dicom-tools
+# `medshield qr decode` reads codes with zbar (pyzbar loads Debian's libzbar0).
+.PHONY: zbar qr-bench
+zbar:
+	@ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q libzbar0)
+
+test: venv mosquitto openssl dicom-tools zbar
 	$(PY) -m pytest -q
 
 demo: venv mosquitto dicom-tools
@@ -40,6 +46,12 @@ demo: venv mosquitto dicom-tools
 
 bench: venv mosquitto
 	$(VENV)/bin/medshield bench
+
+# The QR robustness study also prints to PDF and rasterises with poppler's pdftoppm.
+qr-bench: venv zbar
+	@command -v pdftoppm >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q poppler-utils)
+	nice -n 10 $(PY) benchmarks/qr_bench.py
 
 # Training only: torch lives in its own venv so the gateway's runtime never sees it.
 train-venv: $(TRAIN_VENV)/.installed

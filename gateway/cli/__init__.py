@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.ledger",
     "gateway.cli.bench",
     "gateway.cli.report",
+    "gateway.cli.qr",
 )
 
 EXIT_OK = 0
