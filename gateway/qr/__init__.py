@@ -142,16 +142,12 @@ def encode_file(
     return Encoded(kind=kind, message_id=message_id.hex(), plan=p, module_px=module_px, paths=tuple(paths), manifest=manifest)
 
 
-# Reading an image whose codes cover at least this share of it again cannot find more codes in it.
-_COVERED = 0.5
-
-
 def collect(images: Sequence[Path], backend: scan.Backend = scan.DEFAULT_BACKEND) -> list[Part]:
     """Every MedShield part found in the images, in the order found.
 
     An image where nothing is found is read again with the slower normalisations. If the parts then do not
-    form one complete set, each image with room for codes not yet read (the codes found cover less than half
-    of it: a photo or a sheet of several) is read once more with every normalisation. zbar releases the GIL,
+    form one complete set, each image with room for codes not yet read (a photo or a sheet of several) is
+    read once more with every normalisation. zbar releases the GIL,
     so images are read on a few threads.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -170,7 +166,7 @@ def collect(images: Sequence[Path], backend: scan.Backend = scan.DEFAULT_BACKEND
         parts = [p for _, r in readings for p in map(parse, r.texts) if p is not None]
         if len({p.set_key for p in parts}) == 1 and len({p.index for p in parts}) == parts[0].count:
             return parts
-        retry = [path for path, r in readings if r.texts and r.covered < _COVERED]
+        retry = [path for path, r in readings if r.room_for_more]
         for r in pool.map(again, retry):
             parts += [p for p in map(parse, r.texts) if p is not None]
     return parts

@@ -1,15 +1,17 @@
 """Finding and reading QR codes in images.
 
-Two decoders are wired in, so the benchmark can compare them on the same images: zbar (through pyzbar and
-Debian's libzbar0), the default, chosen by measured decode rate (benchmarks/README.md, QR transport), and
-OpenCV's QRCodeDetector. `read` tries the image as given, then, where that finds nothing, a few
-normalisations that rescue photos and scans (Otsu binarisation, 2x up- or down-scaling, a light blur before
-binarising); every variant's results are pooled, so one photo of several codes may yield all of them.
+Three decoders are wired in, so the benchmark can compare them on the same images: zbar (through pyzbar and
+Debian's libzbar0), the default, chosen by measured decode rate (benchmarks/README.md, QR transport),
+OpenCV's QRCodeDetector and OpenCV's QRCodeDetectorAruco. `read` tries zbar on the image as given, then,
+where that finds nothing, the ArUco detector and zbar on a few normalisations that rescue photos and scans
+(Otsu binarisation, a light blur before binarising, 2x up- or down-scaling); every result is pooled, so one
+photo of several codes may yield all of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -55,11 +57,10 @@ def _zbar() -> Decoder:
 def _opencv() -> Decoder:
     import cv2
 
-    detector = cv2.QRCodeDetector()
-
     def decode(gray: np.ndarray) -> Found:
         try:
-            ok, texts, points, _ = detector.detectAndDecodeMulti(gray)
+            # One detector per call: they are not safe to share between threads.
+            ok, texts, points, _ = cv2.QRCodeDetector().detectAndDecodeMulti(gray)
         except cv2.error:
             return []
         if not ok:
@@ -69,13 +70,30 @@ def _opencv() -> Decoder:
     return decode
 
 
-def decoder(backend: Backend = DEFAULT_BACKEND) -> Decoder:
+def _opencv_aruco() -> Decoder:
+    import cv2
+
+    def decode(gray: np.ndarray) -> Found:
+        try:
+            ok, texts, points, _ = cv2.QRCodeDetectorAruco().detectAndDecodeMulti(gray)
+        except cv2.error:
+            return []
+        if not ok:
+            return []
+        return [(t.encode("ascii", "replace"), _polygon_area(p)) for t, p in zip(texts, points) if t]
+
+    return decode
+
+
+def decoder(backend: Backend | Literal["opencv-aruco"] = DEFAULT_BACKEND) -> Decoder:
     """A function from a grey image to the texts (and areas) of the QR codes it reads. QRError if zbar is
     missing."""
     if backend == "zbar":
         return _zbar()
     if backend == "opencv":
         return _opencv()
+    if backend == "opencv-aruco":
+        return _opencv_aruco()
     raise ValueError(f"unknown QR backend {backend!r}")
 
 
@@ -96,24 +114,43 @@ def variants(gray: np.ndarray) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class Reading:
-    """The codes read from one image and the share of the image they cover (0..1)."""
+    """The codes read from one image, the area (pixels) each covers, and the image's size in pixels."""
 
     texts: tuple[bytes, ...]
-    covered: float
+    areas: tuple[float, ...]
+    pixels: int
+
+    @property
+    def room_for_more(self) -> bool:
+        """Whether the part of the image no code read covers could hold another code as large as the
+        smallest one read (a sheet or photo of several codes), so reading it harder may find more."""
+        return bool(self.areas) and self.pixels - sum(self.areas) >= min(self.areas)
 
 
 def read(gray: np.ndarray, decode: Decoder, *, thorough: bool = False) -> Reading:
-    """The codes in `gray`, deduplicated, in the order found. The variants are tried when the image as given
-    yields nothing, or always with `thorough` (a photo where only some of several codes were read)."""
+    """The codes in `gray`, deduplicated, in the order found.
+
+    Where `decode` reads nothing in the image as given (or always, with `thorough`: a photo where only some
+    of several codes were read), OpenCV's ArUco-based detector, which finds codes under perspective and
+    noise that zbar misses, reads the image as given, then `decode` reads each normalised variant.
+    """
     found: dict[bytes, float] = {}
-    for img, scale in [(gray, 1.0)] + ([] if not thorough else _scaled(gray)):
-        for text, area in decode(img):
+
+    def add(img: np.ndarray, scale: float, dec: Decoder) -> None:
+        for text, area in dec(img):
             found.setdefault(text, area / (scale * scale))
-    if not found and not thorough:
+
+    add(gray, 1.0, decode)
+    if thorough or not found:
+        add(gray, 1.0, _second())
         for img, scale in _scaled(gray):
-            for text, area in decode(img):
-                found.setdefault(text, area / (scale * scale))
-    return Reading(texts=tuple(found), covered=min(1.0, sum(found.values()) / gray.size))
+            add(img, scale, decode)
+    return Reading(texts=tuple(found), areas=tuple(found.values()), pixels=int(gray.size))
+
+
+@lru_cache(maxsize=1)
+def _second() -> Decoder:
+    return _opencv_aruco()
 
 
 def _scaled(gray: np.ndarray) -> list[tuple[np.ndarray, float]]:
