@@ -97,7 +97,14 @@ class OrtRunner(Runner):
         self.threads = threads if threads is not None else default_threads()
         options = session_options(ort, self.threads, spinning=spinning)
         providers = self.providers(state_dir)
-        self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
+        except Exception as exc:  # ORT raises its own pybind classes (Fail, RuntimeException...), not a base we could name
+            if self.provider == "CPUExecutionProvider":
+                raise
+            # A GPU provider that is compiled in but cannot start (no libnvinfer, CUDA too old for the driver)
+            # is a missing backend, so that `auto` moves on to the next one.
+            raise BackendUnavailable(self.type_name, f"{self.provider} failed to start: {exc}") from exc
         active = self.session.get_providers()
         if active[0] != self.provider:
             # ORT silently falls back to CPU when a GPU provider fails to initialise; that is not what the

@@ -43,9 +43,14 @@ def _tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise BackendUnavailable("tensorrt", f"the tensorrt Python package is not installed ({exc})") from exc
-    except OSError as exc:  # the bindings import, their libnvinfer does not load
-        raise BackendUnavailable("tensorrt", f"TensorRT's libraries do not load ({exc})") from exc
+        if exc.name == "tensorrt":
+            raise BackendUnavailable("tensorrt", f"the tensorrt Python package is not installed ({exc})") from exc
+        # The bindings are there but libnvinfer is not: what a PyPI-only install of the bindings wheel gives.
+        raise BackendUnavailable("tensorrt", f"the tensorrt package is installed but its libraries do not load"
+                                             f" ({exc})") from exc
+    except OSError as exc:
+        raise BackendUnavailable("tensorrt", f"the tensorrt package is installed but its libraries do not load"
+                                             f" ({exc})") from exc
     return tensorrt
 
 

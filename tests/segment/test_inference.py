@@ -54,6 +54,17 @@ def test_missing_tensorrt_package_gives_a_clear_error(monkeypatch: pytest.Monkey
     assert available_backends()["tensorrt"] is not None
 
 
+def test_tensorrt_without_its_libraries_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A package whose import fails the way the PyPI bindings wheel does when libnvinfer is absent.
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.py").write_text(
+        'raise ImportError("libnvinfer.so.10: cannot open shared object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    reason = available_backends()["tensorrt"]
+    assert reason is not None and "installed but its libraries do not load" in reason and "libnvinfer" in reason
+
+
 def test_missing_cuda_provider_gives_a_clear_error() -> None:
     import onnxruntime as ort
 
