@@ -12,8 +12,9 @@ Parity, against the CPU variant (benchmarks/gpu_check.sh fails the run when a th
   map difference at 256² (max and mean absolute) and the mask pixel counts, so an empty-vs-empty Dice is seen
   for what it is.
 - MSE-Net: generated identities (models/synth, seeded), 4 enrolment and 3 release captures each. Every
-  output's cosine to the CPU's ≥ 0.999; enrolment on the CPU, then each genuine and impostor release attempt
-  decided on the CPU's and on the variant's key features: the decisions (and released secrets) must match.
+  output's cosine to the CPU's ≥ 0.999; enrolment (both fuzzy extractors) on the CPU, then each genuine and
+  impostor release decided by `keyrelease.raw_secrets` on the CPU's and on the variant's key features (whitened
+  embeddings): the decisions and the released secrets must match.
 
 Latency (p50/p95, ms, warm-up excluded): DS-Net network alone at 256², DS-Net served path on a 512² 16-bit
 DICOM slice (decode + predict), MSE-Net network alone (batch 1 and 3), MSE-Net served path for one capture
@@ -119,8 +120,8 @@ def make_runner(variant: tuple[str, dict[str, Any]], model: Path, state_dir: Pat
 
 
 def measure(fn: Callable[[], Any], quick: bool) -> dict[str, float]:
-    rule = RepetitionRule(warmup=3, min_reps=10 if quick else 30, max_reps=30 if quick else 300,
-                          budget_s=1.0 if quick else 4.0, target_rel_ci=0.01)
+    rule = RepetitionRule(warmup=2 if quick else 3, min_reps=5 if quick else 30, max_reps=20 if quick else 300,
+                          budget_s=0.5 if quick else 4.0, target_rel_ci=0.01)
     return latency_ms(repeat(timed(fn), rule).total)
 
 
@@ -200,40 +201,61 @@ def msenet_inputs(people: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> li
     return [extractor.inputs(fps, irs) for fps, irs in people]
 
 
-def msenet_parity(cpu: Runner, runner: Runner, inputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+def key_features(extractor: Any, outs: dict[str, np.ndarray], rows: slice) -> Any:
+    """The key release's per-modality key features (whitened embeddings) of some capture rows."""
+    from gateway.biometrics.features import Embeddings
+
+    return extractor.whitening.apply(Embeddings(fingerprint=outs["emb_fingerprint"][rows],
+                                                iris=outs["emb_iris"][rows], fused=outs["emb_fused"][rows]))
+
+
+def msenet_parity(cpu: Runner, runner: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], extractor: Any
+                  ) -> dict[str, Any]:
+    """Cosine of every output, and key-release decisions: enrolment (both fuzzy extractors) on the CPU's key
+    features, then each genuine and impostor release decided by `keyrelease.raw_secrets` on the CPU's and on
+    the variant's features: the same verdicts and the same secrets."""
+    from types import SimpleNamespace
+
     from gateway.biometrics import fuzzy
-    from gateway.biometrics.keyrelease import enrol_features
-    from gateway.otp import generate_secret
+    from gateway.biometrics.keyrelease import DEFAULT_CODES, raw_secrets
+    from gateway.rng import system_random
 
     cos: dict[str, float] = {}
-    keys_cpu, keys_gpu = [], []
+    cpu_outs, gpu_outs = [], []
     for fp, ir in inputs:
         want = cpu.run_all({"fingerprint": fp, "iris": ir})
         # Enrolment batch (4) and release batch (3) as the gateway's callers present them.
         got_enrol = runner.run_all({"fingerprint": fp[:4], "iris": ir[:4]})
         got_release = runner.run_all({"fingerprint": fp[4:], "iris": ir[4:]})
+        got = {name: np.concatenate([got_enrol[name], got_release[name]]) for name in cpu.output_names}
         for name in cpu.output_names:
-            got = np.concatenate([got_enrol[name], got_release[name]])
-            cos[name] = min(cos.get(name, 1.0), float(cosine_rows(got, want[name]).min()))
-        keys_cpu.append(want["key_features"].astype(np.float64))
-        keys_gpu.append(np.concatenate([got_enrol["key_features"], got_release["key_features"]]).astype(np.float64))
-    otp_secret = generate_secret()
-    helpers = [enrol_features(k[:4], otp_secret, "gpu-bench")[0] for k in keys_cpu]
-    agree = released = attempts = genuine_ok = 0
-    for i, helper in enumerate(helpers):
+            cos[name] = min(cos.get(name, 1.0), float(cosine_rows(got[name], want[name]).min()))
+        cpu_outs.append(want)
+        gpu_outs.append(got)
+    enrolled = []
+    for outs in cpu_outs:
+        enrol = key_features(extractor, outs, slice(0, 4))
+        r_fp, helper_fp = fuzzy.generate(enrol.fingerprint, DEFAULT_CODES["fingerprint"], system_random)
+        r_ir, helper_ir = fuzzy.generate(enrol.iris, DEFAULT_CODES["iris"], system_random)
+        enrolled.append(((r_fp, r_ir), SimpleNamespace(helper_fingerprint=helper_fp, helper_iris=helper_ir)))
+    agree = released = attempts = genuine_ok = false_releases = 0
+    for i, (secrets, prof) in enumerate(enrolled):
         for j in range(len(inputs)):
             if j != i and (j - i) % len(inputs) > 3:  # genuine + 3 impostors per identity
                 continue
-            r_cpu = fuzzy.reproduce(keys_cpu[j][4:], helper)
-            r_gpu = fuzzy.reproduce(keys_gpu[j][4:], helper)
+            # Release succeeds exactly when both decoded secrets equal the enrolled ones (they give R, R gives
+            # the key whose id the profile holds); the same decodings on both sides mean the same verdicts.
+            r_cpu = raw_secrets(key_features(extractor, cpu_outs[j], slice(4, None)), prof)
+            r_gpu = raw_secrets(key_features(extractor, gpu_outs[j], slice(4, None)), prof)
             attempts += 1
             agree += int(r_cpu == r_gpu)
-            released += int(r_gpu is not None)
-            genuine_ok += int(j == i and r_cpu is not None)
+            released += int(r_gpu == secrets)
+            genuine_ok += int(j == i and r_cpu == secrets)
+            false_releases += int(j != i and r_cpu == secrets)
     worst = min(cos.values())
     return {"cosine_min": cos, "cosine_threshold": COSINE_MIN, "identities": len(inputs),
             "release_attempts": attempts, "decisions_agree": agree, "released_by_variant": released,
-            "genuine_released_by_cpu": genuine_ok,
+            "genuine_released_by_cpu": genuine_ok, "impostors_released_by_cpu": false_releases,
             "pass": worst >= COSINE_MIN and agree == attempts}
 
 
@@ -248,7 +270,7 @@ def run_variant(name: str, variant: tuple[str, dict[str, Any]], ctx: dict[str, A
     out["dsnet_load_s"] = round(time.perf_counter() - t0, 2)
     out["dsnet_engine_built"] = getattr(dsnet, "built", None)
     seg = segmenter_on(dsnet)
-    x = ctx["net_inputs"][33]
+    x = ctx["latency_x"]
     served = ctx["served_512"]
     out["latency_ms"] = {
         "dsnet_network_256": measure(lambda: dsnet.run(x[None, None]), args.quick),
@@ -275,7 +297,7 @@ def run_variant(name: str, variant: tuple[str, dict[str, Any]], ctx: dict[str, A
         "msenet_served_one_pair": measure(served_pair, args.quick),
     })
     if name != "cpu":
-        out["msenet_parity"] = msenet_parity(ctx["mse_cpu"], mse, ctx["mse_inputs"])
+        out["msenet_parity"] = msenet_parity(ctx["mse_cpu"], mse, ctx["mse_inputs"], ctx["extractor"])
     return out
 
 
@@ -286,6 +308,7 @@ def main() -> int:
     parser.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--identities", type=int, default=12, help="generated MSE-Net identities for parity")
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    parser.add_argument("--max-slices", type=int, help="DS-Net parity on the first N real slices only (smoke run)")
     parser.add_argument("--self-check", action="store_true", help="no GPU: add a 1-thread CPU variant as the subject")
     parser.add_argument("--note", default="")
     parser.add_argument("--versions-only", action="store_true", help="write versions.json and stop")
@@ -320,22 +343,29 @@ def main() -> int:
 
     # The CPU reference, computed once.
     ct = real_ct()
+    if args.max_slices:
+        ct = ct[: max(args.max_slices, 34)][-args.max_slices:]  # keep z=33, the served slice, among them
+    served = next(item for item in ct if item[0] == "lung1/z33")
     images = [codecs.decode(data) for _, data in ct]
     ref_seg = Segmenter(backend="cpu")
     ref_masks = dsnet_masks(ref_seg, images)
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as data:
-        net_inputs = np.stack([preprocess_hu(s) for s in data["image_hu"]])
+        volume = data["image_hu"]
+    zs = [int(name.split("/z")[1]) for name, _ in ct if name.startswith("lung1/z")]
+    net_inputs = np.stack([preprocess_hu(volume[z]) for z in zs])
+    latency_x = preprocess_hu(volume[33])
     ref_probs = np.stack([ref_seg.runner.run(x[None, None])[0, 0] for x in net_inputs])
     from gateway.biometrics.features import FeatureExtractor
 
     people = identities(args.identities)
     ctx = {
         "images": images, "ref_masks": ref_masks, "ref_probs": ref_probs, "net_inputs": net_inputs,
-        "served_512": ct[33][1], "mse_inputs": msenet_inputs(people),
+        "latency_x": latency_x,
+        "served_512": served[1], "mse_inputs": msenet_inputs(people),
         "mse_cpu": create_runner(MSENET, "cpu"), "extractor": FeatureExtractor(MSENET),
         "mse_capture": (people[0][0][0], people[0][1][0]),
     }
-    report["inputs"] = {"dsnet_parity": [name for name, _ in ct], "served_512": ct[33][0] + " (signed 16-bit DICOM)",
+    report["inputs"] = {"dsnet_parity": [name for name, _ in ct], "served_512": served[0] + " (signed 16-bit DICOM)",
                         "reference_mask_pixels": int(sum(int(m.sum()) for m in ref_masks)),
                         "msenet_identities": args.identities}
     available = available_backends()

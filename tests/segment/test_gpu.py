@@ -128,13 +128,13 @@ def test_tensorrt_engine_is_rebuilt_for_another_tensorrt_version_or_gpu(engines:
     _require("tensorrt")
     from gateway.inference.tensorrt_native import EngineIdentity
 
-    here = _trt(DSNET, engines)
-    assert not here.built  # the module's FP16 engine
+    here = _trt(DSNET, engines)  # the module's FP16 engine (built here if no earlier test built it)
     upgraded = _trt(DSNET, engines, identity=EngineIdentity(f"{here.identity.tensorrt}.1", here.identity.gpu))
     moved = _trt(DSNET, engines, identity=EngineIdentity(here.identity.tensorrt, "another GPU (sm_87)"))
     assert upgraded.built and moved.built
     assert len({here.engine_path, upgraded.engine_path, moved.engine_path}) == 3
-    assert not _trt(DSNET, engines).built  # the original engine is still found
+    again = _trt(DSNET, engines)
+    assert not again.built and again.engine_path == here.engine_path  # the original engine is still found
 
 
 def test_an_unreadable_cached_engine_is_rebuilt(tmp_path: Path) -> None:

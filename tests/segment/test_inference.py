@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -20,6 +23,7 @@ from gateway.resources import MODELS_DIR
 
 MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
 MSENET = MODELS_DIR / "msenet" / "msenet.onnx"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_registry_names_every_backend_explicitly() -> None:
@@ -185,3 +189,23 @@ def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     write_atomic(secret, b"s")
     assert secret.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.slow
+def test_gpu_check_without_a_gpu_says_so_and_self_checks_on_the_cpu(shared_data: Path) -> None:
+    import shutil
+
+    if shutil.which("nvidia-smi") or Path("/etc/nv_tegra_release").exists():
+        pytest.skip("a GPU machine runs the real check")
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no NVIDIA GPU found" in done.stdout and "self-check ran" in done.stdout
+    out = Path(done.stdout.split("results (not GPU figures) in ")[1].split()[0])
+    report = json.loads(out.read_text())
+    subject = report["variants"]["cpu-1-thread"]
+    assert subject["dsnet_parity"]["pass"] and subject["msenet_parity"]["pass"]
+    assert subject["msenet_parity"]["decisions_agree"] == subject["msenet_parity"]["release_attempts"] > 0
+    assert report["variants"]["tensorrt-fp16"]["unavailable"]
+    assert not (REPO / "benchmarks" / "results" / "gpu").exists()  # committed results are never touched
+    shutil.rmtree(out.parent)
