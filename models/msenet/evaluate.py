@@ -1,16 +1,28 @@
-"""Evaluate MSE-Net and the biometric key release on generated identities never seen in training.
+"""Evaluate MSE-Net and the biometric key release on identity-disjoint splits, as an attacker would.
 
-Through the gateway's own pipeline (preprocess → ONNX Runtime → binarise → fuzzy extractor):
-  * genuine / impostor cosine-score distributions and EER for fingerprint alone, iris alone and fused
-    (paper Fig. 8), ROC curves (paper Fig. 12) → results/roc.png, results/scores.png;
-  * bit-error rates of genuine and impostor comparisons on the reliable bits, for several codes; key-release
-    FRR and FAR (every identity's helper attacked with one probe of every other identity: ≥ 10,000 impostor
-    attempts), with 1 and with 3 capture pairs averaged per attempt, and the code chosen: the largest secret
-    with FRR ≤ 2 % and no false release, else (security first) the fewest false releases, worst case over the
-    capture counts an attacker may present, among codes with FRR ≤ 5 %;
-  * entropy: Daugman's degrees of freedom of the impostor bit-error distribution;
-  * the real prints p1_1 / p1_2 (same finger) and p2_1 (another finger), through the same pipeline.
-Results → results/eval.json (and the numbers quoted in MODEL_CARD.md).
+Splits (models/msenet/dataset.py seeds; no identity in two of them): training 10 000+ (weights and the
+whitening), validation 500 000+ (every choice: the code of each modality), test 1 000 000+ (every figure).
+Through the gateway's own pipeline (preprocess → ONNX Runtime → per-modality whitening → fuzzy extractor):
+
+  * cosine-score distributions and EER per modality and fused, ROC → results/roc.png;
+  * choice on validation: for each modality a code from CANDIDATE_CODES; the pair with the most bits
+    (−log2 of the product of the two per-modality false-release rates, smoothed) among pairs whose joint FRR
+    with RELEASE_CAPTURES capture pairs is ≤ MAX_FRR;
+  * test, with that pair: FRR over genuine attempts (targets' own fresh captures); false releases over
+    independent impostor attempts: each impostor identity's captures are used in exactly one attempt, against
+    one target, with Clopper–Pearson 95 % intervals; the same for single-modality impostors (the victim's own
+    genuine iris with another finger, and the reverse);
+  * the capture-bank attack with the helper data: for each target, an attacker holding the profile (so the
+    helper data) decodes every bank identity's captures through each modality's helper, ranks the candidate
+    secrets of each modality by how often the bank produces them, and tries pairs in rank order; the guesses
+    needed to reach the true pair are the measured strength of the biometric against an offline attacker
+    (each guess costs one Argon2id; online, each costs a TOTP code and counts towards the lock-out);
+  * the real prints (shared/data/fingerprints: p1_1/p1_2 one finger, p2_1 another) with the iris of ≥ 40 test
+    identities: enrol p1_1, release with p1_2 (genuine) and with p2_1 (impostor).
+Results → results/eval.json (the numbers in MODEL_CARD.md and docs/THREAT_MODEL.md).
+
+    .venv/bin/python -m models.msenet.evaluate --generate-only     # inputs, cached under runs/msenet/eval/
+    .venv/bin/python -m models.msenet.evaluate
 """
 
 from __future__ import annotations
@@ -26,245 +38,356 @@ import numpy as np
 from tqdm import tqdm
 
 from gateway.biometrics import fuzzy
-from gateway.biometrics.features import FeatureExtractor
+from gateway.biometrics.features import Embeddings, FeatureExtractor, KeyFeatures
+from gateway.biometrics.keyrelease import DEFAULT_CODES, RELEASE_CAPTURES
 from gateway.biometrics.preprocess import fingerprint_input, iris_input, load_capture
 from gateway.resources import shared_data_dir
 from gateway.rng import SeededRandom
 from models.msenet.dataset import SPLIT_BASE, identity_captures
-from models.msenet.train import eer
+from models.msenet.scores import eer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CANDIDATE_CODES = [(3, 32), (4, 16), (4, 12), (5, 8), (5, 6), (6, 4), (6, 3), (7, 2)]
+CANDIDATE_CODES = [(3, 8), (4, 4), (5, 2), (3, 6), (4, 3), (3, 4), (4, 2), (5, 1)]
 ENROL = 4
-RELEASE_CAPTURES = (1, 3)  # capture pairs presented and averaged per release attempt
-MAX_FRR = 0.05  # the most false rejections a clinician is asked to live with when no code meets the target
+MAX_FRR = 0.05
+IMPOSTOR_BASE = SPLIT_BASE["eval"] + 100_000  # test-split impostors, disjoint from the test targets
+SHARD = 250
 
 
 def _inputs(seed_count: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     seed, count = seed_count
     fps, eyes = identity_captures(seed, count)
-    return np.stack([fingerprint_input(f) for f in fps]), np.stack([iris_input(e) for e in eyes])
+    return (np.stack([fingerprint_input(f) for f in fps]).astype(np.float16),
+            np.stack([iris_input(e) for e in eyes]).astype(np.float16))
 
 
-def generate(identities: int, captures: int, cache: Path) -> dict[str, np.ndarray]:
-    if cache.exists():
-        d = np.load(cache)
-        if d["fingerprint"].shape[0] == identities * captures:
-            return dict(d)
-    seeds = [SPLIT_BASE["eval"] + i for i in range(identities)]
+def inputs(first_seed: int, identities: int, captures: int, cache: Path, workers: int = 2) -> dict[str, np.ndarray]:
+    """Preprocessed inputs (identities, captures, ...) of seeds first_seed.., cached in shards."""
+    cache.mkdir(parents=True, exist_ok=True)
     fp, ir = [], []
-    with ProcessPoolExecutor(2) as ex:
-        for f, e in tqdm(ex.map(_inputs, [(s, captures) for s in seeds]), total=len(seeds), desc="generate eval"):
-            fp.append(f)
-            ir.append(e)
-    d = {"fingerprint": np.concatenate(fp).astype(np.float32), "iris": np.concatenate(ir).astype(np.float32),
-         "labels": np.repeat(np.arange(identities), captures).astype(np.int32)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **d)
-    return d
+    for start in range(0, identities, SHARD):
+        n = min(SHARD, identities - start)
+        path = cache / f"{first_seed + start}_{n}x{captures}.npz"
+        if not path.exists():
+            seeds = [first_seed + start + i for i in range(n)]
+            with ProcessPoolExecutor(workers) as ex:
+                out = list(tqdm(ex.map(_inputs, [(s, captures) for s in seeds]), total=n,
+                                desc=f"generate {path.name}"))
+            np.savez(path, fingerprint=np.stack([o[0] for o in out]), iris=np.stack([o[1] for o in out]))
+        with np.load(path) as d:
+            fp.append(d["fingerprint"])
+            ir.append(d["iris"])
+    return {"fingerprint": np.concatenate(fp), "iris": np.concatenate(ir)}
 
 
-def score_sets(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sim = emb @ emb.T
-    iu = np.triu_indices(len(labels), 1)
+def embed(ext: FeatureExtractor, d: dict[str, np.ndarray]) -> tuple[Embeddings, KeyFeatures]:
+    """Embeddings and key features, shaped (identities, captures, dim)."""
+    n, c = d["fingerprint"].shape[:2]
+    fp = d["fingerprint"].reshape(n * c, *d["fingerprint"].shape[2:])
+    ir = d["iris"].reshape(n * c, *d["iris"].shape[2:])
+    parts = [ext.run(fp[i:i + 256], ir[i:i + 256]) for i in range(0, n * c, 256)]
+    emb = Embeddings(*(np.concatenate([getattr(p, k) for p in parts]).reshape(n, c, -1)
+                       for k in ("fingerprint", "iris", "fused")))
+    flat = Embeddings(*(getattr(emb, k).reshape(n * c, -1) for k in ("fingerprint", "iris", "fused")))
+    kf = ext.whitening.apply(flat)
+    return emb, KeyFeatures(kf.fingerprint.reshape(n, c, -1), kf.iris.reshape(n, c, -1))
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact binomial confidence interval for k successes in n trials (bisection on the binomial tail)."""
+    def tail_ge(p: float) -> float:  # P[X >= k]
+        return 1.0 - _binom_cdf(k - 1, n, p) if k > 0 else 1.0
+
+    def tail_le(p: float) -> float:  # P[X <= k]
+        return _binom_cdf(k, n, p)
+
+    lo = 0.0 if k == 0 else _bisect(lambda p: tail_ge(p) - alpha / 2, 0.0, 1.0)
+    hi = 1.0 if k == n else _bisect(lambda p: alpha / 2 - tail_le(p), 0.0, 1.0)
+    return lo, hi
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    if k < 0:
+        return 0.0
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 1.0 if k >= n else 0.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+            + (n - i) * math.log1p(-p) for i in range(0, k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in logs))
+
+
+def _bisect(f, lo: float, hi: float) -> float:  # type: ignore[no-untyped-def]
+    # f increasing in p, root in (lo, hi).
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _rate(k: int, n: int) -> dict[str, float | int]:
+    lo, hi = clopper_pearson(k, n)
+    return {"count": k, "attempts": n, "rate": k / n if n else float("nan"), "ci95": [lo, hi]}
+
+
+class Target:
+    """One enrolled identity: helper data and raw secret of each modality."""
+
+    def __init__(self, fp: np.ndarray, ir: np.ndarray, codes: dict[str, fuzzy.CodeParams], seed: bytes) -> None:
+        rng = SeededRandom(seed)
+        self.r_fp, self.h_fp = fuzzy.generate(fp, codes["fingerprint"], rng)
+        self.r_ir, self.h_ir = fuzzy.generate(ir, codes["iris"], rng)
+        self.q_fp = fuzzy.rotation(self.h_fp.rotation_seed, fp.shape[1])
+        self.q_ir = fuzzy.rotation(self.h_ir.rotation_seed, ir.shape[1])
+
+    def decode(self, modality: str, feats: np.ndarray) -> list[bytes]:
+        """Decoded raw secrets of attempts (attempts, captures, dim): captures averaged per attempt."""
+        q, h = (self.q_fp, self.h_fp) if modality == "fingerprint" else (self.q_ir, self.h_ir)
+        z = (feats.mean(axis=1) @ q.T)[:, h.selected]
+        return [fuzzy.bits_to_bytes(b) for b in fuzzy.decode(z, h)]
+
+    def match(self, modality: str, feats: np.ndarray) -> np.ndarray:
+        want = self.r_fp if modality == "fingerprint" else self.r_ir
+        return np.array([r == want for r in self.decode(modality, feats)])
+
+
+def per_modality_rates(kf: KeyFeatures, codes: list[tuple[int, int]], k: int) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+    """Validation: per modality and code, genuine matches (4 enrol + k probes per identity) and impostor
+    matches (every other identity's k probes against each helper)."""
+    out: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    n = kf.fingerprint.shape[0]
+    for modality in ("fingerprint", "iris"):
+        feats = getattr(kf, modality)
+        rows = []
+        for m, b in codes:
+            params = fuzzy.CodeParams(m, b)
+            gen_ok = np.zeros(n, bool)
+            imp = 0
+            for i in range(n):
+                t = Target(feats[i, :ENROL], feats[i, :ENROL], {"fingerprint": params, "iris": params},
+                           f"val-{m}-{b}-{i}".encode())
+                gen_ok[i] = t.match("fingerprint", feats[i:i + 1, ENROL:ENROL + k])[0]
+                others = np.delete(np.arange(n), i)
+                imp += int(t.match("fingerprint", feats[others, ENROL:ENROL + k]).sum())
+            rows.append({"m": m, "blocks": b, "secret_bits": params.k, "code_bits": params.n,
+                         "genuine_ok": gen_ok.tolist(), "impostor_matches": imp, "impostor_attempts": n * (n - 1)})
+        out[modality] = rows
+    return out
+
+
+def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ignore[type-arg]
+    """The pair with the most measured bits among pairs with joint FRR <= MAX_FRR (validation only)."""
+    best = None
+    table = []
+    for f in rates["fingerprint"]:
+        for i in rates["iris"]:
+            joint_frr = 1 - float(np.mean(np.logical_and(f["genuine_ok"], i["genuine_ok"])))
+            bits = -math.log2((f["impostor_matches"] + 0.5) / (f["impostor_attempts"] + 1)) \
+                - math.log2((i["impostor_matches"] + 0.5) / (i["impostor_attempts"] + 1))
+            row = {"fingerprint": [f["m"], f["blocks"]], "iris": [i["m"], i["blocks"]], "joint_frr": joint_frr,
+                   "bits_estimate": bits}
+            table.append(row)
+            if joint_frr <= MAX_FRR and (best is None or bits > best["bits_estimate"]):
+                best = row
+    return {"chosen": best, "pairs": table}
+
+
+def impostor_rows(kf: KeyFeatures, imp: KeyFeatures, targets: list[Target], k: int) -> dict[str, object]:
+    """Independent impostor attempts of k capture pairs: impostor j's captures are split into disjoint sets
+    of k, and set (j, s) is used in exactly one attempt, against target (j * sets + s) mod targets. Besides the
+    full impostor, the same sets attack one modality while the other is the victim's own genuine capture."""
+    n_t = len(targets)
+    sets = imp.fingerprint.shape[1] // k
+    full = fp_only = iris_only = attempts = 0
+    gsl = slice(ENROL, ENROL + k)
+    for j in range(imp.fingerprint.shape[0]):
+        for s in range(sets):
+            t = (j * sets + s) % n_t
+            tg = targets[t]
+            sl = slice(s * k, (s + 1) * k)
+            fp_ok = tg.match("fingerprint", imp.fingerprint[j:j + 1, sl])[0]
+            ir_ok = tg.match("iris", imp.iris[j:j + 1, sl])[0]
+            full += int(fp_ok and ir_ok)
+            fp_only += int(fp_ok and tg.match("iris", kf.iris[t:t + 1, gsl])[0])
+            iris_only += int(ir_ok and tg.match("fingerprint", kf.fingerprint[t:t + 1, gsl])[0])
+            attempts += 1
+    return {"captures_per_attempt": k, "impostor_full": _rate(full, attempts),
+            "impostor_fingerprint_only": _rate(fp_only, attempts), "impostor_iris_only": _rate(iris_only, attempts)}
+
+
+def capture_bank_attack(imp: KeyFeatures, targets: list[Target], codes: dict[str, fuzzy.CodeParams],
+                        k: int) -> dict[str, object]:
+    """Every bank entry (one impostor identity's first k captures) through every target's helper data; per
+    modality the candidate secrets ranked by how often the bank produces them; pairs tried in rank order.
+    A secret the bank never produces must be brute-forced (2^k_modality guesses for that modality)."""
+    bank_fp, bank_ir = imp.fingerprint[:, :k], imp.iris[:, :k]
+    ranks, guesses = [], []
+    for tg in targets:
+        rk = []
+        for modality, bank, want in (("fingerprint", bank_fp, tg.r_fp), ("iris", bank_ir, tg.r_ir)):
+            vals, counts = np.unique(np.array(tg.decode(modality, bank), dtype=object), return_counts=True)
+            order = [vals[i] for i in np.argsort(-counts, kind="stable")]
+            rk.append(order.index(want) + 1 if want in order else None)
+        ranks.append(rk)
+        g_fp = rk[0] if rk[0] is not None else 2 ** codes["fingerprint"].k
+        g_ir = rk[1] if rk[1] is not None else 2 ** codes["iris"].k
+        guesses.append(g_fp * g_ir)
+    g = np.array(guesses, np.float64)
+    return {"bank_entries": int(bank_fp.shape[0]), "captures_per_entry": k, "targets": len(targets),
+            "fingerprint_secret_in_bank": int(sum(r[0] is not None for r in ranks)),
+            "iris_secret_in_bank": int(sum(r[1] is not None for r in ranks)),
+            "guesses_median": float(np.median(g)), "guesses_p10": float(np.percentile(g, 10)),
+            "guesses_min": float(g.min()), "bits_median": float(np.log2(np.median(g))),
+            "bits_p10": float(np.log2(np.percentile(g, 10))),
+            "broken_within_guesses": {str(x): int((g <= x).sum()) for x in (1, 10, 100, 10**4, 10**6)},
+            "nominal_bits": codes["fingerprint"].k + codes["iris"].k}
+
+
+def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeParams], k: int) -> dict[str, object]:
+    """FRR, independent impostor attempts (1 and k capture pairs) and the capture-bank attack, on test."""
+    n_t = kf.fingerprint.shape[0]
+    targets = [Target(kf.fingerprint[t, :ENROL], kf.iris[t, :ENROL], codes, f"test-{t}".encode()) for t in range(n_t)]
+    genuine: dict[str, object] = {}
+    for size in (1, k):
+        sets = (kf.fingerprint.shape[1] - ENROL) // size
+        n = fails = 0
+        for t, tg in enumerate(targets):
+            for s in range(sets):
+                sl = slice(ENROL + s * size, ENROL + (s + 1) * size)
+                ok = tg.match("fingerprint", kf.fingerprint[t:t + 1, sl])[0] and tg.match("iris", kf.iris[t:t + 1, sl])[0]
+                n += 1
+                fails += int(not ok)
+        genuine[f"frr_{size}_captures"] = _rate(fails, n)
+    return {"genuine": genuine, "impostor_1_capture": impostor_rows(kf, imp, targets, 1),
+            f"impostor_{k}_captures": impostor_rows(kf, imp, targets, k),
+            "capture_bank_attack_1_capture": capture_bank_attack(imp, targets, codes, 1),
+            f"capture_bank_attack_{k}_captures": capture_bank_attack(imp, targets, codes, k)}
+
+
+def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, fuzzy.CodeParams], k: int,
+                identities: int) -> dict[str, object]:
+    """Enrol p1_1 (with each test identity's iris), release with p1_2 (genuine) and p2_1 (another finger)."""
+    base = shared_data_dir() / "fingerprints"
+    fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes())) for n in ("p1_1", "p1_2", "p2_1")}
+    names = list(fps)
+    e = ext.run(np.stack([fps[n] for n in names]), np.repeat(test_iris[:1, 0].astype(np.float32), 3, 0))
+    cos = {f"{a}~{b}": float(e.fingerprint[i] @ e.fingerprint[j]) for i, a in enumerate(names)
+           for j, b in enumerate(names) if i < j}
+    kf_fp = ext.whitening.apply(e).fingerprint  # (3, dim)
+    sets = (test_iris.shape[1] - ENROL) // k
+    out: dict[str, list[int]] = {"p1_2": [], "p2_1": [], "p1_1": []}
+    fp_match: dict[str, list[int]] = {"p1_2": [], "p2_1": [], "p1_1": []}
+    for t in range(identities):
+        ir_emb = ext.run(np.repeat(fps["p1_1"][None], test_iris.shape[1], 0), test_iris[t].astype(np.float32))
+        ir_kf = ext.whitening.apply(ir_emb).iris
+        enrol_fp = np.repeat(kf_fp[:1], ENROL, 0)
+        tg = Target(enrol_fp, ir_kf[:ENROL], codes, f"real-{t}".encode())
+        for s in range(sets):
+            ir_ok = tg.match("iris", ir_kf[None, ENROL + s * k:ENROL + (s + 1) * k])[0]
+            for probe in out:
+                f = np.repeat(kf_fp[names.index(probe)][None, None], k, 1)
+                ok = bool(tg.match("fingerprint", f)[0])
+                fp_match[probe].append(int(ok))
+                out[probe].append(int(ok and ir_ok))
+    return {"fingerprint_cosine": cos, "iris_identities": identities,
+            "release": {p: _rate(sum(v), len(v)) for p, v in out.items()},
+            "fingerprint_extractor_match": {p: _rate(sum(v), len(v)) for p, v in fp_match.items()},
+            "note": "one impression per real finger: every attempt presents the same fingerprint image; the iris "
+                    "captures and each enrolment's random rotation and secret vary"}
+
+
+def score_sets(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine and impostor cosine scores of (identities, captures, dim) embeddings: all capture pairs."""
+    n, c, _ = emb.shape
+    flat = emb.reshape(n * c, -1)
+    labels = np.repeat(np.arange(n), c)
+    sim = flat @ flat.T
+    iu = np.triu_indices(n * c, 1)
     same = (labels[:, None] == labels[None, :])[iu]
     return sim[iu][same], sim[iu][~same]
 
 
-def roc(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    thr = np.linspace(-1, 1, 801)
-    far = (impostor[None, :] >= thr[:, None]).mean(1)
-    tar = (genuine[None, :] >= thr[:, None]).mean(1)
-    return far, tar
-
-
-def key_release(feats: np.ndarray, labels: np.ndarray, m: int, blocks: int, captures: int,
-                per_attempt: int = 1) -> dict[str, object]:
-    """FRR/FAR of the fuzzy extractor with RM(1,m) x blocks; enrol on the first ENROL captures of each id.
-
-    `per_attempt` fresh captures are presented at each release and averaged (as `fuzzy.reproduce` does with
-    several rows): genuine attempts are every run of `per_attempt` consecutive probes of the identity, impostor
-    attempts the first `per_attempt` probes of every other identity.
-    """
-    params = fuzzy.CodeParams(m=m, blocks=blocks)
-    ids = np.unique(labels)
-    probes_idx = [np.nonzero(labels == i)[0][ENROL:] for i in ids]
-    gen_ber, imp_ber = [], []
-    genuine_ok = genuine_n = impostor_ok = impostor_n = 0
-    for i in ids:
-        rows = np.nonzero(labels == i)[0]
-        secret, helper = fuzzy.generate(feats[rows[:ENROL]], params, SeededRandom(f"eval-{m}-{blocks}-{i}".encode()))
-        q = fuzzy.rotation(helper.rotation_seed, feats.shape[1])
-        z_enrol = (feats[rows[:ENROL]] @ q.T).mean(0)[helper.selected]
-        # Genuine: every run of k probes of i; impostor: the first k probes of every other identity.
-        k = per_attempt
-        own = probes_idx[i]
-        genuine_sets = np.array([own[s:s + k] for s in range(len(own) - k + 1)])
-        others = np.array([probes_idx[j][:k] for j in ids if j != i])
-        for kind, sets in (("g", genuine_sets), ("i", others)):
-            idx = sets[:, 0]
-            z = (feats[sets.reshape(-1)] @ q.T).reshape(len(sets), k, -1).mean(1)
-            z = z[:, helper.selected]
-            fresh = (z < 0).astype(np.uint8)
-            ber = (fresh != (z_enrol < 0)).mean(1)
-            soft = np.where((fresh ^ helper.offset) == 0, 1.0, -1.0) * np.abs(z)
-            dec = fuzzy.rm_decode_soft(soft.reshape(-1, 1 << m), m).reshape(len(idx), -1)
-            ok = np.array([fuzzy.bits_to_bytes(r) == secret for r in dec])
-            if kind == "g":
-                gen_ber += ber.tolist()
-                genuine_ok += int(ok.sum())
-                genuine_n += len(idx)
-            else:
-                imp_ber += ber.tolist()
-                impostor_ok += int(ok.sum())
-                impostor_n += len(idx)
-    gb, ib = np.array(gen_ber), np.array(imp_ber)
-    p, s = float(ib.mean()), float(ib.std())
-    dof = p * (1 - p) / max(s * s, 1e-12)
-    # Extrapolation beyond what 10^4 attempts can show: treat an impostor's bit-error rate as Binomial(DoF, p)
-    # / DoF (Daugman's model) and ask how often it falls below the largest BER a genuine probe decoded at.
-    radius = float(np.percentile(gb, 99))
-    extrapolated = _binom_cdf_log2(int(round(dof)), p, radius)
-    return {"m": m, "blocks": blocks, "captures_per_release": per_attempt, "code_bits": params.n,
-            "secret_bits": params.k,
-            "genuine_attempts": genuine_n, "frr": 1 - genuine_ok / genuine_n,
-            "impostor_attempts": impostor_n, "false_releases": impostor_ok, "far": impostor_ok / impostor_n,
-            "far_95_upper": (3.0 / impostor_n) if impostor_ok == 0 else None,
-            "genuine_ber_mean": float(gb.mean()), "genuine_ber_p95": float(np.percentile(gb, 95)),
-            "genuine_ber_max": float(gb.max()), "impostor_ber_mean": p, "impostor_ber_std": s,
-            "impostor_ber_min": float(ib.min()), "impostor_dof": dof,
-            "genuine_ber_p99": radius, "extrapolated_false_release_log2": extrapolated}
-
-
-def _binom_cdf_log2(n: int, p: float, frac: float) -> float:
-    """log2 P[Binomial(n, p) <= frac * n]."""
-    k_max = int(math.floor(frac * n))
-    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p)
-             + (n - k) * math.log(1 - p) for k in range(0, k_max + 1)]
-    top = max(terms)
-    return (top + math.log(sum(math.exp(t - top) for t in terms))) / math.log(2)
-
-
-def real_prints(ext: FeatureExtractor, d: dict[str, np.ndarray], captures: int, params: fuzzy.CodeParams) -> dict[str, object]:
-    """The real prints: fingerprint scores, and key release with a generated iris held fixed."""
-    base = shared_data_dir() / "fingerprints"
-    fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes())) for n in ("p1_1", "p1_2", "p2_1")}
-    iris_rows = d["iris"][:captures]  # eval identity 0's iris captures
-    names = list(fps)
-    ef, _, _, _ = ext._sess.run(None, {"fingerprint": np.stack([fps[n] for n in names]),
-                                     "iris": np.repeat(iris_rows[:1], len(names), 0)})
-    cos = {f"{a}~{b}": float(ef[i] @ ef[j]) for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
-    # Enrol with p1_1 (the only impression available, paired with 4 iris captures), probe with p1_2 / p2_1.
-    enrol = ext.run(np.repeat(fps["p1_1"][None], ENROL, 0), iris_rows[:ENROL]).key_features()
-    secret, helper = fuzzy.generate(enrol, params, SeededRandom(b"real-prints"))
-    out: dict[str, object] = {"fingerprint_cosine": cos}
-    for probe in ("p1_1", "p1_2", "p2_1"):
-        f = ext.run(fps[probe][None], iris_rows[ENROL:ENROL + 1]).key_features()
-        out[f"release_{probe}_with_genuine_iris"] = fuzzy.reproduce(f, helper) == secret
-        out[f"ber_{probe}"] = fuzzy.fractional_hamming(enrol, f, helper)
-    return out
-
-
-def write_manifest_metrics(res: dict) -> None:  # type: ignore[type-arg]
-    """Copy the headline measurements into the model manifest (next to sha256 and the input spec)."""
-    path = HERE / "manifest.json"
-    manifest = json.loads(path.read_text())
-    chosen = next(c for c in res["key_release"]
-                  if (c["m"], c["blocks"], c["captures_per_release"]) == (res["chosen_code"]["m"],
-                      res["chosen_code"]["blocks"], res["chosen_code"]["captures_per_release"]))
-    manifest["metrics"] = {
-        "eval_set": f"{res['identities']} unseen generated identities x {res['captures_per_identity']} captures",
-        "eer": {k: round(v["eer"], 4) for k, v in res["scores"].items()},
-        "key_release": {k: chosen[k] for k in ("m", "blocks", "captures_per_release", "secret_bits", "frr", "far",
-                                               "false_releases",
-                                               "impostor_attempts", "genuine_attempts", "impostor_dof")},
-        "key_release_worst_far_over_capture_counts": res["chosen_code"]["worst_far_over_capture_counts"],
-        "meets_target_frr2_far0": res["chosen_code"]["meets_target"],
-        "details": "models/msenet/results/eval.json",
-    }
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--identities", type=int, default=120)
-    ap.add_argument("--captures", type=int, default=7, help=f"per identity: {ENROL} enrol + the rest probes")
-    ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval_inputs.npz"))
+    ap.add_argument("--val-identities", type=int, default=120)
+    ap.add_argument("--test-targets", type=int, default=200)
+    ap.add_argument("--impostors", type=int, default=2500, help="test impostor identities")
+    ap.add_argument("--impostor-captures", type=int, default=4, help="captures per impostor identity")
+    ap.add_argument("--real-identities", type=int, default=40)
+    ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval"))
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--generate-only", action="store_true")
-    ap.add_argument("--codes", default=None, help="override candidate codes, e.g. 3x32,4x16")
+    ap.add_argument("--choose-only", action="store_true", help="print the validation choice of codes and stop")
     a = ap.parse_args()
-    d = generate(a.identities, a.captures, a.cache)
+    k = RELEASE_CAPTURES
+    val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers)
+    if a.choose_only:
+        _, val_kf = embed(FeatureExtractor(), val)
+        rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
+        for m, rows in rates.items():
+            for r in rows:
+                print(m, r["m"], r["blocks"], "FRR", round(1 - float(np.mean(r["genuine_ok"])), 3), "impostor",
+                      r["impostor_matches"], "/", r["impostor_attempts"])
+        print(json.dumps(choose_codes(rates)["chosen"]))
+        return
+    test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers)
+    imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers)
     if a.generate_only:
         return
     ext = FeatureExtractor()
-    print(f"embedding {len(d['labels'])} capture pairs", flush=True)
     t0 = time.time()
-    embs = [ext.run(d["fingerprint"][i:i + 64], d["iris"][i:i + 64]) for i in range(0, len(d["labels"]), 64)]
-    infer_ms = (time.time() - t0) / len(d["labels"]) * 1000
-    ef = np.concatenate([e.fingerprint for e in embs])
-    ei = np.concatenate([e.iris for e in embs])
-    eu = np.concatenate([e.fused for e in embs])
-    feats = np.concatenate([e.key_features() for e in embs])
-    labels = d["labels"]
-    res: dict[str, object] = {"identities": a.identities, "captures_per_identity": a.captures,
-                              "identity_seeds": f"{SPLIT_BASE['eval']}..{SPLIT_BASE['eval'] + a.identities - 1}",
-                              "onnx_cpu_ms_per_pair_batched": infer_ms, "model_sha256": ext.sha256}
+    _, val_kf = embed(ext, val)
+    test_emb, test_kf = embed(ext, test)
+    _, imp_kf = embed(ext, imp)
+    res: dict[str, object] = {"model_sha256": ext.sha256, "embed_s": round(time.time() - t0, 1),
+                              "splits": {"val": f"seeds {SPLIT_BASE['val']}..+{a.val_identities - 1} x {ENROL + k}",
+                                         "test_targets": f"seeds {SPLIT_BASE['eval']}..+{a.test_targets - 1} x "
+                                                         f"{ENROL + 3 * k}",
+                                         "test_impostors": f"seeds {IMPOSTOR_BASE}..+{a.impostors - 1} x "
+                                                           f"{a.impostor_captures}"}}
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
     scores = {}
-    for name, e in (("fingerprint", ef), ("iris", ei), ("fused", eu),
-                    ("key features (whitened fp||iris)", feats / np.linalg.norm(feats, axis=1, keepdims=True))):
-        g, i = score_sets(e, labels)
-        scores[name] = {"eer": eer(g, i), "genuine_mean": float(g.mean()), "genuine_std": float(g.std()),
-                        "impostor_mean": float(i.mean()), "impostor_std": float(i.std()),
-                        "genuine_pairs": int(g.size), "impostor_pairs": int(i.size)}
-        far, tar = roc(g, i)
-        ax[0].semilogx(np.maximum(far, 1e-5), tar, label=f"{name} (EER {100 * scores[name]['eer']:.2f} %)")
-        if name in ("fingerprint", "iris", "fused"):
-            ax[1].hist(g, bins=60, alpha=0.45, density=True, label=f"{name} genuine")
-            ax[1].hist(i, bins=60, alpha=0.45, density=True, label=f"{name} impostor")
-    ax[0].set_xlabel("false accept rate")
-    ax[0].set_ylabel("true accept rate")
-    ax[0].set_title("MSE-Net ROC, unseen generated identities")
-    ax[0].legend(fontsize=7)
-    ax[1].set_xlabel("cosine score")
-    ax[1].set_title("genuine / impostor scores")
-    ax[1].legend(fontsize=6)
+    for name in ("fingerprint", "iris", "fused"):
+        g, i = score_sets(getattr(test_emb, name))
+        scores[name] = {"eer": eer(g, i), "genuine_mean": float(g.mean()), "impostor_mean": float(i.mean()),
+                        "impostor_std": float(i.std())}
+        thr = np.linspace(-1, 1, 801)
+        far = (i[None, :] >= thr[:, None]).mean(1)
+        tar = (g[None, :] >= thr[:, None]).mean(1)
+        ax.semilogx(np.maximum(far, 1e-6), tar, label=f"{name} (EER {100 * scores[name]['eer']:.2f} %)")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title("MSE-Net on generated test identities")
+    ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "roc.png", dpi=110)
-    res["scores"] = scores
-    print(f"embedded in {time.time() - t0:.1f} s; key release over {len(CANDIDATE_CODES)} codes", flush=True)
-    cands = [tuple(int(v) for v in c.split("x")) for c in a.codes.split(",")] if a.codes else CANDIDATE_CODES
-    runs = [(m, b, k) for k in RELEASE_CAPTURES for m, b in cands]
-    codes = [key_release(feats, labels, m, b, a.captures, k) for m, b, k in tqdm(runs, desc="codes")]
-    res["key_release"] = codes
-    # An attacker chooses how many of their own captures to present, so a code's exposure is its worst FAR
-    # over the capture counts; the clinician presents the count that gives the lowest FRR.
-    worst_far = {(c["m"], c["blocks"]): max(d["far"] for d in codes if (d["m"], d["blocks"]) == (c["m"], c["blocks"]))
-                 for c in codes}
-    ok = [c for c in codes if c["frr"] <= 0.02 and worst_far[(c["m"], c["blocks"])] == 0]
-    usable = [c for c in codes if c["frr"] <= MAX_FRR]
-    if ok:  # the target: the largest secret with FRR <= 2 % and no false release
-        chosen = max(ok, key=lambda c: (c["secret_bits"], -c["frr"]))
-    elif usable:  # target missed: security first, fewest false releases at an FRR a clinician can live with
-        chosen = min(usable, key=lambda c: (worst_far[(c["m"], c["blocks"])], -c["secret_bits"], c["frr"]))
-    else:
-        chosen = min(codes, key=lambda c: c["frr"] + worst_far[(c["m"], c["blocks"])])
-    res["chosen_code"] = {"m": chosen["m"], "blocks": chosen["blocks"],
-                          "captures_per_release": chosen["captures_per_release"],
-                          "worst_far_over_capture_counts": worst_far[(chosen["m"], chosen["blocks"])],
-                          "meets_target": bool(ok)}
-    res["real_prints"] = real_prints(ext, d, a.captures, fuzzy.CodeParams(chosen["m"], chosen["blocks"]))
+    res["scores_test"] = scores
+    rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
+    choice = choose_codes(rates)
+    res["validation"] = {"per_modality": {m: [{kk: v for kk, v in r.items() if kk != "genuine_ok"}
+                                              | {"frr": 1 - float(np.mean(r["genuine_ok"]))} for r in rows]
+                                          for m, rows in rates.items()}, "choice": choice["chosen"]}
+    chosen = choice["chosen"]
+    codes = ({"fingerprint": fuzzy.CodeParams(*chosen["fingerprint"]), "iris": fuzzy.CodeParams(*chosen["iris"])}
+             if chosen else DEFAULT_CODES)
+    res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
+    res["codes_match_default"] = codes == DEFAULT_CODES
+    res["test"] = test_figures(test_kf, imp_kf, codes, k)
+    res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities)
     (RESULTS / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
-    write_manifest_metrics(res)
-    print(json.dumps({"scores": {k: round(v["eer"], 4) for k, v in scores.items()}, "chosen": chosen,
-                      "real": res["real_prints"]}, indent=1))
+    print(json.dumps({kk: res[kk] for kk in ("codes_used", "codes_match_default", "test", "real_prints")}, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.msenet.model import MSENet
+from models.msenet.scores import eer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,15 +34,6 @@ def supcon(emb: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) ->
     pos = (labels[:, None] == labels[None, :]) & ~eye
     logprob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     return -(logprob * pos).sum(1).div(pos.sum(1).clamp(min=1)).mean()
-
-
-def eer(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    """Equal error rate of similarity scores (higher = more alike)."""
-    thr = np.unique(np.concatenate([genuine, impostor]))
-    frr = np.searchsorted(np.sort(genuine), thr, side="left") / len(genuine)
-    far = 1 - np.searchsorted(np.sort(impostor), thr, side="left") / len(impostor)
-    i = int(np.argmin(np.abs(frr - far)))
-    return float((frr[i] + far[i]) / 2)
 
 
 def pair_scores(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,3 +59,40 @@ def test_blank_images_raise_input_error() -> None:
         fingerprint_input(np.full((500, 400), 255, np.uint8))
     with pytest.raises(InputError):
         iris_input(np.full((240, 320), 255, np.uint8))
+
+
+def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
+    h, w = img.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    return cv2.warpAffine(img, m, (w, h), borderValue=255)
+
+
+@pytest.mark.parametrize("deg", [-25.0, 15.0, 30.0])
+def test_pose_normalisation_follows_a_rotated_real_print(shared_data: Path, deg: float) -> None:
+    from gateway.biometrics.preprocess import fingerprint_pose
+
+    img = load_capture((shared_data / "fingerprints" / "p1_1.png").read_bytes())
+    x0, y0, t0 = fingerprint_pose(img)
+    x1, y1, t1 = fingerprint_pose(_rotate(img, deg))
+    assert abs((t0 - t1) - deg) < 4.0  # the finger axis turned by the same angle
+    # The core moved with the finger (within about two orientation blocks).
+    a = np.deg2rad(deg)
+    dx, dy = x0 - 200, y0 - 250
+    ex, ey = 200 + dx * np.cos(a) + dy * np.sin(a), 250 - dx * np.sin(a) + dy * np.cos(a)
+    assert np.hypot(x1 - ex, y1 - ey) < 20
+
+
+def test_generated_impressions_look_like_the_real_sensor(shared_data: Path) -> None:
+    """Dark-ridge share and foreground share of generated impressions fall in the range of the real ones."""
+    def shares(img: np.ndarray) -> tuple[float, float]:
+        g = img.astype(np.float32)
+        mean = cv2.blur(g, (15, 15))
+        fg = np.sqrt(np.maximum(cv2.blur(g * g, (15, 15)) - mean * mean, 0)) > 25
+        return float((img[fg] < 128).mean()), float(fg.mean())
+
+    real = [shares(load_capture((shared_data / "fingerprints" / f"{n}.png").read_bytes()))
+            for n in ("p1_1", "p1_2", "p2_1")]
+    gen = [shares(i) for s in range(5) for i in fingerprint.impressions(20_000 + s, 2)]
+    lo_r, hi_r = min(r[0] for r in real) - 0.1, max(r[0] for r in real) + 0.1
+    assert all(lo_r <= g[0] <= hi_r for g in gen), gen
+    assert 0.25 <= float(np.mean([g[1] for g in gen])) <= 0.55
