@@ -80,7 +80,13 @@ def key_verifier(private_key: Any) -> Verifier:
 class Receiver:
     """Pure-ish core: feed it payloads from the cloud topic; it stores each whole envelope once."""
 
-    def __init__(self, out_dir: Path, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        verifier: Verifier | None = None,
+        on_stored: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        """`on_stored(message_id, envelope)` runs after each new envelope is on disk (PACS delivery)."""
         from gateway.crypto.parts import Reassembler, is_part
 
         self.out_dir = out_dir
@@ -88,6 +94,7 @@ class Receiver:
         self._reassembler = Reassembler()
         self._is_part = is_part
         self._verifier = verifier
+        self._on_stored = on_stored
         self.stats = ReceiverStats()
         self.verifications: list[Verification] = []
         self._log = get_logger("receiver")
@@ -124,6 +131,11 @@ class Receiver:
         self.stats.stored += 1
         if self._verifier is not None:
             self._verify(envelope, header)
+        if self._on_stored is not None:
+            try:
+                self._on_stored(message_id, envelope)
+            except Exception as exc:  # noqa: BLE001 - the envelope is stored; the hook catches up at next start
+                self._log.error("on_stored_failed", message_id=message_id, error=type(exc).__name__)
         return message_id
 
     def ledger_count(self, device: str) -> int:

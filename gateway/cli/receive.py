@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--password-file", type=Path)
     parser.add_argument("--count", type=int, help="exit after storing this many envelopes")
     parser.add_argument("--timeout", type=float, help="exit after this many seconds")
+    parser.add_argument(
+        "--pacs", type=Path, help="TOML of [[destination]] PACS (C-STORE or STOW-RS) to deliver opened DICOM to (needs --key)"
+    )
     parser.set_defaults(func=main)
 
 
@@ -48,7 +51,10 @@ def main(args: argparse.Namespace) -> int:
         from gateway.crypto.recipients import PrivateKey
 
         verifier = key_verifier(PrivateKey.load(args.key))
-    receiver = Receiver(args.out, verifier)
+    delivery = None
+    if args.pacs:
+        delivery = _delivery(args)
+    receiver = Receiver(args.out, verifier, on_stored=delivery.offer if delivery else None)
     service = ReceiverService(receiver, broker, topic=args.topic, client_id=args.client_id).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -58,6 +64,26 @@ def main(args: argparse.Namespace) -> int:
         if args.count is not None and receiver.stats.stored >= args.count:
             break
         stop.wait(0.1)
+    while delivery is not None and not stop.is_set() and time.monotonic() < deadline and delivery.queue.depth(held=False):
+        stop.wait(0.1)  # --count reached: let the PACS deliveries drain (they stay queued if not)
     service.stop()
+    if delivery is not None:
+        delivery.stop()
     print(json.dumps(receiver.stats.as_dict(), sort_keys=True))
     return 0 if receiver.stats.verify_failed == 0 else 1
+
+
+def _delivery(args: argparse.Namespace) -> Any:
+    """PACS delivery (gateway.dicom.delivery): queue under --out, catch up on stored envelopes, start senders."""
+    from gateway.crypto.recipients import PrivateKey
+    from gateway.dicom.delivery import Delivery, key_opener, load_destinations
+    from gateway.errors import ConfigError
+
+    if not args.key:
+        raise ConfigError("--pacs needs --key (the service recipient that opens what is delivered)")
+    destinations = load_destinations(args.pacs)
+    restore = any(d.what == "original" for d in destinations)
+    delivery = Delivery(destinations, args.out / "delivery.sqlite3", key_opener(PrivateKey.load(args.key), restore))
+    args.out.mkdir(parents=True, exist_ok=True)
+    delivery.catch_up(args.out)
+    return delivery.start()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.broker import EmbeddedBroker, find_mosquitto
 from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
 from gateway.crypto.sbbe import SearchParams
 from gateway.rng import SeededRandom
@@ -26,6 +28,15 @@ def ct_series() -> list[Path]:
 @pytest.fixture(scope="session")
 def dicom_recipient() -> tuple[PrivateKey, RecipientCard]:
     return generate_recipient("dicom-tests", SeededRandom(b"dicom-tests"))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A real mosquitto on a free loopback port (the gateway's inbound and cloud broker in these tests)."""
+    find_mosquitto()
+    started = EmbeddedBroker(persistence_dir=tmp_path / "mosquitto").start()
+    yield started
+    started.close()
 
 
 def require_tool(name: str) -> str:

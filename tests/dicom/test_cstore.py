@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from gateway import pipeline, scanner_sim
-from gateway.broker import EmbeddedBroker, find_mosquitto
+from gateway.broker import EmbeddedBroker
 from gateway.config import parse_config
 from gateway.crypto.envelope import peek_header
 from gateway.daemon import Gateway
@@ -41,14 +41,6 @@ def fast_protect(card):  # noqa: ANN001, ANN201
                                  carrier_rule="non-lesion", **FAST)]
 
     return protect
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    find_mosquitto()
-    started = EmbeddedBroker(persistence_dir=tmp_path / "mosquitto").start()
-    yield started
-    started.close()
 
 
 def make_gateway(tmp_path: Path, broker_port: int, card, *, cloud_port: int | None = None, **dicom) -> Gateway:  # noqa: ANN001

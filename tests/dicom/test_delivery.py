@@ -1,0 +1,172 @@
+"""Delivery into a real Orthanc by C-STORE and by DICOMweb STOW-RS, each destination with a durable queue:
+nothing is lost while the PACS is down, and what Orthanc stores (read back over its REST API) is the image."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from gateway import pipeline
+from gateway.dicom.delivery import Delivery, Destination, key_opener, load_destinations
+from gateway.errors import ConfigError
+from tests.broker.helpers import wait_until
+from tests.dicom.conftest import FAST
+from tests.dicom.orthanc import ORTHANC_AET, Orthanc
+from tests.dicom.reference import pydicom_file
+
+# Real files whose encapsulated Pixel Data has the VR the standard requires (OB): MR_small_jp2klossless.dcm
+# says OW, which Orthanc (dcmtk) corrects on storage.
+FILES = ["CT_small.dcm", "MR2_J2KI.dcm", "JPEG-LL.dcm"]
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    (group_length,) = struct.unpack_from("<I", part10, 132 + 8)
+    return part10[132 + 12 + group_length :]
+
+
+def same_elements(stored: bytes, sent: bytes) -> bool:
+    a, b = (pydicom.dcmread(io.BytesIO(x)) for x in (stored, sent))
+    elements = lambda ds: [(el.tag, el.VR, el.value) for el in ds]  # noqa: E731
+    return a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID and elements(a) == elements(b) and (
+        a.PixelData == b.PixelData
+    )
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    server = Orthanc(tmp_path / "orthanc")
+    yield server
+    server.stop()
+
+
+def envelopes(card) -> list[tuple[str, bytes, bytes]]:  # noqa: ANN001
+    """(message id, envelope, original file) for the test files, protected for `card`."""
+    out = []
+    for name in FILES:
+        data = pydicom_file(name).read_bytes()
+        image = pydicom.dcmread(io.BytesIO(data))
+        mask = np.zeros((int(image.Rows) * int(image.get("NumberOfFrames", 1) or 1), int(image.Columns)), bool)
+        result = pipeline.protect(data, card, mask=mask, **FAST)
+        out.append((result.message_id, result.envelope, data))
+    return out
+
+
+def destinations(orthanc: Orthanc) -> list[Destination]:
+    return [
+        Destination(name="pacs-dimse", kind="cstore", what="original", host="127.0.0.1", port=orthanc.dicom_port,
+                    called_ae_title=ORTHANC_AET, timeout_s=10),
+        Destination(name="pacs-web", kind="stow", what="marked", url=orthanc.dicomweb, timeout_s=10),
+    ]
+
+
+def test_orthanc_stores_the_original_by_cstore_and_the_marked_image_by_stow(orthanc, tmp_path, dicom_recipient):
+    private_key, card = dicom_recipient
+    orthanc.start()
+    delivery = Delivery(destinations(orthanc), tmp_path / "queue.sqlite3", key_opener(private_key, True)).start()
+    sent = envelopes(card)
+    try:
+        for message_id, envelope, _ in sent:
+            delivery.offer(message_id, envelope)
+            delivery.offer(message_id, envelope)  # a redelivered envelope is queued once
+        assert wait_until(lambda: delivery.queue.depth() == 0, 60)
+    finally:
+        delivery.stop()
+    stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}
+    assert len(stored) == 2 * len(FILES)
+    for message_id, envelope, original in sent:
+        opened = pipeline.open_(envelope, private_key)
+        source_uid = pydicom.dcmread(io.BytesIO(original), stop_before_pixels=True).SOPInstanceUID
+        marked_uid = pydicom.dcmread(io.BytesIO(opened.marked), stop_before_pixels=True).SOPInstanceUID
+        # The restored original and the marked derived object: every data element (tag, VR, value) and the
+        # Pixel Data bytes as sent. (Orthanc stores through dcmtk, which may re-encode sequence lengths, so
+        # the data set bytes themselves are compared only where it keeps them.)
+        assert same_elements(stored[source_uid], original)
+        assert same_elements(stored[marked_uid], opened.marked)
+
+
+def test_nothing_is_lost_while_the_pacs_is_down(orthanc, tmp_path, dicom_recipient):
+    private_key, card = dicom_recipient
+    queue = tmp_path / "queue.sqlite3"
+    sent = envelopes(card)
+    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True)).start()
+    for message_id, envelope, _ in sent:
+        delivery.offer(message_id, envelope)
+    # Orthanc is not running: every send fails, every row stays.
+    assert wait_until(lambda: all(n == 0 for n in delivery.delivered.values()) and delivery.queue.depth() == 6, 5)
+    delivery.stop()  # the receiver goes away too; the queue is on disk
+    orthanc.start()
+    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True)).start()
+    try:
+        assert delivery.queue.depth() == 2 * len(FILES)
+        assert wait_until(lambda: delivery.queue.depth() == 0, 90)
+    finally:
+        delivery.stop()
+    assert len(orthanc.instances()) == 2 * len(FILES)
+
+
+def test_catch_up_offers_stored_envelopes_the_queue_never_took(orthanc, tmp_path, dicom_recipient):
+    private_key, card = dicom_recipient
+    out = tmp_path / "received"
+    out.mkdir()
+    for message_id, envelope, _ in envelopes(card)[:2]:
+        (out / f"{message_id}.msh").write_bytes(envelope)
+    orthanc.start()
+    delivery = Delivery(destinations(orthanc)[:1], tmp_path / "queue.sqlite3", key_opener(private_key, True))
+    assert delivery.catch_up(out) == 2 and delivery.catch_up(out) == 0
+    delivery.start()
+    try:
+        assert wait_until(lambda: delivery.queue.depth() == 0, 60)
+    finally:
+        delivery.stop()
+    assert len(orthanc.instances()) == 2
+
+
+def test_destination_files_are_checked(tmp_path):
+    good = tmp_path / "pacs.toml"
+    good.write_text('[[destination]]\nname = "a"\nkind = "stow"\nurl = "http://127.0.0.1:8042/dicom-web"\n')
+    assert load_destinations(good)[0].what == "original"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[destination]]\nname = "a"\nkind = "cstore"\n')
+    with pytest.raises(ConfigError, match="host and port"):
+        load_destinations(bad)
+
+
+def test_receive_command_delivers_to_orthanc(orthanc, tmp_path, dicom_recipient, broker):
+    """`medshield receive --key --pacs` as a user runs it: envelopes from the cloud broker end up in Orthanc."""
+    from gateway.cli import main
+    from gateway.crypto.recipients import save_recipient
+    from tests.broker.helpers import publish_all
+
+    private_key, card = dicom_recipient
+    key_path, _ = save_recipient(tmp_path / "keys", private_key)
+    orthanc.start()
+    pacs = tmp_path / "pacs.toml"
+    pacs.write_text(
+        f'[[destination]]\nname = "orthanc"\nkind = "cstore"\nhost = "127.0.0.1"\nport = {orthanc.dicom_port}\n'
+        f'called_ae_title = "{ORTHANC_AET}"\n'
+    )
+    sent = envelopes(card)
+    topic = "medshield/gateways/gw-x/envelopes"
+
+    def later() -> None:
+        time.sleep(1.5)  # after the receiver subscribed
+        publish_all(broker.port, [(topic, envelope) for _, envelope, _ in sent], client_id="pacs-feed")
+
+    feeder = threading.Thread(target=later)
+    feeder.start()
+    rc = main(["receive", "--broker", f"mqtt://127.0.0.1:{broker.port}", "--out", str(tmp_path / "out"), "--key",
+               str(key_path), "--pacs", str(pacs), "--count", str(len(sent)), "--timeout", "60", "--client-id", "pacs-rx"])
+    feeder.join()
+    assert rc == 0
+    stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}
+    for _, _, original in sent:
+        uid = pydicom.dcmread(io.BytesIO(original), stop_before_pixels=True).SOPInstanceUID
+        assert same_elements(stored[uid], original)
