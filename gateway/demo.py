@@ -4,6 +4,10 @@ An embedded mosquitto on a free loopback port; a raw-key *service* recipient gen
 gateway (the same `Gateway` and protection step as `medshield run`); a scanner simulator publishing real CT
 slices (lung1.npz wrapped as DICOM, pydicom's CT_small.dcm), generated PNG/NPY images and malformed inputs;
 a receiver that reassembles, stores, opens every envelope and checks its hidden payload. Prints a summary.
+
+Where dcmtk's storescu and Orthanc are installed, also the hospital loop (`gateway.dicom.hospital`): storescu
+sends a CT series to the gateway's C-STORE listener, and the receiver delivers every restored original to a
+private Orthanc, where each image storescu sent is checked to be the same image.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, GatewayConfig, parse_config
 from gateway.daemon import Gateway, ProtectFn, pipeline_protect_fn
+from gateway.dicom import hospital as hospital_loop
+from gateway.dicom.hospital import HospitalResult
 from gateway.receiver import Receiver, ReceiverService, Verifier, key_verifier
 from gateway.scanner_sim import ScannerSimulator, SimImage, demo_feed
 from gateway.telemetry import Histogram
@@ -39,6 +45,7 @@ class DemoSummary:
     elapsed_s: float = 0.0
     ledger_entries: int = 0
     ledger_ok: bool = False
+    hospital: HospitalResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,6 +55,7 @@ class DemoSummary:
             and self.verify_failed == 0
             and self.ledger_ok
             and sum(self.quarantined.values()) == self.expected_quarantined
+            and (self.hospital is None or self.hospital.ok)
         )
 
     def render(self) -> str:
@@ -67,6 +75,12 @@ class DemoSummary:
         for stage, (p50, p95) in sorted(self.stage_ms.items()):
             name = "protect (all stages)" if stage == "protect" else stage
             lines.append(f"    {name:<24} {p50:8.2f}  {p95:8.2f}")
+        if self.hospital is not None:
+            h = self.hospital
+            lines.append(
+                f"  storescu → gateway (C-STORE) → Orthanc     : {h.sent} sent, {h.answered_success} answered Success, "
+                f"{h.in_orthanc} in Orthanc, {h.identical} the same image (elements, pixels), {h.bit_exact} bit-exact data sets"
+            )
         if self.end_to_end_ms:
             p50, p95 = self.end_to_end_ms
             lines.append(
@@ -93,9 +107,12 @@ def run_demo(
     protect_factory: Callable[[GatewayConfig], ProtectFn] = pipeline_protect_fn,
     verifier_factory: Callable[[Path], Verifier] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    hospital: bool = False,
 ) -> DemoSummary:
-    """Run the whole chain once and return what happened."""
+    """Run the whole chain once and return what happened (`hospital`: the storescu → C-STORE → Orthanc loop
+    too; it needs storescu and Orthanc, `gateway.dicom.hospital.available()`)."""
     feed = images if images is not None else demo_feed()
+    with_hospital = hospital
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medshield-demo-") as tmp:
         root = workdir or Path(tmp)
@@ -111,11 +128,23 @@ def run_demo(
                 "cloud": {"port": broker.port},
                 "protection": {"recipients": [str(card_path)]},
                 "telemetry": {"port": None},
+                "dicom": (
+                    {"port": 0, "host": "127.0.0.1", "allowed_calling_ae_titles": [hospital_loop.MODALITY_AE]}
+                    if with_hospital
+                    else {}
+                ),
             },
             environ={},
         )
         gateway = Gateway(config, protect_factory(config))
-        receiver = Receiver(root / "received", (verifier_factory or _key_verifier)(key_path))
+        loop = hospital_loop.HospitalLoop(root, key_path).start() if with_hospital else None
+        if loop is not None:
+            progress(f"Orthanc on 127.0.0.1:{loop.orthanc.dicom_port} (DICOM), :{loop.orthanc.http_port} (REST)")
+        receiver = Receiver(
+            root / "received",
+            (verifier_factory or _key_verifier)(key_path),
+            on_stored=loop.delivery.offer if loop is not None else None,
+        )
         service = ReceiverService(receiver, BrokerConfig(port=broker.port), client_id="demo-receiver").start()
         try:
             gateway.start()
@@ -131,6 +160,11 @@ def run_demo(
                 expected_protected=sum(1 for i in feed if i.expect == "protected"),
                 expected_quarantined=sum(1 for i in feed if i.expect != "protected"),
             )
+            if loop is not None and gateway.dicom_intake is not None:
+                files = _modality_series(root / "modality")
+                progress(f"storescu sends {len(files)} CT images to the gateway's C-STORE listener")
+                loop.send(files, gateway.dicom_intake.port, config.dicom.ae_title)
+                summary.expected_protected += len(files)
             deadline = time.monotonic() + timeout_s
             m = gateway.metrics
             while time.monotonic() < deadline:
@@ -140,6 +174,7 @@ def run_demo(
                     and quarantined >= summary.expected_quarantined
                     and len(receiver.verifications) >= summary.expected_protected
                     and receiver.ledger_count(config.gateway.device_id) >= summary.expected_protected
+                    and (loop is None or loop.delivery.queue.depth(held=False) == 0)
                 ):
                     break
                 time.sleep(0.1)
@@ -147,9 +182,13 @@ def run_demo(
             summary.quarantined = {ls["reason"]: int(m.quarantined.value(**ls)) for ls in m.quarantined.label_sets()}
             for labels in m.stage.label_sets():
                 summary.stage_ms[labels["stage"]] = _p50_p95(m.stage, **labels)  # type: ignore[assignment]
+            if loop is not None:
+                summary.hospital = loop.check()
         finally:
             gateway.shutdown(flush_timeout_s=5)
             service.stop()
+            if loop is not None:
+                loop.stop()
             broker.close()
         s = receiver.stats
         summary.stored, summary.parts, summary.duplicates = s.stored, s.parts, s.duplicates
@@ -159,6 +198,26 @@ def run_demo(
         summary.ledger_entries, summary.ledger_ok = _check_ledger(root, config)
         summary.elapsed_s = time.monotonic() - started
         return summary
+
+
+def _modality_series(directory: Path, count: int = 6) -> list[Path]:
+    """A CT series as a modality would send it: real lung CT slices (lung1.npz 28–33) as valid DICOM files."""
+    from gateway.resources import shared_data_dir
+    from gateway.scanner_sim import dicom_from_hu
+
+    import numpy as np
+
+    with np.load(shared_data_dir() / "ct" / "lung1.npz") as data:
+        volume, spacing = data["image_hu"], [float(v) for v in data["spacing_zyx_mm"]]
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for z in range(34 - count, 34):
+        path = directory / f"CT{z:03d}.dcm"
+        path.write_bytes(
+            dicom_from_hu(volume[z], instance=z + 1, spacing_mm=spacing[1:], thickness_mm=spacing[0], series_seed="demo-modality")
+        )
+        files.append(path)
+    return files
 
 
 def _check_ledger(root: Path, config: GatewayConfig) -> tuple[int, bool]:

@@ -21,6 +21,7 @@ def main(args: argparse.Namespace) -> int:
     import tempfile
 
     from gateway.demo import run_demo
+    from gateway.dicom.hospital import available
     from gateway.logging import configure_logging
     from gateway.scanner_sim import demo_feed
 
@@ -31,7 +32,12 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.ERROR)
     feed = demo_feed(n_lung=args.slices, generated=args.generated, with_bad=not args.no_bad)
     print(f"medshield demo: {len(feed)} images (CPU only); log: {log_path}", flush=True)
-    summary = run_demo(feed, timeout_s=args.timeout, progress=lambda m: print(f"  {m}", flush=True))
+    hospital = available()
+    if not hospital:
+        print("  hospital loop (storescu → gateway → Orthanc) skipped: storescu or Orthanc is not installed", flush=True)
+    summary = run_demo(
+        feed, timeout_s=args.timeout, progress=lambda m: print(f"  {m}", flush=True), hospital=hospital
+    )
     print(summary.render())
     sys.stdout.flush()
     log_file.close()

@@ -5,7 +5,6 @@ listener does not depend on, to keep 500 images inside the test budget)."""
 from __future__ import annotations
 
 import io
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.config import parse_config
 from gateway.crypto.envelope import peek_header
 from gateway.daemon import Gateway
+from gateway.dicom.hospital import data_set_bytes
 from gateway.dicom.listener import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from tests.broker.helpers import Collector, wait_until
 from tests.dicom.conftest import FAST, require_tool
@@ -87,11 +87,6 @@ def series(directory: Path, count: int, side: int, shared_data: Path) -> list[Pa
     return paths
 
 
-def dataset_bytes(part10: bytes) -> bytes:
-    """The data set of a Part 10 file (after the preamble, `DICM` and the file meta group)."""
-    (group_length,) = struct.unpack_from("<I", part10, 132 + 8)
-    return part10[132 + 12 + group_length :]
-
 
 def envelope_ids(collector: Collector) -> set[str]:
     return {peek_header(e)["message_id"] for e in collector.on("/envelopes")}
@@ -150,7 +145,7 @@ def test_compressed_images_arrive_in_their_syntax_and_open_to_what_was_sent(runn
     assert wait_until(lambda: len(envelope_ids(collector)) >= len(sent), 30)
     opened = [pipeline.open_(e, private_key, restore_original=True) for e in collector.on("/envelopes")]
     # Byte for byte the data sets the modality sent, under the file meta of the accepted transfer syntax.
-    assert sorted(dataset_bytes(o.original) for o in opened) == sorted(dataset_bytes(p.read_bytes()) for p in sent)
+    assert sorted(data_set_bytes(o.original) for o in opened) == sorted(data_set_bytes(p.read_bytes()) for p in sent)
     syntaxes = {pydicom.dcmread(io.BytesIO(o.original), stop_before_pixels=True).file_meta.TransferSyntaxUID for o in opened}
     assert syntaxes == {pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in sent}
 

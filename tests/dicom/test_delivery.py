@@ -4,7 +4,6 @@ nothing is lost while the PACS is down, and what Orthanc stores (read back over 
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -19,25 +18,13 @@ from gateway.dicom.delivery import Delivery, Destination, key_opener, load_desti
 from gateway.errors import ConfigError
 from tests.broker.helpers import wait_until
 from tests.dicom.conftest import FAST
-from tests.dicom.orthanc import ORTHANC_AET, Orthanc
+from gateway.dicom.orthanc import ORTHANC_AET, Orthanc, same_elements
 from tests.dicom.reference import pydicom_file
 
 # Real files whose encapsulated Pixel Data has the VR the standard requires (OB): MR_small_jp2klossless.dcm
 # says OW, which Orthanc (dcmtk) corrects on storage.
 FILES = ["CT_small.dcm", "MR2_J2KI.dcm", "JPEG-LL.dcm"]
 
-
-def dataset_bytes(part10: bytes) -> bytes:
-    (group_length,) = struct.unpack_from("<I", part10, 132 + 8)
-    return part10[132 + 12 + group_length :]
-
-
-def same_elements(stored: bytes, sent: bytes) -> bool:
-    a, b = (pydicom.dcmread(io.BytesIO(x)) for x in (stored, sent))
-    elements = lambda ds: [(el.tag, el.VR, el.value) for el in ds]  # noqa: E731
-    return a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID and elements(a) == elements(b) and (
-        a.PixelData == b.PixelData
-    )
 
 
 @pytest.fixture

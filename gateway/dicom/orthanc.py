@@ -1,5 +1,5 @@
-"""A real Orthanc (Debian package `orthanc`, DICOMweb plugin `orthanc-dicomweb`) for the delivery tests and the
-demo: its own configuration and storage directory, free loopback ports, checked through its REST API."""
+"""A private Orthanc PACS (Debian packages `orthanc`, `orthanc-dicomweb`) for the demo and the delivery tests:
+its own configuration and storage directory, free loopback ports, read back through its REST API."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from gateway.broker import free_port
 
@@ -92,5 +93,30 @@ class Orthanc:
     def file(self, instance: str) -> bytes:
         return self.get(f"/instances/{instance}/file")
 
-    def tags(self, instance: str) -> dict:
+    def tags(self, instance: str) -> dict[str, Any]:
         return dict(json.loads(self.get(f"/instances/{instance}/simplified-tags")))
+
+    def stored_by_sop_instance(self) -> dict[str, bytes]:
+        """Every stored file, keyed by its SOP Instance UID."""
+        return {str(self.tags(i)["SOPInstanceUID"]): self.file(i) for i in self.instances()}
+
+
+def same_elements(stored: bytes, sent: bytes) -> bool:
+    """The same transfer syntax, the same data elements (tag, VR, value) in order and the same Pixel Data bytes.
+
+    Orthanc stores through dcmtk, which may re-encode sequence lengths; this is the comparison that holds
+    for what a PACS keeps of an image."""
+    import io
+
+    import pydicom
+
+    a, b = (pydicom.dcmread(io.BytesIO(x)) for x in (stored, sent))
+
+    def elements(ds: Any) -> list[tuple[Any, str, Any]]:
+        return [(el.tag, el.VR, el.value) for el in ds]
+
+    return bool(
+        a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID
+        and elements(a) == elements(b)
+        and a.get("PixelData") == b.get("PixelData")
+    )
