@@ -244,3 +244,35 @@ def test_a_client_that_aborts_loses_nothing_answered_and_leaves_nothing_half_wri
     assert wait_until(lambda: len(envelope_ids(collector)) >= len(files), 60)
     assert len(envelope_ids(collector)) == len(files) and ids <= envelope_ids(collector)
 
+
+
+def test_tls_listener_takes_tls_clients_only(tmp_path, broker, dicom_recipient):
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "gw.crt", tmp_path / "gw.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    _, card = dicom_recipient
+    gateway = make_gateway(tmp_path, broker.port, card, listener={"tls": {"cert_file": str(cert), "key_file": str(key)}})
+    try:
+        assert gateway.dicom_intake is not None
+        port = gateway.dicom_intake.port
+        ae = AE(ae_title="PYNETDICOM")
+        ae.add_requested_context(Verification)
+        client = ssl.create_default_context(cafile=str(cert))
+        assoc = ae.associate("127.0.0.1", port, ae_title=AET, tls_args=(client, "127.0.0.1"))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == SUCCESS
+        assoc.release()
+        ae.network_timeout = ae.acse_timeout = 5
+        plain = ae.associate("127.0.0.1", port, ae_title=AET)
+        assert not plain.is_established
+    finally:
+        gateway.shutdown(flush_timeout_s=0)
