@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from gateway.demo import run_demo
 from gateway.dicom import hospital
-from gateway.scanner_sim import ct_small
+from gateway.scanner_sim import generated_npy
 from tests.dicom.conftest import require_tool
 
 
 def test_demo_hospital_loop_ends_in_orthanc_bit_exact() -> None:
     require_tool("storescu")
     assert hospital.available(), "Orthanc is not installed (`make test` installs it with apt-get)"
-    summary = run_demo([ct_small()], timeout_s=180, hospital=True)
+    summary = run_demo([generated_npy(96, 4)], timeout_s=180, hospital=True)
     assert summary.ok, summary.render()
     h = summary.hospital
     assert h is not None and h.sent == 6
