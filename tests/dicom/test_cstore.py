@@ -5,6 +5,7 @@ listener does not depend on, to keep 500 images inside the test budget)."""
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -189,7 +190,10 @@ def test_a_host_off_the_allow_list_is_refused(tmp_path, broker, dicom_recipient)
 
 def test_a_full_spool_answers_out_of_resources_and_keeps_what_it_answered(tmp_path, broker, dicom_recipient, shared_data):
     _, card = dicom_recipient
-    dead_cloud = EmbeddedBroker(persistence_dir=tmp_path / "dead").port  # a free port nobody listens on
+    # A port bound but never listening: connections are refused, and no other process can take it meanwhile.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    dead_cloud = holder.getsockname()[1]
     gateway = make_gateway(tmp_path, broker.port, card, cloud_port=dead_cloud, spool={"max_bytes": 1024})
     try:
         assert gateway.dicom_intake is not None
@@ -208,6 +212,7 @@ def test_a_full_spool_answers_out_of_resources_and_keeps_what_it_answered(tmp_pa
         assert gateway.spool.depth >= 1
     finally:
         gateway.shutdown(flush_timeout_s=0)
+        holder.close()
 
 
 def test_a_client_that_aborts_loses_nothing_answered_and_leaves_nothing_half_written(running, tmp_path, shared_data):
