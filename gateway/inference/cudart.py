@@ -87,10 +87,18 @@ class CudaRuntime:
         self._check(self.lib.cudaSetDevice(ctypes.c_int(device)), "cudaSetDevice")
         self.device = device
 
-    @staticmethod
-    def _check(code: int, call: str) -> None:
+    def _check(self, code: int, call: str) -> None:
         if code != 0:
-            raise CudaError(f"{call} failed with CUDA error {code}")
+            raise CudaError(f"{call} failed with CUDA error {code} ({self._error_text(code)})")
+
+    def _error_text(self, code: int) -> str:
+        """The runtime's own words for an error code, e.g. 35: "CUDA driver version is insufficient..."."""
+        fn = getattr(self.lib, "cudaGetErrorString", None)
+        if fn is None:
+            return "no description"
+        fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_int]
+        text = fn(code)
+        return text.decode("ascii", "replace") if text else "no description"
 
     def device_name(self) -> str:
         """The GPU's marketing name (first field of cudaDeviceProp, the same in every CUDA version)."""
