@@ -54,28 +54,14 @@ def _zbar() -> Decoder:
     return decode
 
 
-def _opencv() -> Decoder:
+def _opencv(aruco: bool = False) -> Decoder:
     import cv2
 
     def decode(gray: np.ndarray) -> Found:
+        # One detector per call: they are not safe to share between threads.
+        detector = cv2.QRCodeDetectorAruco() if aruco else cv2.QRCodeDetector()
         try:
-            # One detector per call: they are not safe to share between threads.
-            ok, texts, points, _ = cv2.QRCodeDetector().detectAndDecodeMulti(gray)
-        except cv2.error:
-            return []
-        if not ok:
-            return []
-        return [(t.encode("ascii", "replace"), _polygon_area(p)) for t, p in zip(texts, points) if t]
-
-    return decode
-
-
-def _opencv_aruco() -> Decoder:
-    import cv2
-
-    def decode(gray: np.ndarray) -> Found:
-        try:
-            ok, texts, points, _ = cv2.QRCodeDetectorAruco().detectAndDecodeMulti(gray)
+            ok, texts, points, _ = detector.detectAndDecodeMulti(gray)
         except cv2.error:
             return []
         if not ok:
@@ -93,7 +79,7 @@ def decoder(backend: Backend | Literal["opencv-aruco"] = DEFAULT_BACKEND) -> Dec
     if backend == "opencv":
         return _opencv()
     if backend == "opencv-aruco":
-        return _opencv_aruco()
+        return _opencv(aruco=True)
     raise ValueError(f"unknown QR backend {backend!r}")
 
 
@@ -166,7 +152,7 @@ def read(gray: np.ndarray, decode: Decoder, *, thorough: bool = False) -> Readin
 
 @lru_cache(maxsize=1)
 def _second() -> Decoder:
-    return _opencv_aruco()
+    return _opencv(aruco=True)
 
 
 def _scaled(gray: np.ndarray) -> list[tuple[np.ndarray, float]]:

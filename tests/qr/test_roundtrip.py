@@ -7,7 +7,6 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
