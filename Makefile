@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv fetch-ct train-data clean
+.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv fetch-ct train-data clean faults mutants
 
 venv: $(VENV)/.installed
 
@@ -74,3 +74,12 @@ train-data: fetch-ct
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build *.egg-info
+
+# The long fault suite (real brokers, real receiver, many runs); regenerates docs/RELIABILITY.md.
+faults: venv mosquitto
+	nice -n 10 $(PY) -m tests.faults.run
+
+# Mutation check of the fault suite: each broken guarantee must make the short suite fail.
+mutants: venv mosquitto
+	nice -n 10 $(PY) -m tests.faults.mutate
+	$(PY) -m tests.faults.run --report

@@ -250,8 +250,9 @@ class MqttIntake:
     paho's thread only appends to a buffer bounded by bytes (`limits.queue_bytes`) and by the broker's flow
     control (Receive Maximum = `limits.queue_size`); it never blocks. A message that does not fit is let go
     unacknowledged, and once the buffer has drained the connection is dropped so that the broker redelivers
-    it (the session is persistent). Messages buffered from an earlier connection are skipped for the same
-    reason: the broker redelivers them, and their packet ids are no longer valid for acknowledging.
+    it (the session is persistent). Messages buffered from an earlier connection are still committed (a
+    broker that lost its state would never redeliver them) but not acknowledged: their packet ids mean other
+    messages on the new connection.
     """
 
     def __init__(
@@ -365,9 +366,6 @@ class MqttIntake:
             item = self._take()
             if item is None:
                 self._resync_if_released()
-                continue
-            if item.message.generation != self.link.generation:
-                self._metrics.released.inc(why="stale_connection")
                 continue
             self._handle(item)
 

@@ -57,35 +57,23 @@ def gateway_config(tmp_path: Path, scanner_port: int, cloud_port: int, **section
     return parse_config(data, environ={})
 
 
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator:
     """`make(size_bytes)` mounts a tmpfs of that size (root only; skips cleanly otherwise) and returns it."""
-    import subprocess
+    from tests.faults.disk import DiskUnavailable, TmpfsDisk
 
-    mounted: list[Path] = []
+    mounted: list[TmpfsDisk] = []
 
     def make(size_bytes: int, name: str = "disk") -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700", "tmpfs", str(where)], capture_output=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
-        mounted.append(where)
+        disk = TmpfsDisk(tmp_path / name, size_bytes)
+        try:
+            where = disk.__enter__()
+        except DiskUnavailable as exc:
+            pytest.skip(str(exc))
+        mounted.append(disk)
         return where
 
     yield make
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path, name: str = "filler") -> Path:
-    """Write to `disk` until it is full (as another program would); returns the file to delete."""
-    path = disk / name
-    with path.open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    return path
+    for disk in mounted:
+        disk.__exit__(None, None, None)

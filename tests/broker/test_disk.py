@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from gateway.daemon import Gateway
-from tests.broker.conftest import fill, gateway_config
+from tests.broker.conftest import gateway_config
+from tests.faults.disk import fill
 from tests.broker.helpers import Collector, TaggingProtect, publish_all, untag, wait_until
 
 TOPIC = "medshield/scanners/ct5/images"

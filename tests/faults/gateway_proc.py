@@ -1,0 +1,124 @@
+"""The gateway process of the fault suite: `python -m tests.faults.gateway_proc CONFIG`.
+
+It is `medshield run` (`gateway.daemon.serve`) with real cryptography: `gateway.pipeline.protect` for the
+configured recipient card, suite aes-256-siv, with a fixed lesion square standing in for DS-Net (the
+segmenter's speed is not what these faults test). The envelopes are real: the receiver opens every one.
+
+Fault hooks (environment, the test process only; nothing in `gateway/` knows about them):
+- `MEDSHIELD_FAULT_KILL_AT=STEP:N` SIGKILLs the process at the N-th pass through STEP: `intake` (a message
+  taken, nothing done), `protect` (half-way through protecting), `commit` (committed, not yet acknowledged),
+  `publish` (a row published, its PUBACK not yet in), `delete` (a row acknowledged, not yet deleted).
+- `MEDSHIELD_FAULT_PROTECT_DELAY_S` slows each protection down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from gateway import codecs, pipeline
+from gateway.config import GatewayConfig, load_config
+from gateway.crypto.recipients import RecipientCard
+from gateway.daemon import ProtectFn, serve
+from gateway.daemon.intake import Intake
+from gateway.logging import configure_logging
+from gateway.mqtt import MqttLink
+from gateway.spool import Spool
+
+STEPS = ("intake", "protect", "commit", "publish", "delete")
+
+
+def lesion_square(image: codecs.DecodedImage) -> np.ndarray:
+    mask = np.zeros(image.pixels.shape, dtype=bool)
+    h, w = mask.shape
+    mask[h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4] = True
+    return mask
+
+
+class Killer:
+    def __init__(self, spec: str | None) -> None:
+        step, _, n = (spec or "").partition(":")
+        self.step = step
+        self.at = int(n) if n else 0
+        self.seen = 0
+
+    def passing(self, step: str) -> None:
+        if step != self.step:
+            return
+        self.seen += 1
+        if self.seen == self.at:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install_hooks(killer: Killer) -> None:
+    accept, commit, delete, publish = Intake.accept, Spool.commit, Spool.delete, MqttLink.publish
+
+    def accept_hook(self: Intake, message: Any) -> Any:
+        killer.passing("intake")
+        return accept(self, message)
+
+    def commit_hook(self: Spool, *args: Any, **kwargs: Any) -> bool:
+        done = commit(self, *args, **kwargs)
+        killer.passing("commit")
+        return done
+
+    def delete_hook(self: Spool, seqs: Any) -> None:
+        killer.passing("delete")
+        delete(self, seqs)
+
+    def publish_hook(self: MqttLink, topic: str, payload: bytes, **kwargs: Any) -> bool:
+        queued = publish(self, topic, payload, **kwargs)
+        if "/envelopes" in topic:
+            killer.passing("publish")
+        return queued
+
+    Intake.accept = accept_hook  # type: ignore[method-assign]
+    Spool.commit = commit_hook  # type: ignore[method-assign]
+    Spool.delete = delete_hook  # type: ignore[method-assign]
+    MqttLink.publish = publish_hook  # type: ignore[method-assign]
+
+
+def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Callable[[], ProtectFn]:
+    def make() -> ProtectFn:
+        card = RecipientCard.load(config.protection.recipients[0])
+        limits = codecs.Limits(
+            max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
+        )
+
+        def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[pipeline.Protected]:
+            if delay_s:
+                time.sleep(delay_s / 2)
+            killer.passing("protect")
+            if delay_s:
+                time.sleep(delay_s / 2)
+            return [
+                pipeline.protect(
+                    data,
+                    card,
+                    suite="aes-256-siv",
+                    segmenter=lesion_square,
+                    limits=limits,
+                    message_id=message_id,
+                    source=source,
+                    device_id=config.gateway.device_id,
+                )
+            ]
+
+        return protect  # type: ignore[return-value]
+
+    return make
+
+
+if __name__ == "__main__":
+    configure_logging("info")
+    cfg = load_config(sys.argv[1])
+    kill = Killer(os.environ.get("MEDSHIELD_FAULT_KILL_AT"))
+    install_hooks(kill)
+    sys.exit(serve(cfg, real_protect(cfg, kill, float(os.environ.get("MEDSHIELD_FAULT_PROTECT_DELAY_S", "0")))))
