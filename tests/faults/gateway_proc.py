@@ -1,8 +1,9 @@
 """The gateway process of the fault suite: `python -m tests.faults.gateway_proc CONFIG`.
 
 It is `medshield run` (`gateway.daemon.serve`) with real cryptography: `gateway.pipeline.protect` for the
-configured recipient card, suite aes-256-siv, with a fixed lesion square standing in for DS-Net (the
-segmenter's speed is not what these faults test). The envelopes are real: the receiver opens every one.
+configured recipient card, suite aes-256-siv, with a fixed lesion square standing in for DS-Net and the
+paper's carrier rule (every non-lesion pixel), since the synthetic images have no air around a body; neither
+is what these faults test. The envelopes are real: the receiver opens every one.
 
 Fault hooks (environment, the test process only; nothing in `gateway/` knows about them):
 - `MEDSHIELD_FAULT_KILL_AT=STEP:N` SIGKILLs the process at the N-th pass through STEP: `intake` (a message
@@ -104,6 +105,7 @@ def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Calla
                     card,
                     suite="aes-256-siv",
                     segmenter=lesion_square,
+                    carrier_rule="non-lesion",
                     limits=limits,
                     message_id=message_id,
                     source=source,
