@@ -325,10 +325,17 @@ def main() -> int:
         return 0
     if args.summarize:
         return summarize(args.out, args.steps)
-    if args.state_dir is None:
-        import tempfile
+    if args.state_dir is not None:
+        return measure_all(args)
+    import tempfile
 
-        args.state_dir = Path(tempfile.mkdtemp(prefix="medshield-gpu-bench-"))
+    with tempfile.TemporaryDirectory(prefix="medshield-gpu-bench-") as tmp:  # engines built for this run only
+        args.state_dir = Path(tmp)
+        return measure_all(args)
+
+
+def measure_all(args: argparse.Namespace) -> int:
+    """Parity and latency of every variant (see the module doc); 1 when a parity check failed."""
     variants = dict(VARIANTS)
     if args.variants:
         wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
