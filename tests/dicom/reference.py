@@ -1,19 +1,16 @@
 """Real DICOM for the DICOM tests, from registry packages only, pinned by name, version and sha256.
 
 - The compressed CT series (20 slices, 512², JPEG 2000 Lossless) in the TotalSegmentator 2.18.0 source
-  distribution, `tests/reference_files/example_ct_dicom/` (see ../shared/data/README.md). Fetched once with
-  pip into a cache directory (`MEDSHIELD_FETCH_CACHE`, default ~/.cache/medshield/registry), checked against
-  its sha256, and only that folder is extracted.
+  distribution, `tests/reference_files/example_ct_dicom/` (see ../shared/data/README.md). Fetched once by
+  `models.data.fetch.download` (pip, pinned by version and sha256) into a cache directory
+  (`MEDSHIELD_FETCH_CACHE`, default ~/.cache/medshield/registry); only that folder is extracted.
 - pydicom's test files (the pydicom wheel and the `pydicom-data` package), looked up by exact name so nothing
   is downloaded at test time. `pydicom-data`'s reserved `693_*` files are never used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -58,30 +55,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MEDSHIELD_FETCH_CACHE", Path.home() / ".cache" / "medshield" / "registry"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def totalsegmentator_sdist() -> Path:
-    """The pinned sdist, downloaded with pip once and checked against its sha256."""
-    cache = cache_dir()
-    tarball = cache / f"{TOTALSEG_NAME}-{TOTALSEG_VERSION}.tar.gz"
-    if not tarball.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-             "--no-build-isolation", f"{TOTALSEG_NAME}=={TOTALSEG_VERSION}", "--dest", str(cache)],
-            check=True,
-            timeout=600,
-        )
-    actual = _sha256(tarball)
-    if actual != TOTALSEG_SHA256:
-        raise RuntimeError(f"{tarball} has sha256 {actual}, expected {TOTALSEG_SHA256}")
-    return tarball
+    """The pinned sdist, through the training data's fetch step (pip download once, sha256 checked)."""
+    from models.data.fetch import PACKAGES, download
+
+    package = PACKAGES[TOTALSEG_NAME]
+    assert (package.version, package.sha256) == (TOTALSEG_VERSION, TOTALSEG_SHA256)
+    return download(package, cache_dir())
 
 
 def totalsegmentator_ct_series() -> list[Path]:
