@@ -172,7 +172,8 @@ class Gateway:
             from gateway.dicom.listener import CStoreIntake
 
             self.dicom_intake = CStoreIntake(
-                self.intake, cfg.dicom, workers=cfg.limits.workers, metrics=self.metrics, clock=clock
+                self.intake, cfg.dicom, workers=cfg.limits.workers, metrics=self.metrics, clock=clock,
+                quarantine=self.quarantine,
             )
         self._telemetry = (
             TelemetryServer(self.metrics.registry, self.health, cfg.telemetry.host, cfg.telemetry.port)

@@ -12,7 +12,8 @@ It implements the intake contract of `gateway.daemon.intake`:
   is a separate thread), at most `limits.workers` at a time across all associations.
 - 0x0000 (Success) is answered only after `accept` returned PROTECTED or DUPLICATE: the spool committed.
 - An input that cannot be protected is quarantined with its reason by `accept` and answered 0xC000
-  (Error: Cannot Understand) with the reason code in Error Comment.
+  (Error: Cannot Understand), with an Error Comment; a resend of it (a duplicate still in quarantine) gets
+  the same answer, not Success.
 - If `accept` raises (a fault), the answer is 0x0110 (Processing Failure): nothing was committed, and the
   modality's retry is handled as a first try.
 
@@ -38,6 +39,7 @@ from gateway.config import DicomListenerConfig
 from gateway.daemon.intake import Inbound, Intake, Outcome
 from gateway.daemon.metrics import GatewayMetrics
 from gateway.logging import get_logger
+from gateway.quarantine import Quarantine
 from gateway.rng import Clock
 
 SUCCESS = 0x0000
@@ -77,10 +79,13 @@ class CStoreIntake:
         workers: int,
         metrics: GatewayMetrics,
         clock: Clock,
+        quarantine: Quarantine | None = None,
     ) -> None:
+        """`quarantine`: where a resend of an instance quarantined before is found, so it is refused again."""
         if config.port is None:
             raise ValueError("the C-STORE listener needs a port")
         self._intake = intake
+        self._quarantine = quarantine
         self._config = config
         self._clock = clock
         self._slots = threading.BoundedSemaphore(workers)
@@ -221,6 +226,15 @@ class CStoreIntake:
                 self._faults.inc(stage="dicom_intake")
                 self._log.error("dicom_intake_failed", error=type(exc).__name__)
                 return self._status(PROCESSING_FAILURE, "processing_failure")
-        if outcome is Outcome.QUARANTINED:
+        if outcome is Outcome.QUARANTINED or (outcome is Outcome.DUPLICATE and self._was_quarantined(message)):
             return self._status(CANNOT_UNDERSTAND, "quarantined", "cannot be protected; quarantined by the gateway")
         return self._status(SUCCESS, outcome.value)
+
+    def _was_quarantined(self, message: Inbound) -> bool:
+        if self._quarantine is None:
+            return False
+        try:
+            self._quarantine.get(self._intake.message_id(message))
+        except KeyError:
+            return False
+        return True

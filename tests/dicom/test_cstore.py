@@ -157,8 +157,9 @@ def test_unprotectable_input_is_refused_and_quarantined_with_its_reason(running)
     assoc = pynetdicom_client(gateway.dicom_intake.port, files=[pydicom_file("SC_rgb_rle.dcm")])
     assert assoc.is_established
     answer = assoc.send_c_store(pydicom_file("SC_rgb_rle.dcm"))  # colour: the gateway protects grey-scale
+    again = assoc.send_c_store(pydicom_file("SC_rgb_rle.dcm"))  # the modality retries: refused again
     assoc.release()
-    assert answer.Status == CANNOT_UNDERSTAND
+    assert answer.Status == again.Status == CANNOT_UNDERSTAND
     (record,) = gateway.quarantine.records()
     assert record.reason == "not_monochrome" and record.topic == "dicom/scanners/PYNETDICOM/images"
     assert envelope_ids(collector) == set()
