@@ -34,10 +34,10 @@ dicom-tools:
 	  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dcmtk dicom3tools orthanc orthanc-dicomweb)
 
-# `medshield qr decode` reads codes with zbar (pyzbar loads Debian's libzbar0).
+# `medshield qr decode` reads codes with zbar (pyzbar finds Debian's libzbar0 the way this check does).
 .PHONY: zbar qr-bench
 zbar:
-	@ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || \
+	@$(PYTHON) -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("zbar"))' || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q libzbar0)
 
 test: venv mosquitto openssl dicom-tools zbar
