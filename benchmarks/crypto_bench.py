@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.bench.machine import describe  # noqa: E402
 from gateway.bench.stats import latency_ms  # noqa: E402
 from gateway.crypto.envelope import Sealer, open_envelope  # noqa: E402
+from gateway.crypto.origin import GatewayKey, TrustedGateways  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.crypto.sbbe import SearchParams  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
@@ -40,6 +41,10 @@ def ct_slice() -> np.ndarray:
     path = shared_data_dir() / "ct" / "lung1.npz"
     with np.load(path) as data:
         return np.ascontiguousarray(data["image_hu"][33]).view(np.uint16)
+
+
+SIGNER = GatewayKey.generate("bench", system_random)
+GATEWAYS = TrustedGateways([SIGNER.card])
 
 
 def payloads(image: np.ndarray) -> dict[str, bytes]:
@@ -55,23 +60,24 @@ def run(card: Any, key: Any, suite: str, params: SearchParams, plaintext: bytes,
     stages: dict[str, list[float]] = {"keys": [], "search": [], "encrypt": [], "seal": [], "total": [], "open": []}
     evaluations = 0
     for _ in range(runs + 2):
-        sealer = Sealer(card, suite, rng=system_random, device_id="bench", params=params)
-        data = sealer.seal(plaintext, {"format": "npy"}, {"topic": "bench"}, sample)
+        sealer = Sealer(card, SIGNER, suite, rng=system_random, params=params)
+        sealed = sealer.seal(plaintext, compression="zlib", sample=sample)
+        data = sealed.envelope
         t0 = time.perf_counter()
-        opened = open_envelope(data, key)
+        opened = open_envelope(data, key, gateways=GATEWAYS)
         t_open = time.perf_counter() - t0
         assert opened.plaintext == plaintext
         if _ < 2:
             continue  # warm-up
-        t = sealer.timings
+        t = sealed.timings
         stages["keys"].append(t["keys"])
         stages["search"].append(t.get("search", 0.0))
         stages["encrypt"].append(t["encrypt"])
         stages["seal"].append(t["seal"])
         stages["total"].append(t["keys"] + t["seal"])
         stages["open"].append(t_open)
-        if sealer.search_result is not None:
-            evaluations = sealer.search_result.evaluations
+        if sealed.report is not None:
+            evaluations = sealed.report.evaluations
     figures = {k: latency_ms(v) for k, v in stages.items()}
     return {
         "p50_ms": {k: f["p50_ms"] for k, f in figures.items()},

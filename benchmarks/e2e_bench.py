@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,10 +62,11 @@ def inputs(fmt: str, count: int) -> list[bytes]:
 class CloudWatcher:
     """Counts whole envelopes arriving on the cloud topic (parts reassembled)."""
 
-    def __init__(self, port: int) -> None:
-        from gateway.crypto.parts import Reassembler, is_part
+    def __init__(self, port: int, gateways: Any, workdir: Path) -> None:
+        from gateway.crypto.parts import is_part, parse_part
+        from gateway.receiver import PartStore
 
-        self._reassembler, self._is_part = Reassembler(), is_part
+        self._parts, self._is_part, self._parse = PartStore(workdir, gateways), is_part, parse_part
         self.arrivals: list[float] = []
         self.cond = threading.Condition()
         self.link = MqttLink(
@@ -78,7 +80,10 @@ class CloudWatcher:
 
     def _on_message(self, message: InboundMessage) -> None:
         payload = message.payload
-        whole = self._reassembler.feed(payload) if self._is_part(payload) else payload
+        whole: bytes | None = payload
+        if self._is_part(payload):
+            done = self._parts.feed(self._parse(payload))
+            whole = done[0] if done else None
         if whole is not None:
             with self.cond:
                 self.arrivals.append(time.perf_counter())
@@ -144,7 +149,10 @@ def main() -> int:
             environ={},
         )
         gateway = Gateway(config, pipeline_protect_fn(config))
-        watcher = CloudWatcher(cloud_broker.port)
+        from gateway.crypto.origin import GatewayKey, TrustedGateways
+
+        pinned = TrustedGateways([GatewayKey.load_or_create(config.ledger_key_path, "bench-gw").card])
+        watcher = CloudWatcher(cloud_broker.port, pinned, root / "parts")
         watcher.link.start()
         gateway.start()
         assert gateway.wait_connected(20) and watcher.link.wait_connected(20), "brokers not reachable"

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.bench.machine import describe  # noqa: E402
 from gateway.bench.stats import summarize  # noqa: E402
 from gateway.crypto.envelope import open_envelope  # noqa: E402
+from gateway.crypto.origin import GatewayKey, TrustedGateways  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.pipeline import open_, protect  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
@@ -46,16 +47,18 @@ def main() -> int:
         hu, lesion = npz["image_hu"][33], npz["lesion_mask"][33].astype(bool)
     data = dicom_from_hu(hu, instance=1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=False)
     private_key, card = generate_recipient("bench", system_random)
+    signer = GatewayKey.generate("bench", system_random)
+    gateways = TrustedGateways([signer.card])
 
     results: dict[str, dict[str, dict[str, float]]] = {}  # suite -> stage -> summary (seconds)
     for suite in SUITES:
         stages: dict[str, list[float]] = {}
         for run in range(WARMUP + args.runs):
-            result = protect(data, card, suite=suite, mask=lesion)
+            result = protect(data, card, signer=signer, suite=suite, mask=lesion)
             t0 = time.perf_counter()
-            open_envelope(result.envelope, private_key)
+            open_envelope(result.envelope, private_key, gateways=gateways)
             t1 = time.perf_counter()
-            opened = open_(result.envelope, private_key, restore_original=True)
+            opened = open_(result.envelope, private_key, gateways=gateways, restore_original=True)
             t2 = time.perf_counter()
             assert opened.original == data
             if run < WARMUP:

@@ -148,6 +148,8 @@ class LedgerConfig(_Strict):
 
     enabled: bool = True
     key_file: Path | None = None
+    checkpoint_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    """A signed checkpoint (count, head hash) is queued this often while entries are added, and on shutdown."""
 
 
 class CloudSection(BrokerConfig):

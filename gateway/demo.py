@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, GatewayConfig, parse_config
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.daemon import Gateway, ProtectFn, pipeline_protect_fn
 from gateway.dicom import hospital as hospital_loop
 from gateway.dicom.hospital import HospitalResult
@@ -105,7 +106,7 @@ def run_demo(
     workdir: Path | None = None,
     timeout_s: float = 300.0,
     protect_factory: Callable[[GatewayConfig], ProtectFn] = pipeline_protect_fn,
-    verifier_factory: Callable[[Path], Verifier] | None = None,
+    verifier_factory: Callable[[Path, TrustedGateways], Verifier] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
     hospital: bool = False,
 ) -> DemoSummary:
@@ -136,13 +137,16 @@ def run_demo(
             },
             environ={},
         )
+        # The receiver pins the gateway's card, as an operator would copy it from the gateway's state directory.
+        gateways = TrustedGateways([GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id).card])
         gateway = Gateway(config, protect_factory(config))
-        loop = hospital_loop.HospitalLoop(root, key_path).start() if with_hospital else None
+        loop = hospital_loop.HospitalLoop(root, key_path, gateways).start() if with_hospital else None
         if loop is not None:
             progress(f"Orthanc on 127.0.0.1:{loop.orthanc.dicom_port} (DICOM), :{loop.orthanc.http_port} (REST)")
         receiver = Receiver(
             root / "received",
-            (verifier_factory or _key_verifier)(key_path),
+            gateways,
+            (verifier_factory or _key_verifier)(key_path, gateways),
             on_stored=loop.delivery.offer if loop is not None else None,
         )
         service = ReceiverService(receiver, BrokerConfig(port=broker.port), client_id="demo-receiver").start()
@@ -185,7 +189,11 @@ def run_demo(
             if loop is not None:
                 summary.hospital = loop.check()
         finally:
-            gateway.shutdown(flush_timeout_s=5)
+            gateway.shutdown(flush_timeout_s=5)  # publishes the ledger's final signed checkpoint
+            end = time.monotonic() + 5
+            device = config.gateway.device_id
+            while time.monotonic() < end and (receiver.ledger_checkpoint(device) or 0) < receiver.ledger_count(device):
+                time.sleep(0.05)
             service.stop()
             if loop is not None:
                 loop.stop()
@@ -222,14 +230,17 @@ def _modality_series(directory: Path, count: int = 6) -> list[Path]:
 
 def _check_ledger(root: Path, config: GatewayConfig) -> tuple[int, bool]:
     """Verify the ledger the receiver collected against the gateway's public key and the stored envelopes."""
-    from gateway.ledger import read_jsonl, verify_chain
+    from gateway.crypto.origin import GatewayKey
+    from gateway.ledger import read_ledger, verify_ledger
 
     collected = root / "received" / "ledger" / f"{config.gateway.device_id}.jsonl"
     if not collected.is_file():
         return 0, False
-    entries = sorted(read_jsonl(collected), key=lambda e: e.seq)
+    entries, checkpoints = read_ledger(collected)
+    entries.sort(key=lambda e: e.seq)  # collected in arrival order
     envelopes = [p.read_bytes() for p in (root / "received").glob("*.msh")]
-    report = verify_chain(entries, config.ledger_key_path.with_suffix(".pub").read_text(), envelopes)
+    public_key = GatewayKey.load(config.ledger_key_path, config.gateway.device_id).public_key
+    report = verify_ledger(entries, public_key, checkpoints, envelopes)
     return report.entries, report.ok
 
 
@@ -237,7 +248,7 @@ def _p50_p95(histogram: Histogram, **labels: str) -> tuple[float, float]:
     return (1000 * (histogram.quantile(0.5, **labels) or 0.0), 1000 * (histogram.quantile(0.95, **labels) or 0.0))
 
 
-def _key_verifier(key_path: Path) -> Verifier:
+def _key_verifier(key_path: Path, gateways: TrustedGateways) -> Verifier:
     from gateway.crypto.recipients import PrivateKey
 
-    return key_verifier(PrivateKey.load(key_path))
+    return key_verifier(PrivateKey.load(key_path), gateways)

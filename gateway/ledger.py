@@ -1,10 +1,15 @@
-"""The integrity ledger (DESIGN §9): a signed hash chain of every envelope the gateway sealed.
+"""The integrity ledger (DESIGN §9): a signed hash chain of every envelope the gateway sealed, with signed
+checkpoints that prove it complete.
 
 Each entry records sequence, time, message id, the envelope's SHA-256, the cloud topic and the previous
-entry's hash, and is signed with the gateway's Ed25519 key. Entries are stored in the spool database in the
-same transaction as the envelope they describe (so neither exists without the other) and published,
-through the spool, on `medshield/gateways/<device>/ledger`. `verify_chain` checks order, links, signatures
-and, given envelopes, that each is recorded; any tampering is reported, not silently accepted.
+entry's hash, and is signed with the gateway's device key (`gateway.crypto.origin`, the key that signs its
+envelopes). Entries are stored in the spool database in the same transaction as the envelope they describe
+(so neither exists without the other) and published, through the spool, on
+`medshield/gateways/<device>/ledger`. A *checkpoint* (count and head hash, signed) is published at regular
+intervals and on shutdown, on `medshield/gateways/<device>/ledger/checkpoints`, and `medshield ledger export`
+ends with a fresh one. `verify_ledger` checks order, links, signatures, every checkpoint and, given envelopes,
+that each is recorded; tampering, deletion, reordering, a dropped tail, an empty ledger and a fork are each
+reported with the entry they concern.
 """
 
 from __future__ import annotations
@@ -12,20 +17,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from Crypto.PublicKey import ECC
-from Crypto.Signature import eddsa
-
+from gateway.crypto.origin import GatewayKey, verify_signature
 from gateway.encoding import b64url_decode, b64url_encode
-from gateway.errors import ConfigError
 
 GENESIS_HASH = "0" * 64
+CHECKPOINT_LABEL = b"medshield/v2/ledger-checkpoint"
 _FIELDS = ("seq", "time_ns", "device_id", "message_id", "envelope_sha256", "topic", "prev_hash")
+_CHECKPOINT_FIELDS = ("device_id", "count", "head_hash", "time_ns")
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _signature_ok(public_key: bytes, message: bytes, signature: str) -> bool:
+    try:
+        raw = b64url_decode(signature)
+    except (ValueError, TypeError):
+        return False
+    return verify_signature(public_key, message, raw)
 
 
 @dataclass(frozen=True)
@@ -41,12 +56,15 @@ class LedgerEntry:
 
     def body(self) -> bytes:
         """The signed bytes: canonical JSON (sorted keys, no spaces) of every field but the signature."""
-        return json.dumps({k: getattr(self, k) for k in _FIELDS}, sort_keys=True, separators=(",", ":")).encode()
+        return _canonical({k: getattr(self, k) for k in _FIELDS})
 
     def entry_hash(self) -> str:
         """What the next entry's `prev_hash` must be: SHA-256 of body ‖ signature (as written, base64url), so a
-        malformed signature still chains and is reported by `verify_chain` rather than breaking it."""
+        malformed signature still chains and is reported by `verify_ledger` rather than breaking it."""
         return hashlib.sha256(self.body() + self.signature.encode("ascii", "replace")).hexdigest()
+
+    def verify(self, public_key: bytes) -> bool:
+        return _signature_ok(public_key, self.body(), self.signature)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -56,36 +74,40 @@ class LedgerEntry:
         data = json.loads(text)
         if not isinstance(data, dict) or set(data) != {*_FIELDS, "signature"}:
             raise ValueError("not a ledger entry")
-        return cls(**data)
+        entry = cls(**data)
+        if type(entry.seq) is not int or entry.seq < 1 or not isinstance(entry.signature, str):
+            raise ValueError("not a ledger entry")
+        return entry
 
 
-class LedgerKey:
-    """The gateway's Ed25519 signing key (PEM, 0600). It signs ledger entries only; it opens nothing."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """The gateway's signed statement that its ledger holds `count` entries ending in `head_hash`."""
 
-    def __init__(self, key: Any) -> None:
-        self._key = key
-        self._signer = eddsa.new(key, "rfc8032")
+    device_id: str
+    count: int
+    head_hash: str
+    time_ns: int
+    signature: str = ""
+
+    def body(self) -> bytes:
+        return CHECKPOINT_LABEL + _canonical({k: getattr(self, k) for k in _CHECKPOINT_FIELDS})
+
+    def verify(self, public_key: bytes) -> bool:
+        return _signature_ok(public_key, self.body(), self.signature)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def load_or_create(cls, path: Path) -> LedgerKey:
-        if path.exists():
-            try:
-                return cls(ECC.import_key(path.read_text()))
-            except (ValueError, IndexError, TypeError):
-                raise ConfigError(f"ledger key {path}: not an Ed25519 private key") from None
-        key = ECC.generate(curve="Ed25519")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.export_key(format="PEM"))
-        path.with_suffix(".pub").write_text(key.public_key().export_key(format="PEM"))
-        return cls(key)
-
-    def public_pem(self) -> str:
-        return str(self._key.public_key().export_key(format="PEM"))
-
-    def sign(self, entry: LedgerEntry) -> LedgerEntry:
-        return replace(entry, signature=b64url_encode(self._signer.sign(entry.body())))
+    def from_json(cls, text: str | bytes) -> Checkpoint:
+        data = json.loads(text)
+        if not isinstance(data, dict) or set(data) != {*_CHECKPOINT_FIELDS, "signature"}:
+            raise ValueError("not a ledger checkpoint")
+        cp = cls(**data)
+        if type(cp.count) is not int or cp.count < 0 or not isinstance(cp.signature, str):
+            raise ValueError("not a ledger checkpoint")
+        return cp
 
 
 @dataclass(frozen=True)
@@ -98,17 +120,21 @@ class LedgerItem:
 
 
 class LedgerWriter:
-    """Builds the next signed entries; the spool calls it inside its commit transaction."""
+    """Builds the next signed entries (the spool calls it inside its commit transaction) and checkpoints."""
 
-    def __init__(self, key: LedgerKey, device_id: str, topic: str) -> None:
+    def __init__(self, key: GatewayKey, topic: str) -> None:
         self.key = key
-        self.device_id = device_id
+        self.device_id = key.device_id
         self.topic = topic
+        self.checkpoint_topic = f"{topic}/checkpoints"
+
+    def sign(self, entry: LedgerEntry) -> LedgerEntry:
+        return replace(entry, signature=b64url_encode(self.key.sign(entry.body())))
 
     def entries(self, last_seq: int, last_hash: str, items: Sequence[LedgerItem], now_ns: int) -> list[LedgerEntry]:
         out = []
         for item in items:
-            entry = self.key.sign(
+            entry = self.sign(
                 LedgerEntry(
                     last_seq + 1, now_ns, self.device_id, item.message_id, item.envelope_sha256, item.topic, last_hash
                 )
@@ -117,10 +143,15 @@ class LedgerWriter:
             last_seq, last_hash = entry.seq, entry.entry_hash()
         return out
 
+    def checkpoint(self, count: int, head_hash: str, now_ns: int) -> Checkpoint:
+        cp = Checkpoint(self.device_id, count, head_hash, now_ns)
+        return replace(cp, signature=b64url_encode(self.key.sign(cp.body())))
+
 
 @dataclass
 class LedgerReport:
     entries: int = 0
+    checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
     recorded: set[str] = field(default_factory=set)
 
@@ -129,25 +160,77 @@ class LedgerReport:
         return not self.problems
 
 
-def verify_chain(
-    entries: Iterable[LedgerEntry], public_pem: str, envelopes: Sequence[bytes] = (), *, start_hash: str = GENESIS_HASH
+def verify_ledger(
+    entries: Iterable[LedgerEntry],
+    public_key: bytes,
+    checkpoints: Sequence[Checkpoint] = (),
+    envelopes: Sequence[bytes] = (),
+    *,
+    require_checkpoint: bool = True,
 ) -> LedgerReport:
-    """Check sequence, hash links and signatures; then that each of `envelopes` is recorded."""
-    verifier = eddsa.new(ECC.import_key(public_pem), "rfc8032")
+    """Check a ledger as given (order, links, signatures), then that it matches every checkpoint, then that each
+    of `envelopes` is recorded. Each problem names the entry (sequence number) it concerns.
+
+    Without a valid checkpoint a ledger cannot be shown complete (an empty file, or a dropped tail, would look
+    fine), so that is a problem too unless `require_checkpoint` is False.
+    """
     report = LedgerReport()
-    prev_hash, prev_seq = start_hash, None
+    prev_hash, prev_seq = GENESIS_HASH, 0
+    by_seq: dict[int, LedgerEntry] = {}
     for entry in entries:
         report.entries += 1
-        if prev_seq is not None and entry.seq != prev_seq + 1:
-            report.problems.append(f"seq {entry.seq}: expected {prev_seq + 1} (entry missing or reordered)")
-        if not hmac.compare_digest(entry.prev_hash, prev_hash):
-            report.problems.append(f"seq {entry.seq}: previous-hash link broken")
-        try:
-            verifier.verify(entry.body(), b64url_decode(entry.signature))
-        except ValueError:
-            report.problems.append(f"seq {entry.seq}: bad signature")
+        seq = entry.seq
+        held = by_seq.get(seq)
+        if held is not None:
+            if held != entry:
+                report.problems.append(f"seq {seq}: two different entries with this sequence number (fork)")
+            else:
+                report.problems.append(f"seq {seq}: duplicated")
+            continue
+        if not entry.verify(public_key):
+            report.problems.append(f"seq {seq}: bad signature (entry altered or not signed by this gateway)")
+        if seq < prev_seq:
+            report.problems.append(f"seq {seq}: out of order (after seq {prev_seq})")
+        elif seq > prev_seq + 1:
+            report.problems.append(f"seq {seq}: entries {_span(prev_seq + 1, seq - 1)} missing (deleted)")
+        elif not hmac.compare_digest(entry.prev_hash, prev_hash):
+            report.problems.append(f"seq {seq}: previous-hash link broken (entry {seq - 1} altered or replaced)")
+        by_seq[seq] = entry
         report.recorded.add(entry.envelope_sha256)
-        prev_hash, prev_seq = entry.entry_hash(), entry.seq
+        if seq > prev_seq:
+            prev_hash, prev_seq = entry.entry_hash(), seq
+    valid = [cp for cp in checkpoints if cp.verify(public_key)]
+    for cp in checkpoints:
+        if cp not in valid:
+            report.problems.append(f"checkpoint of {cp.count} entries: bad signature")
+    report.checkpoints = len(valid)
+    heads: dict[int, str] = {}
+    for cp in valid:
+        if cp.count in heads and heads[cp.count] != cp.head_hash:
+            report.problems.append(f"seq {cp.count}: two checkpoints name different heads (fork)")
+        heads[cp.count] = cp.head_hash
+        if cp.count == 0:
+            if cp.head_hash != GENESIS_HASH:
+                report.problems.append("checkpoint of 0 entries: head is not the genesis hash")
+            continue
+        at = by_seq.get(cp.count)
+        if at is None:
+            continue  # reported below as a dropped tail or a deletion
+        if not hmac.compare_digest(at.entry_hash(), cp.head_hash):
+            report.problems.append(f"seq {cp.count}: differs from the signed checkpoint's head (fork)")
+    latest = max((cp.count for cp in valid), default=None)
+    if latest is None:
+        if require_checkpoint:
+            what = "empty ledger" if report.entries == 0 else f"{report.entries} entries"
+            report.problems.append(f"{what} and no valid signed checkpoint: completeness cannot be shown")
+    elif latest > prev_seq:
+        if prev_seq == 0:
+            report.problems.append(f"empty ledger: the latest checkpoint says {latest} entries (1..{latest} missing)")
+        else:
+            report.problems.append(
+                f"seq {_span(prev_seq + 1, latest)}: missing after the last entry (tail dropped; checkpoint says"
+                f" {latest})"
+            )
     for envelope in envelopes:
         digest = hashlib.sha256(envelope).hexdigest()
         if digest not in report.recorded:
@@ -155,5 +238,29 @@ def verify_chain(
     return report
 
 
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def parse_line(line: str | bytes) -> LedgerEntry | Checkpoint:
+    """One JSON line of a ledger file: an entry or a checkpoint (ValueError otherwise)."""
+    data = json.loads(line)
+    if isinstance(data, dict) and "count" in data:
+        return Checkpoint.from_json(line)
+    return LedgerEntry.from_json(line)
+
+
+def read_ledger(path: Path) -> tuple[list[LedgerEntry], list[Checkpoint]]:
+    """Entries (file order) and checkpoints of a ledger file (JSON lines, as exported or collected)."""
+    entries: list[LedgerEntry] = []
+    checkpoints: list[Checkpoint] = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            item = parse_line(line)
+            (checkpoints if isinstance(item, Checkpoint) else entries).append(item)  # type: ignore[arg-type]
+    return entries, checkpoints
+
+
 def read_jsonl(path: Path) -> list[LedgerEntry]:
-    return [LedgerEntry.from_json(line) for line in path.read_text().splitlines() if line.strip()]
+    """The entries of a ledger file (checkpoints skipped)."""
+    return read_ledger(path)[0]

@@ -19,9 +19,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gateway import codecs, container, stego
-from gateway.crypto.envelope import Opened, Sealer, open_envelope
-from gateway.crypto.sbbe import SearchParams
+from gateway.crypto.envelope import Opened, Origin, Sealer, open_envelope
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard
+from gateway.crypto.sbbe import SearchParams
 from gateway.errors import CapacityError, InputError, OpenError
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 from gateway.stego.carriers import CARRIER_RULE_MEANING, DEFAULT_CARRIER_RULE, carrier_exclusion
@@ -57,24 +58,30 @@ class Protected:
 
 @dataclass(frozen=True)
 class OpenedImage:
-    """The result of `open_`: the marked image (input format), its hidden payload and, if asked, the original."""
+    """The result of `open_`: the verified origin, the marked image (input format) with what the container
+    says about it (`content`, `source`), its hidden payload and, if asked, the original."""
 
     header: Mapping[str, Any]
+    origin: Origin
+    content: Mapping[str, Any]
+    source: Mapping[str, Any]
     marked: bytes
     hidden: HiddenPayload
     original: bytes | None
+    derive: Callable[..., bytes] = field(repr=False)
+    """The message's subkeys by label, as `Sealer.derive` gave them to the sealer."""
 
 
 def protect(
     data: bytes,
     card: RecipientCard,
     *,
+    signer: GatewayKey,
     suite: str = DEFAULT_SUITE,
     mask: np.ndarray | None = None,
     segmenter: Segmenter | None = None,
     message_id: str | None = None,
     source: Mapping[str, Any] | None = None,
-    device_id: str = "medshield-cli",
     sbbe_params: SearchParams = SearchParams(),
     margin_px: int = DEFAULT_MARGIN_PX,
     carrier_rule: str = DEFAULT_CARRIER_RULE,
@@ -83,13 +90,13 @@ def protect(
     rng: RandomSource = system_random,
     clock: Clock = system_clock,
 ) -> Protected:
-    """Protect one image (DICOM, PNG or NPY bytes) for one recipient.
+    """Protect one image (DICOM, PNG or NPY bytes) for one recipient, signed by the gateway's `signer`.
 
     The lesion mask comes from `mask` if given, else from `segmenter`. Carrier pixels follow `carrier_rule`
     (`gateway.stego.carriers`: by default only the air outside the body, so a lesion the segmenter missed is
-    never written to; `non-lesion` is the paper's rule). Raises `InputError` (with a reason code) for input
-    that cannot be protected and `CapacityError` when the payload does not fit the carriers; nothing is
-    written anywhere.
+    never written to; `non-lesion` is the paper's rule). `source` (topic, scanner, file name) travels inside
+    the ciphertext, never in the clear header. Raises `InputError` (with a reason code) for input that cannot
+    be protected and `CapacityError` when the payload does not fit the carriers; nothing is written anywhere.
     """
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -115,7 +122,7 @@ def protect(
     lap("segment")
 
     message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
-    sealer = Sealer(card, suite, message_id, rng=rng, clock=clock, device_id=device_id, params=sbbe_params)
+    sealer = Sealer(card, signer, suite, message_id, rng=rng, clock=clock, params=sbbe_params)
     lap("keys")
     timestamp_ns = clock()
     stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_sha256(image.pixels), message_id)
@@ -134,36 +141,49 @@ def protect(
     lap("hide")
 
     marked_bytes = codecs.encode_marked(image, marked, message_id)
-    box = container.Container(marked=marked_bytes, record=record.to_bytes(), recipe=image.recipe or b"")
+    meta = {
+        "content": {
+            "format": image.format,
+            "dtype": str(image.pixels.dtype),
+            "signed": image.signed,
+            "shape": list(image.pixels.shape),
+        },
+        "source": dict(source or {}),
+    }
+    box = container.Container(marked=marked_bytes, record=record.to_bytes(), meta=meta, recipe=image.recipe or b"")
     plaintext = container.pack(box, compression)
     lap("pack")
 
-    content = {
-        "format": image.format,
-        "dtype": str(image.pixels.dtype),
-        "signed": image.signed,
-        "shape": list(image.pixels.shape),
-        "compression": compression,
-        "plaintext_bytes": len(plaintext),
-    }
     # The search scores keys on its own central crop of the marked image (SearchParams.sample_side).
-    envelope = sealer.seal(plaintext, content, dict(source or {}), marked)
+    sealed = sealer.seal(plaintext, compression=compression, sample=marked)
     lap("seal")
     # Parts of the seal lap, as the sealer timed them (its key agreement is the `keys` lap above).
-    for part in ("search", "encrypt"):
-        if part in sealer.timings:
-            timings[f"seal.{part}"] = sealer.timings[part]
-    return Protected(envelope=envelope, message_id=message_id, lesion_pixels=int(lesion.sum()), timings=timings)
+    for part in ("search", "encrypt", "sign"):
+        if part in sealed.timings:
+            timings[f"seal.{part}"] = sealed.timings[part]
+    return Protected(
+        envelope=sealed.envelope, message_id=message_id, lesion_pixels=int(lesion.sum()), timings=timings
+    )
 
 
-def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = False) -> OpenedImage:
-    """Open an envelope: authenticate and decrypt, extract and verify the hidden payload, optionally restore.
+def open_(
+    envelope: bytes,
+    private_key: PrivateKey,
+    *,
+    gateways: TrustedGateways,
+    accept_unknown_origin: bool = False,
+    restore_original: bool = False,
+    limits: codecs.Limits = codecs.DEFAULT_LIMITS,
+) -> OpenedImage:
+    """Open an envelope: verify its origin against the pinned `gateways`, authenticate and decrypt, extract
+    and verify the hidden payload, optionally restore.
 
-    Every failure, whatever its cause, raises the one `OpenError`.
+    What opening may cost is bounded by `limits` (the same limits protection runs under), never by anything
+    the envelope declares. Every failure, whatever its cause, raises the one `OpenError`.
     """
-    opened = open_envelope(envelope, private_key)
+    opened = open_envelope(envelope, private_key, gateways=gateways, accept_unknown_origin=accept_unknown_origin)
     try:
-        return _unpack_opened(opened, restore_original)
+        return _unpack_opened(opened, restore_original, limits)
     except Exception:
         # An authenticated envelope that does not unpack can only come from a faulty or hostile sealer; the
         # caller learns the same thing as for any other failure. Raised outside the handler so that no cause
@@ -172,12 +192,11 @@ def open_(envelope: bytes, private_key: PrivateKey, *, restore_original: bool = 
     raise OpenError()
 
 
-def _unpack_opened(opened: Opened, restore_original: bool) -> OpenedImage:
+def _unpack_opened(opened: Opened, restore_original: bool, limits: codecs.Limits) -> OpenedImage:
     """The steps of `open_` after authentication; any exception means the envelope does not open."""
     header = opened.header
-    content = header["content"]
-    box = container.unpack(opened.plaintext, content["compression"], max_bytes=_plaintext_limit(content))
-    image = codecs.decode(box.marked)
+    box = container.unpack(opened.plaintext, header["compression"], max_bytes=container_limit(limits))
+    image = codecs.decode(box.marked, limits)
     order_key = opened.derive(ORDER_LABEL)
     record = stego.RestorationRecord.from_bytes(box.record)
     hidden = HiddenPayload.from_bytes(stego.extract(image.pixels, record.exclusion, order_key))
@@ -191,7 +210,16 @@ def _unpack_opened(opened: Opened, restore_original: bool) -> OpenedImage:
     if restore_original:
         # The input file byte for byte where the container has its recipe (DICOM), else rewritten.
         original = codecs.rebuild(box.recipe, original_pixels) if box.recipe else codecs.encode(image, original_pixels)
-    return OpenedImage(header=header, marked=box.marked, hidden=hidden, original=original)
+    return OpenedImage(
+        header=header,
+        origin=opened.origin,
+        content=dict(box.meta.get("content", {})),
+        source=dict(box.meta.get("source", {})),
+        marked=box.marked,
+        hidden=hidden,
+        original=original,
+        derive=opened.derive,
+    )
 
 
 def _segment(segmenter: Segmenter, image: codecs.DecodedImage) -> np.ndarray:
@@ -201,7 +229,9 @@ def _segment(segmenter: Segmenter, image: codecs.DecodedImage) -> np.ndarray:
     return np.concatenate([np.asarray(segmenter(frame)) for frame in codecs.frames_of(image)], axis=0)
 
 
-def _plaintext_limit(content: Mapping[str, Any]) -> int:
-    """A generous bound on the decompressed container: the image at 2 bytes/pixel, twice, plus DICOM headers."""
-    height, width = (int(v) for v in content["shape"])
-    return 4 * height * width + (16 << 20)
+def container_limit(limits: codecs.Limits) -> int:
+    """The most a decompressed container may hold under `limits`: the marked file (at most the larger of an
+    input file and the raw 16-bit pixels), the original file's rebuild recipe (at most an input file), the
+    restoration record (under half a byte per pixel) and 16 MiB for DICOM metadata and the container's own
+    fields."""
+    return max(limits.max_bytes, 2 * limits.max_pixels) + limits.max_bytes + limits.max_pixels // 2 + (16 << 20)

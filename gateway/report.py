@@ -30,6 +30,7 @@ import numpy as np
 from gateway import codecs, metrics
 from gateway.crypto import envelope as envelope_mod
 from gateway.crypto.kdf import hkdf
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
 from gateway.pipeline import STAMP_LABEL, Protected, open_, protect
 from gateway.rng import SeededRandom, fixed_clock
@@ -41,6 +42,7 @@ REPORT_CLOCK_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed clo
 SCATTER_PAIRS = 3000
 RECIPIENT_INFO = b"medshield/report/recipient"
 CHANGE_INFO = b"medshield/report/one-pixel-changes"
+GATEWAY_INFO = b"medshield/report/gateway"
 
 MaskFn = Callable[[codecs.DecodedImage], np.ndarray]
 
@@ -54,6 +56,11 @@ def report_recipient(seed: bytes) -> tuple[PrivateKey, RecipientCard]:
     return recipient_from_seed("report", hkdf(seed, salt=b"", info=RECIPIENT_INFO))
 
 
+def report_gateway(seed: bytes) -> GatewayKey:
+    """The report's sealing gateway: an Ed25519 device key derived from the seed (never for real data)."""
+    return GatewayKey.generate("medshield-report", SeededRandom(hkdf(seed, salt=b"", info=GATEWAY_INFO)))
+
+
 def protect_seeded(data: bytes, card: RecipientCard, suite: str, seed: bytes, mask: np.ndarray,
                    carrier_rule: str = DEFAULT_CARRIER_RULE) -> Protected:
     """`protect` with every random choice (ephemeral key, salt, message id, genomes) and the clock fixed by
@@ -61,22 +68,20 @@ def protect_seeded(data: bytes, card: RecipientCard, suite: str, seed: bytes, ma
     return protect(
         data,
         card,
+        signer=report_gateway(seed),
         suite=suite,
         mask=mask,
         carrier_rule=carrier_rule,
         rng=SeededRandom(seed),
         clock=fixed_clock(REPORT_CLOCK_NS),
-        device_id="medshield-report",
         source={"report": "differential"},
     )
 
 
 def split_envelope(data: bytes) -> tuple[dict[str, Any], bytes, bytes]:
     """(header, tag, body) of an envelope, unauthenticated (the report opens it properly elsewhere)."""
-    header = envelope_mod.peek_header(data)
-    offset = envelope_mod.PREFIX_BYTES + int.from_bytes(data[4:8], "big")
-    tag_len = envelope_mod.TAG_BYTES[header["suite"]]
-    return header, data[offset : offset + tag_len], data[offset + tag_len :]
+    peeked = envelope_mod.peek(data)
+    return peeked.header, peeked.tag, peeked.body
 
 
 def body_array(body: bytes) -> np.ndarray:
@@ -253,14 +258,14 @@ def analyse_image(
     header, _, body = split_envelope(reference.envelope)
 
     # The authorised side: open, restore, and read back what was hidden.
-    opened = open_(reference.envelope, private_key, restore_original=True)
+    gateways = TrustedGateways([report_gateway(seed).card])
+    opened = open_(reference.envelope, private_key, gateways=gateways, restore_original=True)
     marked = codecs.decode(opened.marked).pixels
     restored = codecs.decode(opened.original or b"")
-    raw = envelope_mod.open_envelope(reference.envelope, private_key)
     sent = HiddenPayload(
         message_id=header["message_id"],
         timestamp_ns=REPORT_CLOCK_NS,
-        stamp=make_stamp(raw.derive(STAMP_LABEL), REPORT_CLOCK_NS, pixel_sha256(pixels), header["message_id"]),
+        stamp=make_stamp(opened.derive(STAMP_LABEL), REPORT_CLOCK_NS, pixel_sha256(pixels), header["message_id"]),
         lesion_mask=lesion,
         source_ref=image.source_ref,
     ).to_bytes()
@@ -278,7 +283,7 @@ def analyse_image(
     cipher = body_array(body)
     chi2 = metrics.chi2_histogram(cipher, bits=8)
     bits = 8 * pixels.dtype.itemsize
-    plaintext_bytes = int(header["content"].get("plaintext_bytes", len(body)))
+    plaintext_bytes = len(body)
     critical_512 = metrics.wna_critical_values(512 * 512, bits=8, alpha=alpha)
     return ImageReport(
         name=name,

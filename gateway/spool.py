@@ -152,6 +152,7 @@ class Spool:
             raise
         self._rows, self._bytes = int(row[0]), int(row[1])
         self._next_prune_ns = 0
+        self._last_checkpoint: tuple[int, str] | None = None
         self._ensure_reserve()
 
     def _migrate(self) -> None:
@@ -298,6 +299,32 @@ class Spool:
             [(e.seq, e.entry_hash(), e.to_json()) for e in entries],
         )
         return [("ledger", writer.topic, e.to_json().encode()) for e in entries]
+
+    def ledger_head(self) -> tuple[int, str]:
+        """(number of ledger entries, hash of the last one; the genesis hash when there are none)."""
+        from gateway.ledger import GENESIS_HASH
+
+        with self._lock:
+            last = self._db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
+
+    def queue_checkpoint(self, writer: LedgerWriter) -> bool:
+        """Queue a signed checkpoint of the ledger as it stands now, unless the last one queued by this spool
+        says the same; returns whether one was queued."""
+        count, head = self.ledger_head()
+        if self._last_checkpoint == (count, head):
+            return False
+        now = time.time_ns()
+        cp = writer.checkpoint(count, head, now).to_json().encode()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO outbox (message_id, kind, topic, payload, created_ns) VALUES (?, ?, ?, ?, ?)",
+                (f"checkpoint-{count}", "checkpoint", writer.checkpoint_topic, cp, now),
+            )
+            self._rows += 1
+            self._bytes += len(cp)
+        self._last_checkpoint = (count, head)
+        return True
 
     def ledger_lines(self) -> list[str]:
         """Every ledger entry (JSON), in sequence order."""

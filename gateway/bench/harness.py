@@ -269,12 +269,15 @@ class Runner:
     """Runs the plan of one benchmark; holds the broker hop and the recipient for the whole run."""
 
     def __init__(self, config: BenchConfig, hop: Hop, progress: Progress | None = None) -> None:
+        from gateway.crypto.origin import GatewayKey, TrustedGateways
         from gateway.crypto.recipients import generate_recipient
 
         self.config = config
         self.hop = hop
         self.progress = progress
         self.private_key, self.card = generate_recipient("bench", floors.random_key)
+        self.signer = GatewayKey.generate("bench", floors.random_key)
+        self.gateways = TrustedGateways([self.signer.card])
         self.ecies = floors.EciesRecipient.generate()
 
     def _repeat(self, label: str, trial: Callable[[], tuple[float, dict[str, float]]]) -> Series:
@@ -298,6 +301,7 @@ class Runner:
         name: str = "pipeline",
         sbbe_params: SearchParams = SearchParams(),
     ) -> Measurement:
+        from gateway.crypto.envelope import peek
         from gateway.pipeline import open_, protect
 
         source = {"topic": f"{self.hop.prefix}/scanner", "scanner": "bench"}
@@ -306,6 +310,7 @@ class Runner:
             return protect(
                 data,
                 self.card,
+                signer=self.signer,
                 suite=suite,
                 mask=None if segment else image.lesion_mask,
                 segmenter=segment,
@@ -315,7 +320,7 @@ class Runner:
 
         # Correctness first: an envelope that does not open to the bit-exact input is not worth timing.
         first = run_protect(image.data)
-        opened = open_(first.envelope, self.private_key, restore_original=True)
+        opened = open_(first.envelope, self.private_key, gateways=self.gateways, restore_original=True)
         from gateway import codecs
 
         restored = codecs.decode(opened.original or b"").pixels
@@ -349,7 +354,7 @@ class Runner:
             peak_memory_bytes=peak,
             info={
                 "lesion_pixels": first.lesion_pixels,
-                "plaintext_bytes": int(opened.header.get("content", {}).get("plaintext_bytes", 0)),
+                "plaintext_bytes": len(peek(first.envelope).body),
                 "search_params": header_params,
                 "mask": "DS-Net" if segment else REFERENCE_MASK,
             },
@@ -358,11 +363,11 @@ class Runner:
     def payload_sizes(self, image: images.BenchImage, suite: str) -> tuple[int, int]:
         """(plaintext bytes, envelope bytes) of this image under `suite`, from one untimed `protect` on the
         reference mask: the payload lengths the cipher and MQTT floors are measured at."""
-        from gateway.crypto.envelope import peek_header
+        from gateway.crypto.envelope import peek
         from gateway.pipeline import protect
 
-        result = protect(image.data, self.card, suite=suite, mask=image.lesion_mask)
-        return int(peek_header(result.envelope)["content"]["plaintext_bytes"]), len(result.envelope)
+        result = protect(image.data, self.card, signer=self.signer, suite=suite, mask=image.lesion_mask)
+        return len(peek(result.envelope).body), len(result.envelope)
 
     def model_floor(self, image: images.BenchImage, backend: str, segment: SegmentFn) -> Measurement:
         from gateway import codecs

@@ -1,14 +1,22 @@
-"""`medshield open IN.msh (--key F | --profile F --fingerprint F --iris I --otp CODE) -o OUT`."""
+"""`medshield open IN.msh (--key F | --profile F --fingerprint F --iris I --otp CODE) --gateways PATH -o OUT`.
+
+The envelope opens only if its gateway signature verifies against a pinned gateway card (`--gateways`, files
+or directories of `*.gateway-card`); `--accept-unknown-origin` opens one whose key is not pinned, and says so
+loudly. Every output carries pixels or patient data and is written 0600.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+from gateway.crypto.origin import TrustedGateways
 from gateway.crypto.recipients import PrivateKey
-from gateway.errors import OpenError
+from gateway.errors import ConfigError, OpenError
+from gateway.files import write_atomic
 from gateway.pipeline import open_
 
 
@@ -28,6 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     credentials.add_argument(
         "--profile-pass-file", type=Path, help="file whose first line is the profile passphrase (default: $MEDSHIELD_PROFILE_PASS)"
+    )
+    origin = parser.add_argument_group("origin (who sealed the envelope)")
+    origin.add_argument(
+        "--gateways",
+        type=Path,
+        action="append",
+        default=[],
+        help="pinned gateway card, or a directory of *.gateway-card files (repeat for several)",
+    )
+    origin.add_argument(
+        "--accept-unknown-origin",
+        action="store_true",
+        help="DANGER: open even if the envelope's gateway key is not pinned; its origin is then unverified",
     )
     parser.add_argument(
         "--restore-original", action="store_true", help="write the bit-exact original instead of the marked image"
@@ -66,15 +87,31 @@ def _private_key(args: argparse.Namespace) -> PrivateKey:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.gateways and not args.accept_unknown_origin:
+        raise ConfigError("give --gateways (the pinned gateway cards); --accept-unknown-origin skips the check")
+    gateways = TrustedGateways.load(args.gateways)
     private_key = _private_key(args)
     try:
         envelope = args.input.read_bytes()
     except OSError:
         raise OpenError() from None
-    opened = open_(envelope, private_key, restore_original=args.restore_original)
+    opened = open_(
+        envelope,
+        private_key,
+        gateways=gateways,
+        accept_unknown_origin=args.accept_unknown_origin,
+        restore_original=args.restore_original,
+    )
+    origin = opened.origin
+    if not origin.pinned:
+        print(
+            f"medshield: WARNING: UNVERIFIED ORIGIN: gateway key {origin.key_id} is not pinned; the envelope claims"
+            f" device {origin.device_id!r} but nothing proves who sealed it",
+            file=sys.stderr,
+        )
     # open_ returns the original exactly when asked to restore it.
     image = opened.original if opened.original is not None else opened.marked
-    args.output.write_bytes(image)
+    write_atomic(args.output, image, mode=0o600)
     if args.hidden:
         hidden = opened.hidden
         record = {
@@ -84,12 +121,20 @@ def run(args: argparse.Namespace) -> int:
             "source_ref": hidden.source_ref,
             "lesion_pixels": int(hidden.lesion_mask.sum()),
             "lesion_mask_shape": list(hidden.lesion_mask.shape),
-            "gateway": opened.header.get("device_id"),
+            "origin": {
+                "device_id": origin.device_id,
+                "gateway_key_id": origin.key_id,
+                "created_ns": origin.created_ns,
+                "pinned": origin.pinned,
+            },
+            "source": dict(opened.source),
         }
-        fd = os.open(args.hidden, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=2)
-            handle.write("\n")
+        write_atomic(args.hidden, (json.dumps(record, indent=2) + "\n").encode(), mode=0o600)
     what = "original" if args.restore_original else "marked image"
-    print(f"opened {args.input.name}: {what} -> {args.output}; timestamp stamp verified")
+    verified = "VERIFIED" if origin.pinned else "UNVERIFIED"
+    created = datetime.fromtimestamp(origin.created_ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+    print(
+        f"opened {args.input.name}: {what} -> {args.output}; origin {verified}: gateway {origin.device_id}"
+        f" (key {origin.key_id}), sealed {created}; timestamp stamp verified"
+    )
     return 0

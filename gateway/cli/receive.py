@@ -16,6 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser("receive", help="cloud side: collect and verify envelopes", description=__doc__)
     parser.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
     parser.add_argument("--out", required=True, type=Path, help="directory for <message_id>.msh files")
+    parser.add_argument(
+        "--gateways",
+        type=Path,
+        action="append",
+        required=True,
+        help="pinned gateway card, or a directory of *.gateway-card files (repeat); envelopes from any other"
+        " origin are refused",
+    )
     parser.add_argument("--key", type=Path, help="raw-key service recipient (NAME.key) to open and check each envelope")
     parser.add_argument("--topic", default="medshield/gateways/+/envelopes")
     parser.add_argument("--client-id", default="medshield-receiver")
@@ -46,15 +54,18 @@ def main(args: argparse.Namespace) -> int:
     if args.password_file:
         secret = read_secret(args.password_file, "--password-file", os.environ)
         broker = broker.model_copy(update={"password": secret, "password_file": args.password_file})
+    from gateway.crypto.origin import TrustedGateways
+
+    gateways = TrustedGateways.load(args.gateways)
     verifier = None
     if args.key:
         from gateway.crypto.recipients import PrivateKey
 
-        verifier = key_verifier(PrivateKey.load(args.key))
+        verifier = key_verifier(PrivateKey.load(args.key), gateways)
     delivery = None
     if args.pacs:
-        delivery = _delivery(args)
-    receiver = Receiver(args.out, verifier, on_stored=delivery.offer if delivery else None)
+        delivery = _delivery(args, gateways)
+    receiver = Receiver(args.out, gateways, verifier, on_stored=delivery.offer if delivery else None)
     service = ReceiverService(receiver, broker, topic=args.topic, client_id=args.client_id).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -73,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     return 0 if receiver.stats.verify_failed == 0 else 1
 
 
-def _delivery(args: argparse.Namespace) -> Any:
+def _delivery(args: argparse.Namespace, gateways: Any) -> Any:
     """PACS delivery (gateway.dicom.delivery): queue under --out, catch up on stored envelopes, start senders."""
     from gateway.crypto.recipients import PrivateKey
     from gateway.dicom.delivery import Delivery, key_opener, load_destinations
@@ -83,7 +94,7 @@ def _delivery(args: argparse.Namespace) -> Any:
         raise ConfigError("--pacs needs --key (the service recipient that opens what is delivered)")
     destinations = load_destinations(args.pacs)
     restore = any(d.what == "original" for d in destinations)
-    delivery = Delivery(destinations, args.out / "delivery.sqlite3", key_opener(PrivateKey.load(args.key), restore))
+    delivery = Delivery(destinations, args.out / "delivery.sqlite3", key_opener(PrivateKey.load(args.key), restore, gateways))
     args.out.mkdir(parents=True, exist_ok=True)
     delivery.catch_up(args.out)
     return delivery.start()

@@ -1,55 +1,57 @@
-"""The `.msh` envelope (docs/ENVELOPE.md): one image sealed to one recipient.
+"""The `.msh` envelope, version 2 (docs/ENVELOPE.md): one image sealed to one recipient, signed by its gateway.
 
-    "MSH1" | u32 big-endian header length | header (UTF-8 JSON, sorted keys) | tag | body
+    "MSH2" | u32 big-endian header length | header (UTF-8 JSON, sorted keys) | tag | body | signature (64)
 
 Per message: a fresh ephemeral X25519 key and a random 32-byte salt; the shared secret with the recipient's
 public key goes through HKDF-SHA256 (salt = the random salt; info binds the suite, both public keys and the
-message id) to the message secret S. From S come the hiding-stage keys (`derive`) and the suite's keys.
-The tag authenticates magic, length, header and plaintext, so any changed byte makes opening fail.
+message id) to the message secret S. From S come the hiding-stage keys (`derive`) and the suite's key. The
+tag authenticates magic, length, header and plaintext; the gateway's Ed25519 device key signs the digest of
+everything before the signature, so the origin is authenticated to anyone holding the gateway's card,
+without decrypting.
 
-Every failure to open raises `gateway.errors.OpenError`, whatever went wrong, including unexpected
-exceptions while parsing untrusted bytes.
+The API, in full: `Sealer` (construct, `derive`, `seal` once → `Sealed`), `open_envelope` (→ `Opened`, with
+the verified `Origin`), `verify_origin` (the signature alone, for receivers that hold no recipient key) and
+`peek_header` / `peek` (unauthenticated, for routing and analysis). Every failure to open or verify raises
+`gateway.errors.OpenError`, whatever went wrong, including unexpected exceptions while parsing untrusted bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import socket
+import re
 import time
 import uuid
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from Crypto.Cipher import AES
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 
-from gateway.crypto import sbbe
-from gateway.encoding import b64url_decode, b64url_encode
+from gateway.crypto import sbbe, suites
 from gateway.crypto.kdf import hkdf
+from gateway.crypto.origin import SIGNATURE_BYTES, GatewayKey, TrustedGateways, key_id_of, verify_signature
 from gateway.crypto.recipients import PrivateKey, RecipientCard
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import InputError, OpenError
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 
-MAGIC = b"MSH1"
-FORMAT_VERSION = 1
+MAGIC = b"MSH2"
+FORMAT_VERSION = 2
 PREFIX_BYTES = 8  # magic + u32 header length
 MAX_HEADER_BYTES = 64 * 1024
-MAX_PLAINTEXT_BYTES = sbbe.MAX_PLAINTEXT_BYTES  # 512 MiB, for both suites
+MAX_PLAINTEXT_BYTES = sbbe.MAX_PLAINTEXT_BYTES  # 512 MiB, for every suite
+MAX_TAG_BYTES = 32
 SALT_BYTES = 32
 SECRET_BYTES = 32
 MAX_LABEL_BYTES = 128
+MAX_ENVELOPE_BYTES = PREFIX_BYTES + MAX_HEADER_BYTES + MAX_TAG_BYTES + MAX_PLAINTEXT_BYTES + SIGNATURE_BYTES
 
-SUITE_SBBE = sbbe.SUITE
-SUITE_AES_SIV = "aes-256-siv"
-SUITES = (SUITE_SBBE, SUITE_AES_SIV)
-DEFAULT_SUITE = SUITE_SBBE
-TAG_BYTES = {SUITE_SBBE: sbbe.TAG_BYTES, SUITE_AES_SIV: 16}
-MAX_ENVELOPE_BYTES = PREFIX_BYTES + MAX_HEADER_BYTES + 32 + MAX_PLAINTEXT_BYTES
+DEFAULT_SUITE = sbbe.SUITE
 
 INFO_SECRET = b"medshield/v1/message-secret"
 INFO_DERIVE = b"medshield/v1/derive/"
-INFO_AES_SIV = b"medshield/v1/aes-256-siv/key"
+SIGNATURE_LABEL = b"medshield/v2/envelope-origin"
 
 _TOP_FIELDS = {
     "version",
@@ -57,13 +59,14 @@ _TOP_FIELDS = {
     "message_id",
     "created_ns",
     "device_id",
+    "gateway_public_key",
     "recipient_key_id",
     "ephemeral_public_key",
     "salt",
-    "content",
-    "source",
+    "compression",
 }
-_SBBE_FIELDS = {"genome", "population", "generations", "offspring", "sample_shape"}
+_TOKEN = re.compile(r"[a-z0-9-]{1,16}")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -100,12 +103,15 @@ def derive_key(secret: bytes, label: str, length: int = 32) -> bytes:
     return hkdf(secret, salt=b"", info=INFO_DERIVE + raw, length=length)
 
 
-def _aes_siv_key(secret: bytes) -> bytes:
-    return hkdf(secret, salt=b"", info=INFO_AES_SIV, length=64)
-
-
 def _identity(z: bytes) -> bytes:
     return z
+
+
+def signed_message(unsigned: bytes) -> bytes:
+    """What the gateway signs: the label, then SHA-256 of every byte before the signature. (The digest covers
+    the body, not just the tag: an AES-SIV tag is a CMAC, and whoever holds the message key could find a second
+    plaintext with the same tag.)"""
+    return SIGNATURE_LABEL + hashlib.sha256(unsigned).digest()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -116,16 +122,6 @@ def _canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )
-
-
-def _check_metadata(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise InputError("invalid_metadata", f"envelope {name} must be a dict with string keys")
-    try:
-        _canonical_json(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError("invalid_metadata", f"envelope {name} is not JSON-serialisable: {exc}") from None
-    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -141,50 +137,36 @@ def _reject_constant(name: str) -> Any:
     raise ValueError("non-finite number")
 
 
-def _is_int(v: Any, lo: int, hi: int) -> bool:
-    return type(v) is int and lo <= v <= hi
-
-
 def _validate_header(h: Any) -> dict[str, Any]:
-    """Raise ValueError unless `h` is a well-formed v1 header; returns it."""
+    """Raise ValueError unless `h` is a well-formed v2 header; returns it."""
     if not isinstance(h, dict):
         raise ValueError("header is not an object")
-    suite = h.get("suite")
-    expected = _TOP_FIELDS | ({"sbbe"} if suite == SUITE_SBBE else set())
-    if set(h) != expected or suite not in SUITES:
+    name = h.get("suite")
+    if name not in suites.names():
+        raise ValueError("suite")
+    suite = suites.get(name)
+    expected = _TOP_FIELDS | ({suite.header_field} if suite.header_field else set())
+    if set(h) != expected:
         raise ValueError("header fields")
-    if h["version"] != FORMAT_VERSION or type(h["version"]) is not int:
+    if type(h["version"]) is not int or h["version"] != FORMAT_VERSION:
         raise ValueError("version")
     mid = h["message_id"]
     if not isinstance(mid, str) or str(uuid.UUID(mid)) != mid:
         raise ValueError("message id")
-    if not _is_int(h["created_ns"], 0, 2**63 - 1):
+    if type(h["created_ns"]) is not int or not 0 <= h["created_ns"] <= 2**63 - 1:
         raise ValueError("created")
-    if not isinstance(h["device_id"], str) or not 1 <= len(h["device_id"]) <= 256:
+    if not isinstance(h["device_id"], str) or not _DEVICE_ID.fullmatch(h["device_id"]):
         raise ValueError("device id")
     kid = h["recipient_key_id"]
     if not isinstance(kid, str) or len(kid) != 32 or kid != kid.lower() or bytes.fromhex(kid).hex() != kid:
         raise ValueError("key id")
     if len(b64url_decode(h["ephemeral_public_key"])) != 32 or len(b64url_decode(h["salt"])) != SALT_BYTES:
         raise ValueError("key or salt")
-    if not isinstance(h["content"], dict) or not isinstance(h["source"], dict):
-        raise ValueError("content or source")
-    if suite == SUITE_SBBE:
-        s = h["sbbe"]
-        if not isinstance(s, dict) or set(s) != _SBBE_FIELDS:
-            raise ValueError("sbbe fields")
-        if len(b64url_decode(s["genome"])) != sbbe.GENOME_BYTES:
-            raise ValueError("genome")
-        shape = s["sample_shape"]
-        if not (
-            _is_int(s["population"], 1, 256)
-            and _is_int(s["generations"], 0, 64)
-            and _is_int(s["offspring"], 1, 256)
-            and isinstance(shape, list)
-            and len(shape) == 2
-            and all(_is_int(v, 1, 1 << 20) for v in shape)
-        ):
-            raise ValueError("search parameters")
+    if len(b64url_decode(h["gateway_public_key"])) != 32:
+        raise ValueError("gateway key")
+    if not isinstance(h["compression"], str) or not _TOKEN.fullmatch(h["compression"]):
+        raise ValueError("compression")
+    suite.check_header(h.get(suite.header_field) if suite.header_field else None)
     return h
 
 
@@ -204,7 +186,7 @@ def _parse_prefix(data: bytes) -> tuple[dict[str, Any], int]:
 def peek_header(data: bytes) -> dict[str, Any]:
     """The header of an envelope (or of its first bytes), UNAUTHENTICATED: for routing only.
 
-    Reads at most 8 + 64 KiB. Raises OpenError if the prefix is not a well-formed v1 header.
+    Reads at most 8 + 64 KiB. Raises OpenError if the prefix is not a well-formed v2 header.
     """
     try:
         header, _ = _parse_prefix(bytes(data[: PREFIX_BYTES + MAX_HEADER_BYTES]))
@@ -214,36 +196,64 @@ def peek_header(data: bytes) -> dict[str, Any]:
     raise OpenError()
 
 
+@dataclass(frozen=True)
+class Peeked:
+    """An envelope cut into its fields, UNAUTHENTICATED (analysis and routing; `open_envelope` to trust it)."""
+
+    header: dict[str, Any]
+    tag: bytes
+    body: bytes
+    signature: bytes
+
+
+def peek(data: bytes) -> Peeked:
+    """The header, tag, body and signature of an envelope, unauthenticated; OpenError if malformed."""
+    try:
+        header, _, tag, body, signature = _split(bytes(data))
+        return Peeked(header, tag, body, signature)
+    except Exception:
+        pass
+    raise OpenError()
+
+
 # --------------------------------------------------------------------------------------------------------
 # Sealing
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """One sealed envelope, with what the suite chose (the SBBE search result, if any) and stage timings."""
+
+    envelope: bytes
+    report: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass(eq=False)
 class Sealer:
-    """Seals one message to one recipient. Construct, `derive` the hiding keys, then `seal` exactly once.
+    """Seals one message to one recipient, signed by `signer`. Construct, `derive` the hiding keys, then
+    `seal` exactly once.
 
     The ephemeral key and salt are drawn from `rng` at construction, so `derive` works before the sealed
     content exists. A second `seal` raises RuntimeError: reusing S would reuse every key.
     """
 
     card: RecipientCard
+    signer: GatewayKey
     suite: str = DEFAULT_SUITE
     message_id: str | uuid.UUID = field(default_factory=uuid.uuid4)
     _: KW_ONLY
     rng: RandomSource = system_random
     clock: Clock = system_clock
-    device_id: str = field(default_factory=socket.gethostname)
     params: sbbe.SearchParams = field(default_factory=sbbe.SearchParams)
-    search_result: sbbe.SearchResult | None = field(default=None, init=False)
-    timings: dict[str, float] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        if self.suite not in SUITES:
-            raise ValueError(f"unknown suite {self.suite!r}; choose one of {', '.join(SUITES)}")
+        if self.suite not in suites.names():
+            raise ValueError(f"unknown suite {self.suite!r}; choose one of {', '.join(suites.names())}")
         if not isinstance(self.card, RecipientCard):
             raise TypeError("card must be a RecipientCard")
-        if not isinstance(self.device_id, str) or not 1 <= len(self.device_id) <= 256:
-            raise ValueError("device_id must be a string of 1..256 characters")
+        if not isinstance(self.signer, GatewayKey):
+            raise TypeError("signer must be a GatewayKey")
         self._mid = uuid.UUID(str(self.message_id))
         self.message_id = str(self._mid)
         t0 = time.perf_counter()
@@ -256,71 +266,57 @@ class Sealer:
         info = secret_info(self.suite, self._epk, self.card.public_key, self._mid.bytes)
         self._secret = _message_secret(shared, self._salt, info)
         self._sealed = False
-        self.timings["keys"] = time.perf_counter() - t0
+        self._keys_s = time.perf_counter() - t0
 
     def derive(self, label: str, length: int = 32) -> bytes:
         """Per-message key for `label` (e.g. "stego/order", "stego/stamp"); the opener derives the same."""
         return derive_key(self._secret, label, length)
 
-    def seal(
-        self,
-        plaintext: bytes,
-        content: dict[str, Any],
-        source: dict[str, Any],
-        sample: np.ndarray | bytes | None = None,
-    ) -> bytes:
-        """The envelope for `plaintext`. `sample` (an image array) feeds the SBBE fitness; without one the
-        search scores the first bytes of the plaintext. InputError for bad metadata or too large input."""
+    def seal(self, plaintext: bytes, *, compression: str = "none", sample: np.ndarray | bytes | None = None) -> Sealed:
+        """The signed envelope for `plaintext`. `compression` names how the plaintext is encoded (it stays in
+        clear); `sample` (an image array) feeds the SBBE fitness, else the search scores the first bytes of
+        the plaintext. InputError for too large input."""
         if self._sealed:
             raise RuntimeError("this Sealer has already sealed a message; make a new Sealer per message")
         self._sealed = True
+        timings = {"keys": self._keys_s}
         t_start = time.perf_counter()
         plaintext = bytes(plaintext)
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise InputError("too_large", f"plaintext larger than {MAX_PLAINTEXT_BYTES} bytes")
+        if not _TOKEN.fullmatch(compression):
+            raise ValueError("compression must be a short lowercase token")
+        suite = suites.get(self.suite)
         header: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "suite": self.suite,
             "message_id": self.message_id,
             "created_ns": int(self.clock()),
-            "device_id": self.device_id,
+            "device_id": self.signer.device_id,
+            "gateway_public_key": b64url_encode(self.signer.public_key),
             "recipient_key_id": self.card.key_id,
             "ephemeral_public_key": b64url_encode(self._epk),
             "salt": b64url_encode(self._salt),
-            "content": _check_metadata("content", content),
-            "source": _check_metadata("source", source),
+            "compression": compression,
         }
-        k_star = b""
-        if self.suite == SUITE_SBBE:
-            t0 = time.perf_counter()
-            result = sbbe.search(
-                self._secret, plaintext if sample is None else sample, self._mid.bytes, self.params, self.rng
-            )
-            self.search_result = result
-            header["sbbe"] = {
-                "genome": b64url_encode(result.genome),
-                "population": self.params.population,
-                "generations": self.params.generations,
-                "offspring": self.params.offspring_count,
-                "sample_shape": list(result.sample_shape),
-            }
-            k_star = sbbe.candidate_key(self._secret, result.genome)
-            self.timings["search"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        prepared = suite.prepare(
+            self._secret, self._mid.bytes, plaintext if sample is None else sample, self.params, self.rng
+        )
+        if suite.header_field:
+            header[suite.header_field] = prepared.header
+            timings["search"] = time.perf_counter() - t0
         header_bytes = _canonical_json(header)
-        if len(header_bytes) > MAX_HEADER_BYTES:
-            raise InputError("invalid_metadata", f"envelope header larger than {MAX_HEADER_BYTES} bytes")
         prefix = MAGIC + len(header_bytes).to_bytes(4, "big") + header_bytes
         t0 = time.perf_counter()
-        if self.suite == SUITE_SBBE:
-            tag, body = sbbe.encrypt(k_star, prefix, plaintext)
-        else:
-            cipher = AES.new(_aes_siv_key(self._secret), AES.MODE_SIV)
-            cipher.update(prefix)
-            body, tag = cipher.encrypt_and_digest(plaintext)
-        self.timings["encrypt"] = time.perf_counter() - t0
-        out = prefix + tag + body
-        self.timings["seal"] = time.perf_counter() - t_start
-        return out
+        tag, body = suite.encrypt(prepared.key, prefix, plaintext)
+        timings["encrypt"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        unsigned = prefix + tag + body
+        signature = self.signer.sign(signed_message(unsigned))
+        timings["sign"] = time.perf_counter() - t0
+        timings["seal"] = time.perf_counter() - t_start
+        return Sealed(envelope=unsigned + signature, report=prepared.report, timings=timings)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -328,55 +324,114 @@ class Sealer:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Who sealed an envelope, as its signature proves. `pinned` is False only when the caller accepted an
+    unknown origin explicitly: the signature then matches the key named in the header, and nothing more."""
+
+    device_id: str
+    key_id: str
+    created_ns: int
+    pinned: bool
+
+
+@dataclass(frozen=True)
 class Opened:
-    """An opened envelope: its (now authenticated) header, the plaintext, and `derive(label)` for the
+    """An opened envelope: its (now authenticated) header, origin and plaintext, and `derive(label)` for the
     hiding-stage keys the sealer derived."""
 
     header: dict[str, Any]
+    origin: Origin
     plaintext: bytes
     derive: Callable[..., bytes] = field(repr=False)
 
 
-def _open(data: bytes, private_key: PrivateKey, max_bytes: int) -> Opened:
+def _split(data: bytes) -> tuple[dict[str, Any], bytes, bytes, bytes, bytes]:
+    """(header, prefix, tag, body, signature); raises on malformed input."""
+    header, offset = _parse_prefix(data)
+    tag_len = suites.get(header["suite"]).tag_bytes
+    if len(data) < offset + tag_len + SIGNATURE_BYTES:
+        raise ValueError("truncated")
+    end = len(data) - SIGNATURE_BYTES
+    return header, data[:offset], data[offset : offset + tag_len], data[offset + tag_len : end], data[end:]
+
+
+def _origin(data: bytes, header: dict[str, Any], gateways: TrustedGateways, accept_unknown: bool) -> Origin:
+    public_key = b64url_decode(header["gateway_public_key"])
+    signature = data[len(data) - SIGNATURE_BYTES :]
+    if not verify_signature(public_key, signed_message(data[: len(data) - SIGNATURE_BYTES]), signature):
+        raise ValueError("signature")
+    key_id = key_id_of(public_key)
+    card = gateways.get(key_id)
+    if card is None:
+        if not accept_unknown:
+            raise ValueError("unknown origin")
+        return Origin(header["device_id"], key_id, header["created_ns"], pinned=False)
+    if card.device_id != header["device_id"]:
+        raise ValueError("device id does not match the pinned card")
+    return Origin(card.device_id, key_id, header["created_ns"], pinned=True)
+
+
+def verify_origin(
+    data: bytes, gateways: TrustedGateways, *, accept_unknown_origin: bool = False, max_bytes: int = MAX_ENVELOPE_BYTES
+) -> tuple[dict[str, Any], Origin]:
+    """Check an envelope's signature against the pinned gateway cards, without decrypting anything.
+
+    Returns the (signed) header and the origin; OpenError for a malformed, unsigned, forged or unpinned
+    envelope (an unpinned one passes only with `accept_unknown_origin`).
+    """
+    try:
+        data = bytes(data)
+        if len(data) > max_bytes:
+            raise ValueError("too large")
+        header = _split(data)[0]
+        return header, _origin(data, header, gateways, accept_unknown_origin)
+    except Exception:
+        pass  # raised outside the handler so no cause or context travels with the error
+    raise OpenError()
+
+
+def _open(data: bytes, private_key: PrivateKey, gateways: TrustedGateways, accept_unknown: bool, max_bytes: int) -> Opened:
     if len(data) > max_bytes:
         raise ValueError("too large")
-    header, offset = _parse_prefix(data)
-    suite = header["suite"]
+    header, prefix, tag, body, _ = _split(data)
     if header["recipient_key_id"] != private_key.key_id:
         raise ValueError("not for this key")
-    tag_len = TAG_BYTES[suite]
-    if len(data) < offset + tag_len:
-        raise ValueError("truncated")
-    prefix = data[:offset]
-    tag = data[offset : offset + tag_len]
-    body = data[offset + tag_len :]
     if len(body) > MAX_PLAINTEXT_BYTES:
         raise ValueError("too large")
+    origin = _origin(data, header, gateways, accept_unknown)  # before any decryption
+    suite = suites.get(header["suite"])
     epk = b64url_decode(header["ephemeral_public_key"])
     salt = b64url_decode(header["salt"])
     mid = uuid.UUID(header["message_id"]).bytes
     shared = key_agreement(
         static_priv=private_key.ecc_key, eph_pub=import_x25519_public_key(epk), kdf=_identity
     )
-    secret = _message_secret(shared, salt, secret_info(suite, epk, private_key.public_key, mid))
-    if suite == SUITE_SBBE:
-        genome = b64url_decode(header["sbbe"]["genome"])
-        plaintext = sbbe.decrypt(sbbe.candidate_key(secret, genome), prefix, tag, body)
-    else:
-        cipher = AES.new(_aes_siv_key(secret), AES.MODE_SIV)
-        cipher.update(prefix)
-        plaintext = cipher.decrypt_and_verify(body, tag)
+    secret = _message_secret(shared, salt, secret_info(header["suite"], epk, private_key.public_key, mid))
+    key = suite.key_for(secret, header.get(suite.header_field) if suite.header_field else None)
+    plaintext = suite.decrypt(key, prefix, tag, body)
 
     def derive(label: str, length: int = 32) -> bytes:
         return derive_key(secret, label, length)
 
-    return Opened(header=header, plaintext=plaintext, derive=derive)
+    return Opened(header=header, origin=origin, plaintext=plaintext, derive=derive)
 
 
-def open_envelope(data: bytes, private_key: PrivateKey, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Opened:
-    """Authenticate and decrypt an envelope. Any failure at all raises OpenError, with no detail."""
+def open_envelope(
+    data: bytes,
+    private_key: PrivateKey,
+    *,
+    gateways: TrustedGateways,
+    accept_unknown_origin: bool = False,
+    max_bytes: int = MAX_ENVELOPE_BYTES,
+) -> Opened:
+    """Verify the origin, then authenticate and decrypt. Any failure at all raises OpenError, with no detail.
+
+    The signature must verify and its key must be one of `gateways` (pinned cards) under the device id the
+    header names; `accept_unknown_origin` opens an envelope whose key is not pinned (the signature must
+    still match the key in the header), and the result's `origin.pinned` is then False.
+    """
     try:
-        return _open(bytes(data), private_key, max_bytes)
+        return _open(bytes(data), private_key, gateways, accept_unknown_origin, max_bytes)
     except Exception:
         pass  # raised outside the handler so no cause or context travels with the error
     raise OpenError()

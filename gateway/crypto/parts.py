@@ -1,76 +1,178 @@
 """Envelope parts, for brokers with a message size limit (AWS IoT Core: 128 KB; EMQX default: 1 MB).
 
-    "MSHP" | message id (16 bytes, the UUID's bytes) | u32 BE index | u32 BE count | SHA-256 of the whole
-    envelope (32 bytes) | data
+    part i:  "MSP2" | message id (16 bytes) | u32 BE index | u32 BE count | data
+    part 0's data:  u32 BE M | manifest (M bytes) | manifest signature (64) | chunk 0
+    others' data:   chunk i
 
-Parts are not authenticated on their own: the receiver keeps them until a set is complete, joins them in
-index order, and hands out the envelope only if its SHA-256 matches and its header names the same message id.
-The envelope's own tag then authenticates everything. Truncated, duplicated, reordered, missing or foreign
-parts never yield a wrong envelope; malformed parts raise OpenError.
+    manifest: "MSPM" | message id (16) | u32 count | u64 envelope length | gateway key id (16)
+              | SHA-256(envelope) (32) | SHA-256(chunk 0) | … | SHA-256(chunk count−1)
+
+The gateway signs the manifest with its device key (`"medshield/v2/parts-manifest" ‖ manifest`), so a
+receiver that pins the gateway's card authenticates each part as it arrives: part 0 by its signature, every
+other part by its digest in the manifest. Parts that arrive before their manifest are *candidates*: a few
+per index are kept, and the manifest picks the genuine one. So a forged part can neither complete a set nor
+displace a genuine part, and a forged manifest is refused on arrival. The joined envelope is then checked
+against the manifest's digest and by its own signature.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import uuid
-from collections import OrderedDict
+import struct
 from dataclasses import dataclass, field
 
-from gateway.crypto.envelope import MAX_ENVELOPE_BYTES, peek_header
+from gateway.crypto.envelope import peek_header
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.errors import OpenError
-from gateway.rng import Clock, system_clock
 
-MAGIC = b"MSHP"
-HEADER_BYTES = 4 + 16 + 4 + 4 + 32
+MAGIC = b"MSP2"
+MANIFEST_MAGIC = b"MSPM"
+HEADER_BYTES = 4 + 16 + 4 + 4
 MAX_PARTS = 1 << 16
+SIGNATURE_BYTES = 64
+MANIFEST_LABEL = b"medshield/v2/parts-manifest"
+_MANIFEST_FIXED = 4 + 16 + 4 + 8 + 16 + 32
+_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
 class Part:
-    """One parsed part."""
+    """One parsed part (not yet authenticated)."""
 
     message_id: bytes
     index: int
     count: int
-    digest: bytes
     data: bytes = field(repr=False)
 
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the part's chunk (for part 0: of the chunk after the manifest)."""
+        return hashlib.sha256(self.chunk).digest()
 
-def split(envelope: bytes, max_bytes: int) -> list[bytes]:
-    """Cut `envelope` into parts of at most `max_bytes` each (part header included).
+    @property
+    def chunk(self) -> bytes:
+        if self.index != 0:
+            return self.data
+        (m,) = _U32.unpack_from(self.data, 0)
+        return self.data[4 + m + SIGNATURE_BYTES :]
 
-    An envelope that fits is still wrapped (count 1), so receivers handle one format. ValueError if
-    `max_bytes` leaves no room for data or the envelope would need more than 65536 parts.
+
+@dataclass(frozen=True)
+class Manifest:
+    """A verified manifest: which chunks make the envelope, and who signed it."""
+
+    message_id: bytes
+    count: int
+    length: int
+    gateway_key_id: str
+    envelope_sha256: bytes
+    chunk_sha256: tuple[bytes, ...]
+
+
+def _manifest_bytes(mid: bytes, length: int, key_id: str, digest: bytes, chunks: list[bytes]) -> bytes:
+    return b"".join(
+        (
+            MANIFEST_MAGIC,
+            mid,
+            _U32.pack(len(chunks)),
+            length.to_bytes(8, "big"),
+            bytes.fromhex(key_id),
+            digest,
+            *(hashlib.sha256(c).digest() for c in chunks),
+        )
+    )
+
+
+def split(envelope: bytes, max_bytes: int, signer: GatewayKey) -> list[bytes]:
+    """Cut `envelope` into parts of at most `max_bytes` each, part 0 carrying the manifest signed by `signer`.
+
+    An envelope that fits is still wrapped (count 1) when split is called. ValueError if `max_bytes` leaves
+    no room for data or for the manifest (32 bytes per part, all in part 0: at 128 KB per part, about 4000
+    parts or 500 MB), or the envelope would need more than 65536 parts.
     """
     envelope = bytes(envelope)
-    if max_bytes <= HEADER_BYTES:
-        raise ValueError(f"max_bytes must exceed the {HEADER_BYTES}-byte part header")
     if not envelope:
         raise ValueError("empty envelope")
-    mid = uuid.UUID(peek_header(envelope)["message_id"]).bytes
+    mid = bytes.fromhex(peek_header(envelope)["message_id"].replace("-", ""))
     room = max_bytes - HEADER_BYTES
-    count = -(-len(envelope) // room)
-    if count > MAX_PARTS:
-        raise ValueError(f"envelope needs {count} parts; at most {MAX_PARTS} allowed, raise max_bytes")
-    digest = hashlib.sha256(envelope).digest()
-    return [
-        MAGIC + mid + i.to_bytes(4, "big") + count.to_bytes(4, "big") + digest + envelope[i * room : (i + 1) * room]
-        for i in range(count)
+    if room < 1:
+        raise ValueError(f"max_bytes must exceed the {HEADER_BYTES}-byte part header")
+    count = max(1, -(-len(envelope) // room))
+    while True:
+        if count > MAX_PARTS:
+            raise ValueError(f"envelope needs more than {MAX_PARTS} parts; raise max_bytes")
+        first_room = room - 4 - _MANIFEST_FIXED - 32 * count - SIGNATURE_BYTES
+        if first_room < 0:
+            # Each further part adds 32 bytes to the manifest in part 0: more parts cannot help.
+            raise ValueError(f"max_bytes {max_bytes} leaves no room in part 0 for a manifest of {count} parts")
+        if first_room + (count - 1) * room >= len(envelope):
+            break
+        count += 1
+    first_room = min(first_room, len(envelope))
+    chunks = [envelope[:first_room]] + [
+        envelope[first_room + i * room : first_room + (i + 1) * room] for i in range(count - 1)
     ]
+    digest = hashlib.sha256(envelope).digest()
+    manifest = _manifest_bytes(mid, len(envelope), signer.key_id, digest, chunks)
+    signature = signer.sign(MANIFEST_LABEL + manifest)
+    head = [MAGIC + mid + _U32.pack(i) + _U32.pack(count) for i in range(count)]
+    parts = [head[0] + _U32.pack(len(manifest)) + manifest + signature + chunks[0]]
+    parts += [head[i] + chunks[i] for i in range(1, count)]
+    return parts
 
 
 def parse_part(data: bytes) -> Part:
     """Parse one part; OpenError if it is malformed."""
     try:
         data = bytes(data)
-        if len(data) <= HEADER_BYTES or data[:4] != MAGIC:
+        if len(data) < HEADER_BYTES or data[:4] != MAGIC:
             raise ValueError("not a part")
         index = int.from_bytes(data[20:24], "big")
         count = int.from_bytes(data[24:28], "big")
         if not 1 <= count <= MAX_PARTS or index >= count:
             raise ValueError("index/count")
-        return Part(message_id=data[4:20], index=index, count=count, digest=data[28:60], data=data[60:])
+        payload = data[HEADER_BYTES:]
+        if index == 0:
+            (m,) = _U32.unpack_from(payload, 0)
+            if m != _MANIFEST_FIXED + 32 * count or len(payload) < 4 + m + SIGNATURE_BYTES:
+                raise ValueError("manifest length")
+        elif not payload:
+            raise ValueError("empty part")
+        return Part(message_id=data[4:20], index=index, count=count, data=payload)
+    except Exception:
+        pass
+    raise OpenError()
+
+
+def verify_manifest(part: Part, gateways: TrustedGateways) -> Manifest:
+    """The manifest in part 0, if its signature verifies under a pinned gateway card; else OpenError."""
+    try:
+        if part.index != 0:
+            raise ValueError("not part 0")
+        (m,) = _U32.unpack_from(part.data, 0)
+        raw = part.data[4 : 4 + m]
+        signature = part.data[4 + m : 4 + m + SIGNATURE_BYTES]
+        if raw[:4] != MANIFEST_MAGIC or raw[4:20] != part.message_id:
+            raise ValueError("manifest")
+        count = _U32.unpack_from(raw, 20)[0]
+        if count != part.count:
+            raise ValueError("count")
+        key_id = raw[32:48].hex()
+        card = gateways.get(key_id)
+        if card is None or not card.verify(MANIFEST_LABEL + raw, signature):
+            raise ValueError("signature")
+        chunks = tuple(raw[_MANIFEST_FIXED + 32 * i : _MANIFEST_FIXED + 32 * (i + 1)] for i in range(count))
+        manifest = Manifest(
+            message_id=part.message_id,
+            count=count,
+            length=int.from_bytes(raw[24:32], "big"),
+            gateway_key_id=key_id,
+            envelope_sha256=raw[48:80],
+            chunk_sha256=chunks,
+        )
+        if hashlib.sha256(part.chunk).digest() != chunks[0]:
+            raise ValueError("chunk 0")
+        return manifest
     except Exception:
         pass
     raise OpenError()
@@ -79,113 +181,3 @@ def parse_part(data: bytes) -> Part:
 def is_part(data: bytes) -> bool:
     """True when `data` starts with the part magic (routing: part or whole envelope)."""
     return bytes(data[:4]) == MAGIC
-
-
-@dataclass
-class _PartialSet:
-    count: int
-    created_ns: int
-    parts: dict[int, bytes] = field(default_factory=dict)
-    size: int = 0
-
-
-class Reassembler:
-    """Collects parts and returns whole envelopes, in bounded memory.
-
-    Sets are keyed by (message id, SHA-256 of the whole, count), so a foreign part can only start a set of
-    its own. A forged part that copies a genuine set's key can make that set fail (it is then dropped and
-    OpenError raised); it can never make it yield a wrong envelope. A set older than `ttl_ns` is dropped; when the buffered
-    bytes would exceed `max_buffered_bytes` or the number of sets `max_sets`, the oldest sets are dropped
-    first. `dropped` counts discarded sets.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_buffered_bytes: int = 256 * 1024 * 1024,
-        max_sets: int = 1024,
-        ttl_ns: int = 10 * 60 * 10**9,
-        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
-        clock: Clock = system_clock,
-    ) -> None:
-        self.max_buffered_bytes = max_buffered_bytes
-        self.max_sets = max_sets
-        self.ttl_ns = ttl_ns
-        self.max_envelope_bytes = max_envelope_bytes
-        self.clock = clock
-        self._sets: OrderedDict[tuple[bytes, bytes, int], _PartialSet] = OrderedDict()
-        self._buffered = 0
-        self.dropped = 0
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes held in incomplete sets."""
-        return self._buffered
-
-    @property
-    def pending(self) -> int:
-        """Number of incomplete sets."""
-        return len(self._sets)
-
-    def expire(self) -> int:
-        """Drop sets older than the TTL; returns how many."""
-        now = self.clock()
-        stale = [k for k, s in self._sets.items() if now - s.created_ns > self.ttl_ns]
-        for key in stale:
-            self._drop(key)
-        return len(stale)
-
-    def _drop(self, key: tuple[bytes, bytes, int]) -> None:
-        s = self._sets.pop(key)
-        self._buffered -= s.size
-        self.dropped += 1
-
-    def feed(self, data: bytes) -> bytes | None:
-        """Add one part. Returns the whole envelope when this part completes a set whose SHA-256 and message
-        id check out, else None. OpenError for a malformed part, a part that contradicts one already held,
-        or a completed set that fails its checks (that set is discarded)."""
-        part = parse_part(data)
-        self.expire()
-        key = (part.message_id, part.digest, part.count)
-        if part.count == 1:
-            return self._finish(part.message_id, part.digest, part.data)
-        s = self._sets.get(key)
-        if s is None:
-            s = _PartialSet(count=part.count, created_ns=self.clock())
-            self._sets[key] = s
-        held = s.parts.get(part.index)
-        if held is not None:
-            if hmac.compare_digest(held, part.data):
-                return None  # a redelivered duplicate
-            raise OpenError()
-        if s.size + len(part.data) > self.max_envelope_bytes:
-            self._drop(key)
-            raise OpenError()
-        s.parts[part.index] = part.data
-        s.size += len(part.data)
-        self._buffered += len(part.data)
-        if len(s.parts) == s.count:
-            self._sets.pop(key)
-            self._buffered -= s.size
-            return self._finish(part.message_id, part.digest, b"".join(s.parts[i] for i in range(s.count)))
-        self._evict(keep=key)
-        return None
-
-    def _evict(self, keep: tuple[bytes, bytes, int]) -> None:
-        # Oldest first; the set just fed goes last, and only if it alone exceeds the byte budget.
-        for key in list(self._sets):
-            if self._buffered <= self.max_buffered_bytes and len(self._sets) <= self.max_sets:
-                return
-            if key != keep:
-                self._drop(key)
-        if self._buffered > self.max_buffered_bytes and keep in self._sets:
-            self._drop(keep)
-
-    def _finish(self, message_id: bytes, digest: bytes, envelope: bytes) -> bytes:
-        if len(envelope) > self.max_envelope_bytes or not hmac.compare_digest(
-            hashlib.sha256(envelope).digest(), digest
-        ):
-            raise OpenError()
-        if uuid.UUID(peek_header(envelope)["message_id"]).bytes != message_id:
-            raise OpenError()
-        return envelope

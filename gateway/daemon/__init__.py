@@ -12,7 +12,7 @@ dropped; the scanner broker keeps the messages). Modules: `app` (the `Gateway`: 
 `publisher`, `protect` (the real protection step), `ids` (message ids), `metrics`.
 """
 
-from .app import Gateway, default_splitter, serve
+from .app import Gateway, serve
 from .ids import MessageIds, derived_id
 from .intake import Inbound, Intake, MqttIntake, Outcome, ProtectedLike, ProtectFn, Splitter, scanner_of
 from .metrics import GatewayMetrics
@@ -29,7 +29,6 @@ __all__ = [
     "ProtectFn",
     "ProtectedLike",
     "Splitter",
-    "default_splitter",
     "derived_id",
     "pipeline_protect_fn",
     "scanner_of",

@@ -12,6 +12,7 @@ network loops, and the embedded broker when there is one.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import signal
 import threading
@@ -22,8 +23,9 @@ from typing import Any
 from gateway import systemd
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, GatewayConfig
+from gateway.crypto.origin import CARD_SUFFIX, GatewayKey
 from gateway.crypto.parts import split
-from gateway.ledger import LedgerKey, LedgerWriter
+from gateway.ledger import LedgerWriter
 from gateway.logging import get_logger
 from gateway.mqtt import MqttLink, Will
 from gateway.quarantine import Quarantine
@@ -103,10 +105,6 @@ def serve(config: GatewayConfig, make_protect: Callable[[], ProtectFn]) -> int:
     return gateway.run(stop)
 
 
-def default_splitter(envelope: bytes, max_bytes: int) -> list[bytes]:
-    return list(split(envelope, max_bytes))
-
-
 class Gateway:
     """The daemon's parts, wired: MQTT intake → `Intake` → spool → `Publisher` → cloud."""
 
@@ -115,7 +113,7 @@ class Gateway:
         config: GatewayConfig,
         protect: ProtectFn,
         *,
-        splitter: Splitter = default_splitter,
+        splitter: Splitter | None = None,
         clock: Clock = system_clock,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -136,9 +134,13 @@ class Gateway:
             local = BrokerConfig(host=self._broker.host, port=self._broker.port)
             inbound_broker, cloud_broker = cfg.inbound or local, cfg.cloud or local
         self.quarantine = Quarantine(cfg.quarantine_dir, cfg.gateway.device_id)
-        ledger = None
-        if cfg.ledger.enabled:
-            ledger = LedgerWriter(LedgerKey.load_or_create(cfg.ledger_key_path), cfg.gateway.device_id, cfg.ledger_topic)
+        # One device key signs envelopes (the protect step loads it too), part manifests and the ledger; its
+        # public card is what receivers and recipients pin.
+        key = GatewayKey.load_or_create(cfg.ledger_key_path, cfg.gateway.device_id)
+        key.card.save(cfg.gateway.state_dir / f"{key.device_id}{CARD_SUFFIX}")
+        ledger = LedgerWriter(key, cfg.ledger_topic) if cfg.ledger.enabled else None
+        self._ledger = ledger
+        self._next_checkpoint = time.monotonic() + cfg.ledger.checkpoint_interval_s
         end_to_end = EndToEnd(self.metrics)
         device = cfg.gateway.device_id
         self.cloud = MqttLink(
@@ -151,7 +153,8 @@ class Gateway:
             max_inflight=cfg.spool.publish_window,
         )
         self.publisher = Publisher(
-            self.spool, self.cloud, window=cfg.spool.publish_window, metrics=self.metrics, end_to_end=end_to_end
+            self.spool, self.cloud, window=cfg.spool.publish_window, metrics=self.metrics, end_to_end=end_to_end,
+            tick=self._checkpoint_when_due,
         )
         self.intake = Intake(
             cfg,
@@ -160,7 +163,7 @@ class Gateway:
             quarantine=self.quarantine,
             ledger=ledger,
             ids=self.message_ids,
-            splitter=splitter,
+            splitter=splitter or functools.partial(split, signer=key),
             metrics=self.metrics,
             end_to_end=end_to_end,
             committed=self.publisher.wake,
@@ -217,6 +220,8 @@ class Gateway:
             self.dicom_intake.stop()  # new stores answered "out of resources", in-flight ones committed
         self.mqtt_intake.stop()  # acknowledgements already queued leave before DISCONNECT
         self.inbox_intake.stop()
+        if self._ledger is not None:
+            self.spool.queue_checkpoint(self._ledger)  # the final count, flushed with everything else
         timeout = self.config.spool.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
         self.publisher.stop(timeout)
         self._publish_offline()
@@ -228,6 +233,13 @@ class Gateway:
         if self._broker is not None:
             self._broker.stop()
         self._log.info("stopped", spool_rows_left=left)
+
+    def _checkpoint_when_due(self) -> None:
+        """Publisher thread: every `ledger.checkpoint_interval_s`, a signed checkpoint if entries were added."""
+        if self._ledger is None or time.monotonic() < self._next_checkpoint:
+            return
+        self._next_checkpoint = time.monotonic() + self.config.ledger.checkpoint_interval_s
+        self.spool.queue_checkpoint(self._ledger)
 
     def _publish_offline(self) -> None:
         if not self.cloud.connected:

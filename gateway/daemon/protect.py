@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from gateway import codecs, pipeline
 from gateway.config import GatewayConfig
+from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import RecipientCard
 from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError
@@ -51,20 +52,22 @@ def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
         max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
     )
     params = SearchParams(**config.protection.sbbe.model_dump(exclude_none=True))
-    suite, margin, device = config.protection.suite, config.protection.stego_margin_px, config.gateway.device_id
+    suite, margin = config.protection.suite, config.protection.stego_margin_px
+    # The gateway's device key signs every envelope (the same key signs its ledger: gateway.crypto.origin).
+    signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
 
     def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
         return [
             pipeline.protect(
                 data,
                 card,
+                signer=signer,
                 suite=suite,
                 segmenter=segmenter.predict,
                 limits=limits,
                 sbbe_params=params,
                 margin_px=margin,
                 carrier_rule=config.protection.stego_carriers,
-                device_id=device,
                 source=source,
                 message_id=message_id if i == 0 else derived_id(message_id, card.key_id),
             )

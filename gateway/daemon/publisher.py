@@ -13,6 +13,7 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.logging import get_logger
@@ -43,7 +44,9 @@ class Publisher:
         window: int,
         metrics: GatewayMetrics,
         end_to_end: EndToEnd,
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
+        self._tick = tick  # called once per loop (the ledger's periodic checkpoint)
         self._spool = spool
         self._cloud = cloud
         self._window = window
@@ -102,6 +105,7 @@ class Publisher:
 
     def _step(self) -> None:
         self._metrics.connected.set(1 if self._cloud.connected else 0, link="cloud")
+        self._tick()
         self._collect()
         self._delete_settled_head()
         self._fill_window()

@@ -271,12 +271,12 @@ Opener = Callable[[bytes], tuple[dict[str, Any], bytes, bytes | None]]
 """Opens an envelope: (header, marked image file, restored original file or None)."""
 
 
-def key_opener(private_key: Any, restore: bool) -> Opener:
-    """Open with a raw-key (service) recipient through `pipeline.open_`."""
+def key_opener(private_key: Any, restore: bool, gateways: Any) -> Opener:
+    """Open with a raw-key (service) recipient through `pipeline.open_`, against the pinned gateway cards."""
     from gateway import pipeline
 
     def open_envelope(envelope: bytes) -> tuple[dict[str, Any], bytes, bytes | None]:
-        opened = pipeline.open_(envelope, private_key, restore_original=restore)
+        opened = pipeline.open_(envelope, private_key, gateways=gateways, restore_original=restore)
         return dict(opened.header), opened.marked, opened.original
 
     return open_envelope

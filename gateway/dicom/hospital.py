@@ -13,6 +13,7 @@ import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.dicom.delivery import Delivery, Destination, key_opener
 from gateway.dicom.orthanc import ORTHANC_AET, Orthanc, find_orthanc, same_elements
@@ -53,7 +54,7 @@ class HospitalResult:
 class HospitalLoop:
     """`start()` Orthanc and the delivery; `send(files, port)` with storescu; `check()`; `stop()`."""
 
-    def __init__(self, root: Path, key_path: Path) -> None:
+    def __init__(self, root: Path, key_path: Path, gateways: Any) -> None:
         from gateway.crypto.recipients import PrivateKey
 
         self.orthanc = Orthanc(root / "orthanc")
@@ -62,7 +63,7 @@ class HospitalLoop:
             called_ae_title=ORTHANC_AET,
         )
         self.delivery = Delivery(
-            [self.destination], root / "delivery.sqlite3", key_opener(PrivateKey.load(key_path), True)
+            [self.destination], root / "delivery.sqlite3", key_opener(PrivateKey.load(key_path), True, gateways)
         )
         self.result = HospitalResult()
         self._sent: dict[str, bytes] = {}

@@ -253,6 +253,10 @@ def test_enrol_and_open_over_https(tmp_path: Path, ext: FeatureExtractor, tls_ce
     np.save(buf, image)
     mask = np.zeros((64, 64), bool)
     mask[20:28, 20:28] = True
-    env = protect(buf.getvalue(), card, mask=mask, rng=SeededRandom(b"env"), carrier_rule="non-lesion")
-    opened = open_(env.envelope, key, restore_original=True)
+    from gateway.crypto.origin import GatewayKey, TrustedGateways
+
+    gateway = GatewayKey.generate("gw-1", SeededRandom(b"gateway"))
+    pinned = TrustedGateways([gateway.card])
+    env = protect(buf.getvalue(), card, signer=gateway, mask=mask, rng=SeededRandom(b"env"), carrier_rule="non-lesion")
+    opened = open_(env.envelope, key, gateways=pinned, restore_original=True)
     assert opened.original == buf.getvalue()

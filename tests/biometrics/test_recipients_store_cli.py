@@ -182,11 +182,13 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
     mask[40:50, 40:50] = 1
     np.save(tmp_path / "mask.npy", mask)
     # Random pixels have no air around a body: only the paper's carrier rule finds room in them.
+    assert main(["gateway-key", "--device-id", "gw-1", "--key", str(tmp_path / "gw.key")]) == 0
     assert main(["protect", str(tmp_path / "scan.npy"), "-r", str(out / "dr.card"), "-o", str(tmp_path / "s.msh"),
-                 "--mask", str(tmp_path / "mask.npy"), "--carriers", "non-lesion"]) == 0
+                 "--mask", str(tmp_path / "mask.npy"), "--device-key", str(tmp_path / "gw.key"),
+                 "--device-id", "gw-1", "--carriers", "non-lesion"]) == 0
     opened = tmp_path / "opened.npy"
     base = ["open", str(tmp_path / "s.msh"), "--profile", str(out / "dr.profile"), *fresh, "-o", str(opened),
-            "--restore-original"]
+            "--restore-original", "--gateways", str(tmp_path / "gw-1.gateway-card")]
     code = totp_at(secret, system_clock() // STEP_NS)
     capsys.readouterr()
     assert main([*base, "--otp", code]) == 0

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.config import BrokerConfig
 from gateway.crypto.envelope import peek_header
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, generate_recipient, save_recipient
 from gateway.daemon import Gateway, pipeline_protect_fn
 from gateway.receiver import Receiver, ReceiverService, key_verifier
@@ -53,7 +54,9 @@ def test_images_arrive_once_as_valid_envelopes_and_bad_ones_are_quarantined(
         cloud_broker.port,
         protection={"recipients": [str(card_path)], "sbbe": {"population": 4, "generations": 1}},
     )
-    receiver = Receiver(tmp_path / "received", key_verifier(PrivateKey.load(key_path)))
+    # The receiver pins the gateway's card (the device key is created on first use, as the daemon would).
+    pinned = TrustedGateways([GatewayKey.load_or_create(config.ledger_key_path, "gw-test").card])
+    receiver = Receiver(tmp_path / "received", pinned, key_verifier(PrivateKey.load(key_path), pinned))
     service = ReceiverService(receiver, BrokerConfig(port=cloud_broker.port), client_id="e2e-receiver").start()
     gw = Gateway(config, pipeline_protect_fn(config))
     gw.start()
@@ -81,7 +84,7 @@ def test_images_arrive_once_as_valid_envelopes_and_bad_ones_are_quarantined(
         assert {"not_an_image", "truncated", "empty"} <= reasons and len(gw.quarantine.records()) == 5
         for path in (tmp_path / "received").glob("*.msh"):
             header = peek_header(path.read_bytes())
-            assert header["device_id"] == "gw-test" and header["source"]["scanner_id"] == "ct-sim-1"
+            assert header["device_id"] == "gw-test" and "source" not in header  # the topic travels encrypted
     finally:
         gw.shutdown(flush_timeout_s=2)
         service.stop()
@@ -110,7 +113,8 @@ generations = 1
 [telemetry]
 port = 0
 """)
-    receiver = Receiver(tmp_path / "received", key_verifier(PrivateKey.load(key_path)))
+    pinned = TrustedGateways([GatewayKey.load_or_create(tmp_path / "state" / "ledger.key", "gw-e2e").card])
+    receiver = Receiver(tmp_path / "received", pinned, key_verifier(PrivateKey.load(key_path), pinned))
     service = ReceiverService(receiver, BrokerConfig(port=cloud_broker.port), client_id="e2e-kill-receiver").start()
     log = (tmp_path / "run.log").open("ab")
     cmd = [str(Path(sys.executable).parent / "medshield"), "run", "--config", str(config)]

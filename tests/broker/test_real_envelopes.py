@@ -12,6 +12,7 @@ from gateway import codecs, pipeline
 from gateway.config import BrokerConfig
 from gateway.crypto.recipients import generate_recipient
 from gateway.daemon import Gateway
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import SeededRandom
 from gateway.scanner_sim import ScannerSimulator, bad_inputs, generated_npy, generated_png, lung_ct_slices
@@ -25,6 +26,8 @@ def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-
 
 def test_real_envelopes_parts_and_quarantine(tmp_path: Path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
     private, card = generate_recipient("svc", SeededRandom(b"broker-real"))
+    signer = GatewayKey.generate("gw-test", SeededRandom(b"broker-real-gateway"))
+    pinned = TrustedGateways([signer.card])
 
     def protect(data: bytes, *, message_id: str, source):  # type: ignore[no-untyped-def]
         shape = codecs.decode(data).pixels.shape  # InputError here → quarantine, as in production
@@ -32,16 +35,19 @@ def test_real_envelopes_parts_and_quarantine(tmp_path: Path, scanner_broker, clo
             pipeline.protect(
                 data,
                 card,
+                signer=signer,
                 suite="aes-256-siv",
                 mask=np.zeros(shape, bool),
                 message_id=message_id,
                 source=source,
-                device_id="gw-test",
             )
         ]
 
     config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port)
-    receiver = Receiver(tmp_path / "received", key_verifier(private))
+    # The daemon's ledger and parts are signed with its device key: the same key as the envelopes here.
+    config.ledger_key_path.parent.mkdir(parents=True, exist_ok=True)
+    signer.save(config.ledger_key_path)
+    receiver = Receiver(tmp_path / "received", pinned, key_verifier(private, pinned))
     service = ReceiverService(receiver, BrokerConfig(port=cloud_broker.port), client_id="real-rx").start()
     errors = Collector(cloud_broker.port, ("medshield/gateways/+/errors",), client_id="real-errors")
     gw = Gateway(config, protect)

@@ -7,12 +7,15 @@ from typing import Callable
 import pytest
 
 from gateway.crypto.envelope import Sealer
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
 from gateway.crypto.sbbe import SearchParams
 from gateway.rng import SeededRandom, fixed_clock
 
 MID = "0b7e3f3a-8a2c-4f7e-9d1b-2c3d4e5f6a7b"
 SMALL = SearchParams(population=4, generations=1, sample_side=8)
+GATEWAY = GatewayKey.generate("gw-test", SeededRandom(b"gateway"))
+GATEWAYS = TrustedGateways([GATEWAY.card])
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +33,8 @@ def make_sealer(alice: tuple[PrivateKey, RecipientCard]) -> Callable[..., Sealer
     def make(suite: str = "sbbe-blowfish", seed: bytes = b"seed", **kw: object) -> Sealer:
         kw.setdefault("params", SMALL)
         return Sealer(
-            alice[1], suite, kw.pop("message_id", MID), rng=SeededRandom(seed), clock=fixed_clock(1_700_000_000_000_000_000),
-            device_id="gw-test", **kw,  # type: ignore[arg-type]
+            alice[1], kw.pop("signer", GATEWAY), suite, kw.pop("message_id", MID),  # type: ignore[arg-type]
+            rng=SeededRandom(seed), clock=fixed_clock(1_700_000_000_000_000_000), **kw,  # type: ignore[arg-type]
         )
 
     return make

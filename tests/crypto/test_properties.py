@@ -9,9 +9,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.crypto.envelope import Sealer, open_envelope, peek_header
-from gateway.crypto.parts import Reassembler, parse_part, split
+from gateway.crypto.parts import parse_part, split
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.errors import OpenError
+from gateway.receiver import PartStore
+
+from .conftest import GATEWAY, GATEWAYS
 
 Keys = tuple[PrivateKey, RecipientCard]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -24,9 +27,9 @@ def sealed(alice: Keys) -> dict[str, bytes]:
 
     out = {}
     for suite in ("sbbe-blowfish", "aes-256-siv"):
-        sealer = Sealer(alice[1], suite, rng=SeededRandom(suite.encode()), device_id="gw",
+        sealer = Sealer(alice[1], GATEWAY, suite, rng=SeededRandom(suite.encode()),
                         params=SearchParams(population=2, generations=1, sample_side=4))
-        out[suite] = sealer.seal(b"plaintext " * 30, {"format": "npy"}, {"topic": "t"})
+        out[suite] = sealer.seal(b"plaintext " * 30, compression="zlib").envelope
     return out
 
 
@@ -40,11 +43,11 @@ def _only_open_error(fn: Callable[[], object]) -> None:
 @SETTINGS
 @given(st.binary(max_size=2000))
 def test_random_bytes(alice: Keys, data: bytes) -> None:
-    _only_open_error(lambda: open_envelope(data, alice[0]))
-    _only_open_error(lambda: open_envelope(b"MSH1" + data, alice[0]))
-    _only_open_error(lambda: peek_header(b"MSH1" + len(data).to_bytes(4, "big") + data))
+    _only_open_error(lambda: open_envelope(data, alice[0], gateways=GATEWAYS))
+    _only_open_error(lambda: open_envelope(b"MSH2" + data, alice[0], gateways=GATEWAYS))
+    _only_open_error(lambda: peek_header(b"MSH2" + len(data).to_bytes(4, "big") + data))
     _only_open_error(lambda: parse_part(data))
-    _only_open_error(lambda: parse_part(b"MSHP" + data))
+    _only_open_error(lambda: parse_part(b"MSP2" + data))
 
 
 @SETTINGS
@@ -55,9 +58,9 @@ def test_random_json_headers(alice: Keys, obj: object) -> None:
     import json
 
     raw = json.dumps(obj).encode()
-    data = b"MSH1" + len(raw).to_bytes(4, "big") + raw + bytes(64)
+    data = b"MSH2" + len(raw).to_bytes(4, "big") + raw + bytes(64)
     with pytest.raises(OpenError):
-        open_envelope(data, alice[0])
+        open_envelope(data, alice[0], gateways=GATEWAYS)
 
 
 @SETTINGS
@@ -75,12 +78,12 @@ def test_mutated_envelopes(alice: Keys, sealed: dict[str, bytes], suite: str, ed
         data = data[: cut % len(data)]
     assume(bytes(data) != sealed[suite])  # edits at one position may cancel out
     with pytest.raises(OpenError):
-        open_envelope(bytes(data), alice[0])
+        open_envelope(bytes(data), alice[0], gateways=GATEWAYS, accept_unknown_origin=True)
 
 
-@SETTINGS
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    max_bytes=st.integers(min_value=61, max_value=400),
+    max_bytes=st.integers(min_value=900, max_value=2000),
     seed=st.integers(),
     drop=st.booleans(),
     flip=st.none() | st.tuples(st.integers(min_value=0), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
@@ -88,9 +91,11 @@ def test_mutated_envelopes(alice: Keys, sealed: dict[str, bytes], suite: str, ed
 def test_reassembly_never_wrong(sealed: dict[str, bytes], max_bytes: int, seed: int, drop: bool,
                                 flip: tuple[int, int, int] | None) -> None:
     import random
+    import tempfile
+    from pathlib import Path
 
     envelope = sealed["aes-256-siv"]
-    parts = [bytearray(p) for p in split(envelope, max_bytes)]
+    parts = [bytearray(p) for p in split(envelope, max_bytes, GATEWAY)]
     rnd = random.Random(seed)
     if flip is not None:
         part = parts[flip[0] % len(parts)]
@@ -99,15 +104,16 @@ def test_reassembly_never_wrong(sealed: dict[str, bytes], max_bytes: int, seed: 
     rnd.shuffle(feed)
     if drop:
         feed.pop(rnd.randrange(len(feed)))
-    r = Reassembler()
     outputs = []
-    for p in feed:
-        try:
-            out = r.feed(p)
-        except OpenError:
-            continue
-        assert out is None or out == envelope
-        if out is not None:
-            outputs.append(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PartStore(Path(tmp), GATEWAYS)
+        for p in feed:
+            try:
+                done = store.feed(parse_part(p))
+            except OpenError:
+                continue
+            assert done is None or done[0] == envelope
+            if done is not None:
+                outputs.append(done[0])
     if flip is None and not drop:
         assert outputs, "every part was fed, yet the envelope never came out"

@@ -10,6 +10,7 @@ import pyotp
 import pytest
 
 from gateway.config import parse_config
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import generate_recipient
 from gateway.daemon import pipeline_protect_fn
 from gateway.errors import ConfigError
@@ -44,4 +45,6 @@ def test_installed_card_is_used_and_none_at_all_is_a_config_error(tmp_path, shar
     with np.load(shared_data / "ct" / "lung1.npz") as npz:
         data = dicom_from_hu(npz["image_hu"][20], instance=1)
     (result,) = protect(data, message_id="6f1c2a4e-7d11-4a57-9d55-3c0b8e2f4a10", source={"topic": "t"})
-    assert open_(result.envelope, private_key, restore_original=True).original == data
+    # The daemon's device key (created in the state directory) signed it.
+    pinned = TrustedGateways([GatewayKey.load(state / "ledger.key", "gw-test").card])
+    assert open_(result.envelope, private_key, gateways=pinned, restore_original=True).original == data

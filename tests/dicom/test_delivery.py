@@ -17,7 +17,7 @@ from gateway import pipeline
 from gateway.dicom.delivery import Delivery, Destination, key_opener, load_destinations
 from gateway.errors import ConfigError
 from tests.broker.helpers import wait_until
-from tests.dicom.conftest import FAST
+from tests.dicom.conftest import FAST, OPEN
 from gateway.dicom.orthanc import ORTHANC_AET, Orthanc, same_elements
 from tests.dicom.reference import pydicom_file
 
@@ -58,7 +58,7 @@ def destinations(orthanc: Orthanc) -> list[Destination]:
 def test_orthanc_stores_the_original_by_cstore_and_the_marked_image_by_stow(orthanc, tmp_path, dicom_recipient):
     private_key, card = dicom_recipient
     orthanc.start()
-    delivery = Delivery(destinations(orthanc), tmp_path / "queue.sqlite3", key_opener(private_key, True)).start()
+    delivery = Delivery(destinations(orthanc), tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"])).start()
     sent = envelopes(card)
     try:
         for message_id, envelope, _ in sent:
@@ -84,14 +84,14 @@ def test_nothing_is_lost_while_the_pacs_is_down(orthanc, tmp_path, dicom_recipie
     private_key, card = dicom_recipient
     queue = tmp_path / "queue.sqlite3"
     sent = envelopes(card)
-    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True)).start()
+    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True, OPEN["gateways"])).start()
     for message_id, envelope, _ in sent:
         delivery.offer(message_id, envelope)
     # Orthanc is not running: every send fails, every row stays.
     assert wait_until(lambda: all(n == 0 for n in delivery.delivered.values()) and delivery.queue.depth() == 6, 5)
     delivery.stop()  # the receiver goes away too; the queue is on disk
     orthanc.start()
-    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True)).start()
+    delivery = Delivery(destinations(orthanc), queue, key_opener(private_key, True, OPEN["gateways"])).start()
     try:
         assert delivery.queue.depth() == 2 * len(FILES)
         assert wait_until(lambda: delivery.queue.depth() == 0, 90)
@@ -107,7 +107,7 @@ def test_catch_up_offers_stored_envelopes_the_queue_never_took(orthanc, tmp_path
     for message_id, envelope, _ in envelopes(card)[:2]:
         (out / f"{message_id}.msh").write_bytes(envelope)
     orthanc.start()
-    delivery = Delivery(destinations(orthanc)[:1], tmp_path / "queue.sqlite3", key_opener(private_key, True))
+    delivery = Delivery(destinations(orthanc)[:1], tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"]))
     assert delivery.catch_up(out) == 2 and delivery.catch_up(out) == 0
     delivery.start()
     try:
@@ -150,8 +150,11 @@ def test_receive_command_delivers_to_orthanc(orthanc, tmp_path, dicom_recipient,
 
     feeder = threading.Thread(target=later)
     feeder.start()
+    from tests.dicom.conftest import GATEWAY
+
+    card_path = GATEWAY.card.save(tmp_path / "pinned" / "gw-dicom-tests.gateway-card")
     rc = main(["receive", "--broker", f"mqtt://127.0.0.1:{broker.port}", "--out", str(tmp_path / "out"), "--key",
-               str(key_path), "--pacs", str(pacs), "--count", str(len(sent)), "--timeout", "60", "--client-id", "pacs-rx"])
+               str(key_path), "--gateways", str(card_path), "--pacs", str(pacs), "--count", str(len(sent)), "--timeout", "60", "--client-id", "pacs-rx"])
     feeder.join()
     assert rc == 0
     stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}

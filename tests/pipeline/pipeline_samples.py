@@ -7,7 +7,12 @@ import io
 import cv2
 import numpy as np
 
+from gateway.crypto.origin import GatewayKey, TrustedGateways
+from gateway.rng import SeededRandom
 from gateway.scanner_sim import dicom_from_hu
+
+GATEWAY = GatewayKey.generate("gw-pipeline", SeededRandom(b"pipeline-tests-gateway"))
+PINNED = TrustedGateways([GATEWAY.card])
 
 
 def ct_slice_as_dicom(hu: np.ndarray, *, seed: int = 0) -> bytes:

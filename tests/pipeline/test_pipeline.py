@@ -17,7 +17,7 @@ from gateway.pipeline import open_, protect
 from gateway.rng import SeededRandom
 from gateway.stego import exclusion_mask
 
-from pipeline_samples import ct_slice_as_dicom, npy_bytes, png_bytes
+from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom, npy_bytes, png_bytes
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 
@@ -27,8 +27,8 @@ def test_real_ct_dicom_round_trip_is_bit_exact_and_spares_the_lesion(suite, lung
     private_key, card = recipient
     hu, lesion = lung1["image_hu"][33], lung1["lesion_mask"][33]
     data = ct_slice_as_dicom(hu)
-    result = protect(data, card, suite=suite, mask=lesion, source={"topic": "t"}, rng=SeededRandom(b"ct"))
-    opened = open_(result.envelope, private_key, restore_original=True)
+    result = protect(data, card, signer=GATEWAY, suite=suite, mask=lesion, source={"topic": "t"}, rng=SeededRandom(b"ct"))
+    opened = open_(result.envelope, private_key, gateways=PINNED, restore_original=True)
 
     assert opened.original == data  # DICOM in, the same DICOM file back
     assert opened.hidden.message_id == result.message_id
@@ -42,7 +42,8 @@ def test_real_ct_dicom_round_trip_is_bit_exact_and_spares_the_lesion(suite, lung
     assert changed.any()
     # No changed pixel lies in the lesion or its safety margin.
     assert not (changed & exclusion_mask(lesion, 3)).any()
-    assert opened.header["content"]["format"] == "dicom"
+    assert opened.content["format"] == "dicom" and opened.source == {"topic": "t"}
+    assert opened.origin.pinned and opened.origin.device_id == "gw-pipeline"
 
 
 def test_pydicom_ct_small_round_trip(recipient):
@@ -54,9 +55,9 @@ def test_pydicom_ct_small_round_trip(recipient):
     # Cropped around the spine, with lung in its corners and no air around the body: the default carrier
     # rule has no room in it, the paper's rule does.
     with pytest.raises(CapacityError, match="outside-body"):
-        protect(data, card, mask=mask)
-    opened = open_(protect(data, card, mask=mask, carrier_rule="non-lesion").envelope, private_key,
-                   restore_original=True)
+        protect(data, card, signer=GATEWAY, mask=mask)
+    opened = open_(protect(data, card, signer=GATEWAY, mask=mask, carrier_rule="non-lesion").envelope, private_key,
+                   gateways=PINNED, restore_original=True)
     assert opened.original == data
 
 
@@ -70,8 +71,8 @@ def test_generated_png_and_npy_round_trips(dtype, side, recipient):
     mask[side // 4 : side // 3, side // 4 : side // 3] = True
     for data in (png_bytes(pixels), npy_bytes(pixels)):
         # Random pixels have no air around a body, so only the paper's rule finds carriers in them.
-        opened = open_(protect(data, card, mask=mask, carrier_rule="non-lesion").envelope, private_key,
-                       restore_original=True)
+        opened = open_(protect(data, card, signer=GATEWAY, mask=mask, carrier_rule="non-lesion").envelope, private_key,
+                       gateways=PINNED, restore_original=True)
         assert np.array_equal(codecs.decode(opened.original).pixels, pixels)
         assert np.array_equal(opened.hidden.lesion_mask, mask)
         assert (codecs.decode(opened.marked).pixels != pixels).any()
@@ -82,37 +83,37 @@ def test_seed_makes_protect_deterministic(lung1, recipient):
     data = ct_slice_as_dicom(lung1["image_hu"][10])
     mask = lung1["lesion_mask"][10]
     clock = lambda: 1_700_000_000_000_000_000  # noqa: E731
-    first = protect(data, card, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
-    second = protect(data, card, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
-    third = protect(data, card, mask=mask, rng=SeededRandom(b"t"), clock=clock).envelope
+    first = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    second = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    third = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"t"), clock=clock).envelope
     assert first == second != third
 
 
 def test_wrong_recipient_and_tampering_give_the_one_error(lung1, recipient):
     _, card = recipient
     data = ct_slice_as_dicom(lung1["image_hu"][20])
-    envelope = protect(data, card, mask=lung1["lesion_mask"][20], sbbe_params=SearchParams(population=1, generations=0)).envelope
+    envelope = protect(data, card, signer=GATEWAY, mask=lung1["lesion_mask"][20], sbbe_params=SearchParams(population=1, generations=0)).envelope
     stranger, _ = generate_recipient("stranger", SeededRandom(b"someone else"))
     with pytest.raises(OpenError) as wrong_key:
-        open_(envelope, stranger)
+        open_(envelope, stranger, gateways=PINNED)
     for position in (0, 5, len(envelope) // 2, len(envelope) - 1):
         tampered = bytearray(envelope)
         tampered[position] ^= 0x01
         with pytest.raises(OpenError) as tampered_error:
-            open_(bytes(tampered), recipient[0])
+            open_(bytes(tampered), recipient[0], gateways=PINNED)
         assert str(tampered_error.value) == str(wrong_key.value)
 
 
 def test_bad_input_and_no_room_are_input_errors(recipient):
     _, card = recipient
     with pytest.raises(InputError) as bad:
-        protect(b"not an image at all", card, mask=np.zeros((1, 1), bool))
+        protect(b"not an image at all", card, signer=GATEWAY, mask=np.zeros((1, 1), bool))
     assert bad.value.reason
     tiny = np.full((8, 8), 7, np.uint8)
     with pytest.raises(CapacityError):
-        protect(png_bytes(tiny), card, mask=np.zeros((8, 8), bool))
+        protect(png_bytes(tiny), card, signer=GATEWAY, mask=np.zeros((8, 8), bool))
     with pytest.raises(InputError):
-        protect(png_bytes(tiny), card, mask=np.zeros((9, 9), bool))
+        protect(png_bytes(tiny), card, signer=GATEWAY, mask=np.zeros((9, 9), bool))
 
 
 def test_authenticated_envelope_that_does_not_unpack_is_the_one_error_with_no_cause(recipient):
@@ -121,9 +122,8 @@ def test_authenticated_envelope_that_does_not_unpack_is_the_one_error_with_no_ca
     from gateway.crypto.envelope import Sealer
 
     private_key, card = recipient
-    sealer = Sealer(card, "aes-256-siv", rng=SeededRandom(b"garbage"))
-    content = {"format": "png", "compression": "zlib", "shape": [8, 8]}
-    envelope = sealer.seal(b"not a container", content, {"topic": "t"})
+    sealer = Sealer(card, GATEWAY, "aes-256-siv", rng=SeededRandom(b"garbage"))
+    envelope = sealer.seal(b"not a container", compression="zlib").envelope
     with pytest.raises(OpenError) as err:
-        open_(envelope, private_key)
+        open_(envelope, private_key, gateways=PINNED)
     assert err.value.__cause__ is None and err.value.__context__ is None

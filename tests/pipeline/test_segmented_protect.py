@@ -13,7 +13,7 @@ from gateway.pipeline import DEFAULT_MARGIN_PX, open_, protect
 from gateway.segment import Segmenter
 from gateway.stego import exclusion_mask
 
-from pipeline_samples import ct_slice_as_dicom
+from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def test_real_ct_slice_hides_outside_the_predicted_lesion(segmenter, lung1, reci
     # The model finds the real nodule (measured Dice on this slice is in the model card).
     assert (predicted & lung1["lesion_mask"][33]).sum() > 0.5 * lung1["lesion_mask"][33].sum()
 
-    result = protect(data, card, segmenter=segmenter.predict)
-    opened = open_(result.envelope, private_key, restore_original=True)
+    result = protect(data, card, signer=GATEWAY, segmenter=segmenter.predict)
+    opened = open_(result.envelope, private_key, gateways=PINNED, restore_original=True)
     assert opened.original == data
     assert np.array_equal(opened.hidden.lesion_mask, predicted)
     assert result.lesion_pixels == int(predicted.sum())
