@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from gateway.broker import EmbeddedBroker, find_mosquitto
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
 from gateway.crypto.sbbe import SearchParams
 from gateway.rng import SeededRandom
 from tests.dicom.reference import totalsegmentator_ct_series
 
 # The cipher is not under test here: the fast suite with a one-candidate search keeps the files many.
-FAST = {"suite": "aes-256-siv", "sbbe_params": SearchParams(population=1, generations=0)}
+GATEWAY = GatewayKey.generate("gw-dicom-tests", SeededRandom(b"dicom-tests-gateway"))
+FAST = {"suite": "aes-256-siv", "sbbe_params": SearchParams(population=1, generations=0), "signer": GATEWAY}
+OPEN = {"gateways": TrustedGateways([GATEWAY.card])}  # what `open_` needs: the pinned gateway card
 
 
 @pytest.fixture(scope="session")

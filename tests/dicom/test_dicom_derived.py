@@ -15,7 +15,7 @@ import pytest
 from gateway import codecs, scanner_sim
 from gateway.codecs import dicom
 from gateway.pipeline import open_, protect
-from tests.dicom.conftest import FAST, require_tool
+from tests.dicom.conftest import FAST, OPEN, require_tool
 from tests.dicom.reference import pydicom_file
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -40,7 +40,7 @@ def test_marked_image_is_a_derived_object_pointing_at_its_source(ct_series, dico
     data = ct_series[0].read_bytes()
     source = pydicom.dcmread(io.BytesIO(data))
     result = protect(data, card, mask=np.zeros((512, 512), bool), **FAST)
-    opened = open_(result.envelope, private_key, restore_original=True)
+    opened = open_(result.envelope, private_key, restore_original=True, **OPEN)
     marked = pydicom.dcmread(io.BytesIO(opened.marked))
 
     # This anonymised series keeps its UIDs only in the file meta (the data set's are empty).

@@ -15,7 +15,7 @@ from gateway.codecs import dicom
 from gateway.codecs.types import Limits
 from gateway.errors import InputError
 from gateway.pipeline import open_, protect
-from tests.dicom.conftest import FAST
+from tests.dicom.conftest import FAST, OPEN
 from tests.dicom.reference import PYDICOM_FILES, pydicom_file
 
 CASES = [(syntax, name) for syntax, names in PYDICOM_FILES.items() for name in names]
@@ -35,7 +35,7 @@ def _round_trip(data: bytes, recipient, *, message_id: str | None = None):
     # pydicom's samples are small crops (MR, CT_small) with little or no air around the body: the paper's
     # carrier rule leaves room in every one of them; the syntax, not the carrier rule, is under test here.
     result = protect(data, card, mask=lesion, message_id=message_id, carrier_rule="non-lesion", **FAST)
-    opened = open_(result.envelope, private_key, restore_original=True)
+    opened = open_(result.envelope, private_key, restore_original=True, **OPEN)
     return image, lesion, opened
 
 
@@ -115,7 +115,7 @@ def test_multi_frame_images_are_segmented_frame_by_frame(dicom_recipient):
     private_key, card = dicom_recipient
     result = protect(data, card, segmenter=segmenter, **FAST)
     assert seen == [(64, 64)] * 10
-    assert open_(result.envelope, private_key, restore_original=True).original == data
+    assert open_(result.envelope, private_key, restore_original=True, **OPEN).original == data
 
 
 def test_a_deflated_file_may_not_inflate_past_the_byte_limit():
