@@ -23,7 +23,7 @@ from gateway.daemon import Gateway
 from gateway.dicom.hospital import data_set_bytes
 from gateway.dicom.listener import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
 from tests.broker.helpers import Collector, wait_until
-from tests.dicom.conftest import FAST, require_tool
+from tests.dicom.conftest import FAST, OPEN, require_tool
 from tests.dicom.reference import pydicom_file
 
 AET = "MEDSHIELD"
@@ -144,7 +144,7 @@ def test_compressed_images_arrive_in_their_syntax_and_open_to_what_was_sent(runn
     assoc.release()
     assert statuses == [SUCCESS] * len(sent)
     assert wait_until(lambda: len(envelope_ids(collector)) >= len(sent), 30)
-    opened = [pipeline.open_(e, private_key, restore_original=True) for e in collector.on("/envelopes")]
+    opened = [pipeline.open_(e, private_key, restore_original=True, **OPEN) for e in collector.on("/envelopes")]
     # Byte for byte the data sets the modality sent, under the file meta of the accepted transfer syntax.
     assert sorted(data_set_bytes(o.original) for o in opened) == sorted(data_set_bytes(p.read_bytes()) for p in sent)
     syntaxes = {pydicom.dcmread(io.BytesIO(o.original), stop_before_pixels=True).file_meta.TransferSyntaxUID for o in opened}
