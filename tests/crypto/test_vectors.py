@@ -303,7 +303,8 @@ def test_pipeline_vector_reproduced_by_the_reference() -> None:
     result = protect(
         bytes.fromhex(exp["image_npy"]), card,
         signer=GatewayKey.generate(case["device_id"], SeededRandom(case["gateway_seed"].encode())),
-        suite=case["suite"], mask=lesion, margin_px=case["margin_px"], source=case["source"],
+        suite=case["suite"], mask=lesion, margin_px=case["margin_px"], carrier_rule=case["carrier_rule"],
+        source=case["source"],
         rng=SeededRandom(case["seed"].encode()), clock=fixed_clock(case["created_ns"]),
     )
     assert result.envelope.hex() == exp["envelope"]

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from gateway.config import ProtectionConfig
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
 from gateway.errors import CapacityError
 from gateway.pipeline import open_, protect
@@ -21,6 +22,8 @@ from gateway.stego.carriers import DEFAULT_CARRIER_RULE, body_hull, carrier_excl
 from models.data.lesions import insert_lesions
 
 SPACING = (0.5703, 0.5703)
+GATEWAY = GatewayKey.generate("gw-carriers", SeededRandom(b"carrier-tests-gateway"))
+PINNED = TrustedGateways([GATEWAY.card])
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,8 @@ def changed_pixels(hu: np.ndarray, card: RecipientCard, key: PrivateKey, rule: s
     """Protect `hu` as a CT DICOM with the segmenter's mask `predicted`; where the marked image differs."""
     data = dicom_from_hu(np.round(hu).astype(np.int16), instance=1, spacing_mm=SPACING, thickness_mm=5.0)
     kwargs = {} if rule is None else {"carrier_rule": rule}
-    result = protect(data, card, segmenter=lambda image: predicted, rng=SeededRandom(b"c"), **kwargs)
-    opened = open_(result.envelope, key, restore_original=True)
+    result = protect(data, card, signer=GATEWAY, segmenter=lambda image: predicted, rng=SeededRandom(b"c"), **kwargs)
+    opened = open_(result.envelope, key, gateways=PINNED, restore_original=True)
     assert opened.original == data
     marked = pydicom.dcmread(io.BytesIO(opened.marked)).pixel_array
     original = pydicom.dcmread(io.BytesIO(data)).pixel_array
@@ -119,8 +122,8 @@ def test_no_air_around_the_body_is_the_clear_capacity_error(lung1, recipient) ->
     data = dicom_from_hu(inside, instance=1, spacing_mm=SPACING, thickness_mm=5.0)
     empty = np.zeros(inside.shape, bool)
     with pytest.raises(CapacityError, match="carrier rule 'outside-body'"):
-        protect(data, card, mask=empty, rng=SeededRandom(b"c"))
-    protect(data, card, mask=empty, rng=SeededRandom(b"c"), carrier_rule="non-lesion")  # the paper's rule fits
+        protect(data, card, signer=GATEWAY, mask=empty, rng=SeededRandom(b"c"))
+    protect(data, card, signer=GATEWAY, mask=empty, rng=SeededRandom(b"c"), carrier_rule="non-lesion")  # the paper's rule fits
 
 
 def test_unknown_rule_and_missing_hu_are_refused() -> None:

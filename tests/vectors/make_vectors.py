@@ -102,6 +102,7 @@ PIPELINE_CASE = {
     "cols": 48,
     "lesion": [12, 20, 16, 26],
     "margin_px": 2,
+    "carrier_rule": "non-lesion",
     "source": {"topic": "medshield/scanners/ct-1/images", "scanner_id": "ct-1"},
 }
 
@@ -197,6 +198,7 @@ def compute_pipeline(case: dict[str, Any]) -> dict[str, Any]:
         suite=case["suite"],
         mask=lesion,
         margin_px=case["margin_px"],
+        carrier_rule=case["carrier_rule"],
         source=case["source"],
         rng=SeededRandom(case["seed"].encode()),
         clock=fixed_clock(case["created_ns"]),
