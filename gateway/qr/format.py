@@ -264,7 +264,7 @@ def envelope_message_id(data: bytes) -> bytes:
     try:
         return uuid.UUID(peek_header(data)["message_id"]).bytes
     except (OpenError, KeyError, ValueError, TypeError):
-        raise QRError("qr_content", "not a MedShield envelope (no valid MSH1 header)") from None
+        raise QRError("qr_content", "not a MedShield envelope (no valid envelope header)") from None
 
 
 def check_content(data: bytes, kind: Kind, message_id: bytes | None = None) -> None:
@@ -289,11 +289,13 @@ def check_content(data: bytes, kind: Kind, message_id: bytes | None = None) -> N
 def detect_kind(data: bytes, name: str = "") -> Kind:
     """What a file is, from its content (and, for the opaque recovery key, its name).
 
-    Envelopes start with "MSH1"; cards are JSON documents of format medshield-recipient-card; a recovery key
+    Envelopes start with the envelope magic (`gateway.crypto.envelope.MAGIC`); cards are JSON documents of format medshield-recipient-card; a recovery key
     is a JSON document of format medshield-recovery-key or any small file named *.recovery, *.recovery-key or
     *.rkey. QRError (`qr_kind`) for anything else, private keys included: those never leave their file.
     """
-    if data[:4] == b"MSH1":
+    from gateway.crypto.envelope import MAGIC
+
+    if data[:4] == MAGIC:
         return "envelope"
     fmt = _json_format(data)
     if fmt == "medshield-recipient-card":

@@ -33,6 +33,7 @@ def make_envelope(recipient: tuple[Path, Path], tmp_path_factory: pytest.TempPat
     _, card = recipient
     d = tmp_path_factory.mktemp("envelopes")
     mask = d / "mask.png"
+    assert main(["gateway-key", "--device-id", "gw-qr", "--key", str(d / "gw.key")]) == 0
 
     def make(side: int, seed: int) -> Path:
         img, env = d / f"img-{side}-{seed}.png", d / f"env-{side}-{seed}.msh"
@@ -43,7 +44,8 @@ def make_envelope(recipient: tuple[Path, Path], tmp_path_factory: pytest.TempPat
             assert cv2.imwrite(str(mask), m)
             # Noise has no air around a body: the paper's carrier rule (every non-lesion pixel) hides the payload.
             argv = ["protect", str(img), "-r", str(card), "-o", str(env), "--mask", str(mask), "--suite", "aes-256-siv",
-                    "--carriers", "non-lesion", "--seed", f"{seed:08x}"]
+                    "--carriers", "non-lesion", "--seed", f"{seed:08x}", "--testing-deterministic",
+                    "--device-key", str(d / "gw.key"), "--device-id", "gw-qr"]
             assert main(argv) == 0
         return env
 

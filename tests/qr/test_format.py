@@ -130,7 +130,7 @@ def test_detect_kind(recipient) -> None:  # type: ignore[no-untyped-def]
     assert qf.detect_kind(card.read_bytes()) == "recipient-card"
     assert qf.detect_kind(b"opaque", "paper.recovery") == "recovery-key"
     assert qf.detect_kind(json.dumps({"format": qf.RECOVERY_KEY_FORMAT}).encode()) == "recovery-key"
-    assert qf.detect_kind(b"MSH1....") == "envelope"
+    assert qf.detect_kind(b"MSH2....") == "envelope"
     with pytest.raises(qf.QRError, match="private key"):
         qf.detect_kind(key.read_bytes())
     with pytest.raises(qf.QRError, match="--kind"):

@@ -32,7 +32,8 @@ def test_300kb_envelope_round_trips_bit_exact_in_any_order_with_duplicates(make_
     assert _decode(order, out) == 0
     assert out.read_bytes() == env.read_bytes()
     key, _ = recipient
-    assert main(["open", str(out), "--key", str(key), "-o", str(tmp_path / "img.png")]) == 0
+    pinned = env.parent / "gw-qr.gateway-card"  # written beside the device key that sealed it
+    assert main(["open", str(out), "--key", str(key), "-o", str(tmp_path / "img.png"), "--gateways", str(pinned)]) == 0
 
 
 @pytest.fixture(scope="module")
