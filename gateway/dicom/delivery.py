@@ -268,7 +268,8 @@ class DeliveryQueue:
 
 
 Opener = Callable[[bytes], tuple[dict[str, Any], bytes, bytes | None]]
-"""Opens an envelope: (header, marked image file, restored original file or None)."""
+"""Opens an envelope: (what the image is: the container's `content`, e.g. its `format`; marked image file;
+restored original file or None)."""
 
 
 def key_opener(private_key: Any, restore: bool, gateways: Any) -> Opener:
@@ -277,7 +278,7 @@ def key_opener(private_key: Any, restore: bool, gateways: Any) -> Opener:
 
     def open_envelope(envelope: bytes) -> tuple[dict[str, Any], bytes, bytes | None]:
         opened = pipeline.open_(envelope, private_key, gateways=gateways, restore_original=restore)
-        return dict(opened.header), opened.marked, opened.original
+        return dict(opened.content), opened.marked, opened.original
 
     return open_envelope
 
@@ -309,9 +310,9 @@ class Delivery:
         """Queue the envelope's image for every destination (once; DICOM only). Raises if it does not open."""
         if self.queue.taken(message_id):
             return
-        header, marked, original = self._open(envelope)
+        content, marked, original = self._open(envelope)
         items: list[tuple[str, bytes]] = []
-        if header.get("content", {}).get("format") == "dicom":
+        if content.get("format") == "dicom":
             for d in self.destinations:
                 payload = original if d.what == "original" else marked
                 if payload is None:

@@ -70,7 +70,7 @@ def test_orthanc_stores_the_original_by_cstore_and_the_marked_image_by_stow(orth
     stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}
     assert len(stored) == 2 * len(FILES)
     for message_id, envelope, original in sent:
-        opened = pipeline.open_(envelope, private_key)
+        opened = pipeline.open_(envelope, private_key, **OPEN)
         source_uid = pydicom.dcmread(io.BytesIO(original), stop_before_pixels=True).SOPInstanceUID
         marked_uid = pydicom.dcmread(io.BytesIO(opened.marked), stop_before_pixels=True).SOPInstanceUID
         # The restored original and the marked derived object: every data element (tag, VR, value) and the
