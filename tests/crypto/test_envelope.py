@@ -241,3 +241,27 @@ def test_low_order_ephemeral_key_rejected(make_sealer: Callable[..., Sealer], al
         bad = data.replace(epk.encode(), b64url_encode(low).encode())
         with pytest.raises(OpenError):
             open_envelope(bad, alice[0], gateways=GATEWAYS)
+
+
+def test_suite_registry_loads_once_under_concurrent_first_use() -> None:
+    """Found by the fault suite: a receiver thread and an MQTT callback reading the first header at once."""
+    import threading
+
+    from gateway.crypto import suites
+
+    suites._REGISTRY.clear()
+    barrier, results = threading.Barrier(8), []
+
+    def first_use() -> None:
+        barrier.wait()
+        try:
+            results.append(suites.names())
+        except Exception as exc:  # noqa: BLE001 - any exception is the failure under test
+            results.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [("aes-256-siv", "sbbe-blowfish")] * 8

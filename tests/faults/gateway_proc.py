@@ -25,6 +25,7 @@ import numpy as np
 
 from gateway import codecs, pipeline
 from gateway.config import GatewayConfig, load_config
+from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import RecipientCard
 from gateway.daemon import ProtectFn, serve
 from gateway.daemon.intake import Intake
@@ -89,6 +90,7 @@ def install_hooks(killer: Killer) -> None:
 def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Callable[[], ProtectFn]:
     def make() -> ProtectFn:
         card = RecipientCard.load(config.protection.recipients[0])
+        signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
         limits = codecs.Limits(
             max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
         )
@@ -103,13 +105,13 @@ def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Calla
                 pipeline.protect(
                     data,
                     card,
+                    signer=signer,
                     suite="aes-256-siv",
                     segmenter=lesion_square,
                     carrier_rule="non-lesion",
                     limits=limits,
                     message_id=message_id,
                     source=source,
-                    device_id=config.gateway.device_id,
                 )
             ]
 

@@ -37,6 +37,7 @@ from paho.mqtt.properties import Properties
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig
 from gateway.crypto.envelope import peek_header
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import generate_recipient, save_recipient
 from gateway.daemon.ids import MessageIds
 from gateway.errors import OpenError
@@ -358,15 +359,19 @@ class Rig:
         self.proxy = DelayProxy(self.cloud_broker.port, cloud_delay_s) if cloud_delay_s else None
         private, _card = generate_recipient("fault-recipient", system_random)
         _, self.card_path = save_recipient(root / "keys", private)
-        self.receiver = Receiver(root / "received", key_verifier(private))
+        self._state_dirs = [
+            state_dir if (state_dir is not None and i == 0) else root / f"state-{i}" for i in range(gateways)
+        ]
+        # The receiver pins each gateway's card (its device key, made here as the daemon would on first start).
+        pinned = TrustedGateways(
+            GatewayKey.load_or_create(d / "ledger.key", f"{name}-{i}").card for i, d in enumerate(self._state_dirs)
+        )
+        self.receiver = Receiver(root / "received", pinned, key_verifier(private, pinned))
         self.service = ReceiverService(
             self.receiver, BrokerConfig(port=self.cloud_broker.port), client_id=f"fault-receiver-{name}"
         ).start()
         self.counter = CloudCounter(self.cloud_broker.port, f"fault-counter-{name}")
         self.scanner = Scanner(self.scanner_broker.port, f"fault-scanner-{name}")
-        self._state_dirs = [
-            state_dir if (state_dir is not None and i == 0) else root / f"state-{i}" for i in range(gateways)
-        ]
         self.gateways = [
             GatewayProcess(self._config(i, name, sections or {}, gateways > 1), root / f"gateway-{i}.log")
             for i in range(gateways)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,15 +60,23 @@ class Suite(Protocol):
 
 
 _REGISTRY: dict[str, Suite] = {}
+_LOCK = threading.Lock()
 
 
 def _load() -> dict[str, Suite]:
-    if not _REGISTRY:
-        for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-            suite: Suite = importlib.import_module(f"{__name__}.{info.name}").SUITE
-            if suite.name in _REGISTRY:
-                raise RuntimeError(f"two suite modules named {suite.name!r}")
-            _REGISTRY[suite.name] = suite
+    # Threads (a receiver and an MQTT callback, say) may ask at once: the registry is filled once, under a
+    # lock, and published only when complete.
+    if _REGISTRY:
+        return _REGISTRY
+    with _LOCK:
+        if not _REGISTRY:
+            found: dict[str, Suite] = {}
+            for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+                suite: Suite = importlib.import_module(f"{__name__}.{info.name}").SUITE
+                if suite.name in found:
+                    raise RuntimeError(f"two suite modules named {suite.name!r}")
+                found[suite.name] = suite
+            _REGISTRY.update(found)
     return _REGISTRY
 
 
