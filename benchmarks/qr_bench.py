@@ -250,6 +250,7 @@ def sizes() -> list[dict[str, Any]]:
 def real_envelopes() -> list[dict[str, Any]]:
     """Sizes of real envelopes (`gateway.pipeline.protect`, AES-SIV, 8-bit noise images, which have no air
     around a body, so the paper's carrier rule) and of a card."""
+    from gateway.crypto.origin import GatewayKey
     from gateway.crypto.recipients import generate_recipient
     from gateway.pipeline import protect
     from gateway.rng import SeededRandom
@@ -261,7 +262,8 @@ def real_envelopes() -> list[dict[str, Any]]:
         ok, png = cv2.imencode(".png", px)
         mask = np.zeros((side, side), bool)
         mask[: side // 8, : side // 8] = True
-        env = protect(png.tobytes(), card, mask=mask, suite="aes-256-siv", carrier_rule="non-lesion",
+        env = protect(png.tobytes(), card, signer=GatewayKey.generate("bench", SeededRandom(b"bench-gw")), mask=mask,
+                      suite="aes-256-siv", carrier_rule="non-lesion",
                       rng=SeededRandom(bytes([side % 256]))).envelope
         out.append({"what": f"envelope of a {side}x{side} 8-bit PNG (noise)", "bytes": len(env)})
     for row in out:
@@ -277,6 +279,7 @@ def real_envelopes() -> list[dict[str, Any]]:
 def timing_300kb() -> dict[str, Any]:
     """Wall time to encode and decode one ~300 KB envelope at the default level through PNG files."""
     from gateway import qr
+    from gateway.crypto.origin import GatewayKey
     from gateway.crypto.recipients import generate_recipient
     from gateway.pipeline import protect
     from gateway.rng import SeededRandom
@@ -286,7 +289,8 @@ def timing_300kb() -> dict[str, Any]:
     ok, png = cv2.imencode(".png", px)
     mask = np.zeros((540, 540), bool)
     mask[:60, :60] = True
-    env = protect(png.tobytes(), card, mask=mask, suite="aes-256-siv", carrier_rule="non-lesion",
+    env = protect(png.tobytes(), card, signer=GatewayKey.generate("bench", SeededRandom(b"bench-gw")), mask=mask,
+                      suite="aes-256-siv", carrier_rule="non-lesion",
                   rng=SeededRandom(b"t")).envelope
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
