@@ -254,6 +254,8 @@ class GatewayProcess:
         self.peak_rss_kb = 0
 
     def start(self, **env: str) -> None:
+        if self.alive:  # never leave a process behind (a kill hook that did not fire)
+            self.kill()
         full = dict(os.environ, PYTHONPATH=str(REPO), **env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.faults.gateway_proc", str(self.config)],
@@ -422,8 +424,8 @@ class Rig:
             if pace_s:
                 time.sleep(pace_s)
 
-    def send_hostile(self, seed: int, max_bytes: int = 1024 * 1024, scanner: str = "ct9") -> None:
-        topic = TOPIC.format(scanner=scanner)
+    def send_hostile(self, seed: int, max_bytes: int = 1024 * 1024) -> None:
+        topic = TOPIC.format(scanner=f"bad{seed}")  # one topic per round: every bad input has its own id
         for kind, payload in hostile_inputs(seed, max_bytes):
             self.hostile_sent.append((kind, topic, payload))
             self.scanner.send(topic, payload)

@@ -120,7 +120,7 @@ def report(data: dict, mutants: list[dict] | None) -> str:
         "| fault | runs | sent | received | lost | duplicated | resent | crashes | worst recovery s | notes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(r) for k, r in res.items() if k != "hostile"]
+    lines += [_row(r) for k, r in res.items() if k not in ("hostile", "dedup_poisoning")]
     if "hostile" in res:
         h = res["hostile"]
         lines += [

@@ -125,8 +125,9 @@ def scanner_state_lost(root: Path, n: int, seed: int) -> Result:
     one: acknowledging with them would drop those."""
     rig = Rig(root, scanner_persistent=False)
     try:
-        rig.start_all(MEDSHIELD_FAULT_PROTECT_DELAY_S="0.3")
-        half = max(4, n // 2)
+        # Slow enough that most of the first half is still waiting for a worker when the new connection is up.
+        rig.start_all(MEDSHIELD_FAULT_PROTECT_DELAY_S="0.4")
+        half = max(16, n // 2)
         rig.send_images(range(seed * 1000, seed * 1000 + half))
         wait_until(rig.scanner.all_acknowledged, 10)
         time.sleep(1.0)  # all delivered to the gateway, most still waiting for a worker
