@@ -313,6 +313,22 @@ def score_sets(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sim[iu][same], sim[iu][~same]
 
 
+def write_manifest_metrics(res: dict) -> None:  # type: ignore[type-arg]
+    """Copy the headline test measurements into the model manifest (next to sha256 and the input spec)."""
+    path = HERE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    t = res["test"]
+    k = RELEASE_CAPTURES
+    manifest["metrics"] = {
+        "test_set": res["splits"], "eer_test": {m: round(v["eer"], 4) for m, v in res["scores_test"].items()},
+        "codes": res["codes_used"], "frr": t["genuine"], "impostor_1_capture": t["impostor_1_capture"],
+        f"impostor_{k}_captures": t[f"impostor_{k}_captures"],
+        "capture_bank_attack": t[f"capture_bank_attack_{k}_captures"],
+        "real_prints_release": res["real_prints"]["release"], "details": "models/msenet/results/eval.json",
+    }
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--val-identities", type=int, default=120)
@@ -387,6 +403,7 @@ def main() -> None:
     res["test"] = test_figures(test_kf, imp_kf, codes, k)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities)
     (RESULTS / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_manifest_metrics(res)
     print(json.dumps({kk: res[kk] for kk in ("codes_used", "codes_match_default", "test", "real_prints")}, indent=1))
 
 
