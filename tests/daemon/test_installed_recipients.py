@@ -48,3 +48,24 @@ def test_installed_card_is_used_and_none_at_all_is_a_config_error(tmp_path, shar
     # The daemon's device key (created in the state directory) signed it.
     pinned = TrustedGateways([GatewayKey.load(state / "ledger.key", "gw-test").card])
     assert open_(result.envelope, private_key, gateways=pinned, restore_original=True).original == data
+
+
+def test_dropped_in_card_is_not_a_recipient_and_the_daemon_logs_it(tmp_path):  # type: ignore[no-untyped-def]
+    """The attack: a card file copied into the directory, without the admin's code, became a recipient."""
+    from structlog.testing import capture_logs
+
+    from gateway.daemon.protect import recipient_cards
+    from gateway.recipients_store import recipients_dir
+
+    state = tmp_path / "state"
+    recipients_dir(state).mkdir(parents=True)
+    _, mallory = generate_recipient("mallory", SeededRandom(b"mallory"))
+    mallory.save(recipients_dir(state) / "mallory.card")
+    _, configured = generate_recipient("radiology", SeededRandom(b"configured"))
+    configured.save(tmp_path / "radiology.card")
+    with capture_logs() as logs:
+        cards = recipient_cards(_config(state, [tmp_path / "radiology.card"]))
+    assert [c.name for c in cards] == ["radiology"]
+    assert [e.get("file") for e in logs if e["event"] == "recipient_card_not_authorised"] == ["mallory.card"]
+    with pytest.raises(ConfigError, match="recipients"):
+        pipeline_protect_fn(_config(state))  # the dropped-in card alone: no recipient at all
