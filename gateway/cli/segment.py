@@ -43,9 +43,16 @@ def read_input(path: Path) -> Any:
 
 
 def write_mask_png(mask: np.ndarray, out: Path) -> None:
-    """Bool mask -> 8-bit PNG with 0 (background) and 255 (lesion)."""
-    if not cv2.imwrite(str(out), np.where(mask, 255, 0).astype(np.uint8)):
-        raise ConfigError(f"cannot write {out}")
+    """Bool mask -> 8-bit PNG with 0 (background) and 255 (lesion), mode 0600 (a lesion mask is patient data)."""
+    from gateway.files import write_atomic
+
+    ok, png = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8))
+    if not ok:
+        raise ConfigError(f"cannot encode the mask for {out}")
+    try:
+        write_atomic(out, png.tobytes(), mode=0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
 
 
 def run(args: argparse.Namespace) -> int:

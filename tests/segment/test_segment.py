@@ -169,6 +169,7 @@ def test_cli_writes_a_mask_png_of_the_input_size(lung1: tuple[np.ndarray, np.nda
     args = parser.parse_args(["segment", str(src), "-o", str(tmp_path / "mask.png"), "--backend", "cpu"])
     assert args.func(args) == 0
     png = cv2.imread(str(tmp_path / "mask.png"), cv2.IMREAD_UNCHANGED)
+    assert (tmp_path / "mask.png").stat().st_mode & 0o777 == 0o600  # a lesion mask is patient data
     assert png.shape == hu[33].shape and png.dtype == np.uint8
     assert set(np.unique(png)) <= {0, 255}
     assert (png[truth[33]] == 255).any()
