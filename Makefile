@@ -40,8 +40,24 @@ zbar:
 	@$(PYTHON) -c 'import ctypes.util, sys; sys.exit(not ctypes.util.find_library("zbar"))' || \
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q libzbar0)
 
-test: venv mosquitto openssl dicom-tools zbar
-	$(PY) -m pytest -q
+# The unit tests boot a Debian container with systemd as PID 1 (tests/deploy): systemd-nspawn and debootstrap
+# from Debian, the root and a dependency wheelhouse cached outside the checkout (built once, a few minutes).
+TEST_ROOT ?= /var/cache/medshield-test
+.PHONY: wheel systemd-root deploy-tools cpu-image
+
+deploy-tools:
+	@command -v systemd-nspawn >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q systemd-container debootstrap)
+
+systemd-root: venv deploy-tools
+	$(SUDO) tests/deploy/make_root.sh $(TEST_ROOT) $(PY)
+
+test: venv mosquitto openssl dicom-tools zbar systemd-root
+	MEDSHIELD_TEST_ROOT=$(TEST_ROOT) $(PY) -m pytest -q
+
+# The release artefact: dist/medshield-<version>-py3-none-any.whl (code, ONNX models, units, host install).
+wheel: venv
+	$(PY) -m pip wheel --quiet --no-deps -w dist .
 
 demo: venv mosquitto dicom-tools
 	$(VENV)/bin/medshield demo
@@ -73,7 +89,7 @@ train-data: fetch-ct
 	$(TRAIN_VENV)/bin/python -m models.data.build --real runs/realct --out runs/data-real --repeats 3
 
 clean:
-	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build dist *.egg-info
 
 # The long fault suite (real brokers, real receiver, many runs); regenerates docs/RELIABILITY.md.
 faults: venv mosquitto

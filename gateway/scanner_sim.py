@@ -197,7 +197,7 @@ def bad_inputs(seed: int = 7) -> list[SimImage]:
 def demo_feed(n_lung: int = 4, generated: int = 2, with_bad: bool = True) -> list[SimImage]:
     """The demo's mix: real lung CT slices (incl. the nodule slice 33), CT_small, generated PNG/NPY, bad ones."""
     lung_idx = sorted({33, *range(20, 20 + max(0, n_lung - 1))})[:n_lung]
-    images = lung_ct_slices(lung_idx) + [ct_small()]
+    images = (lung_ct_slices(lung_idx) if lung_idx else []) + [ct_small()]
     for i in range(generated):
         images.append(generated_png(256, seed=100 + i))
         images.append(generated_npy(256, seed=200 + i))

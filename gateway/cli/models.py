@@ -49,7 +49,7 @@ def list_models(args: argparse.Namespace) -> int:
             check, status = f"INVALID: {exc}", 2
             manifest = None
         shape = "x".join(map(str, manifest.input_shape)) if manifest else "?"
-        print(f"{name:6s} {onnx.relative_to(MODELS_DIR.parent)}  input {shape}  {check}")
+        print(f"{name:6s} {onnx}  input {shape}  {check}")
     for backend, reason in available_backends().items():
         print(f"backend {backend:12s} {'available' if reason is None else 'unavailable: ' + reason}")
     return status
