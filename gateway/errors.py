@@ -42,3 +42,7 @@ class CapacityError(InputError):
 
 class ConfigError(MedShieldError):
     """Invalid configuration; the message names the offending key."""
+
+
+class UsageError(MedShieldError):
+    """A command called wrongly (missing or conflicting options, unusable arguments): exit status 2."""

@@ -2,18 +2,28 @@
 
 Each command lives in its own module under `gateway.cli` and exposes `register(subparsers)`, which adds its
 parser and sets `func(args) -> int`. The list below is explicit and ordered (it is the help's order).
-Exit codes: 0 success, 1 could not protect/open (one message, no detail), 2 usage or configuration error.
+Exit codes, for every command (errors are one line on stderr, `medshield: ...`, never a traceback):
+
+    0    success
+    1    the operation failed: could not protect or open (one message, no detail), a check found problems
+         (e.g. `ledger verify`), or an unexpected internal error
+    2    usage or configuration error: bad arguments, a missing or unreadable input, an unwritable output,
+         an invalid configuration (the message names the key), an optional extra that is not installed
+    130  interrupted (Ctrl-C)
+
+Set MEDSHIELD_DEBUG=1 to get the traceback of an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
 from gateway import __version__
-from gateway.errors import ConfigError, InputError, OpenError
+from gateway.errors import ConfigError, InputError, OpenError, UsageError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
@@ -39,6 +49,13 @@ COMMAND_MODULES: tuple[str, ...] = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# InputError reasons that mean the command was called with something unusable rather than a bad image.
+USAGE_INPUT_REASONS = frozenset({"unreadable", "no_passphrase"})
+
+# Optional dependencies and the extra that brings each (pyproject's optional-dependencies).
+OPTIONAL_MODULES: dict[str, str] = {"matplotlib": "reports", "tqdm": "reports", "tensorrt": "gpu", "torch": "train"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"medshield: {message}", file=sys.stderr)
+    return code
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one command, and turn every error into one line and the documented exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # One-shot commands keep stdout for their results: only warnings, as JSON lines on stderr. The long-running
@@ -61,14 +89,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except OpenError as exc:
-        print(f"medshield: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(str(exc), EXIT_FAILED)
     except InputError as exc:
-        print(f"medshield: {exc} ({exc.reason})", file=sys.stderr)
-        return EXIT_FAILED
+        # An input that could not be read at all, or a missing passphrase, is the caller's to fix (usage);
+        # an image that cannot be protected is a failure of the operation.
+        code = EXIT_USAGE if exc.reason in USAGE_INPUT_REASONS else EXIT_FAILED
+        return _fail(f"{exc} ({exc.reason})", code)
     except ConfigError as exc:
-        print(f"medshield: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_MODULES:
+            raise
+        extra = OPTIONAL_MODULES[top]
+        return _fail(
+            f"{args.command} needs the optional '{extra}' extra ({top} is not installed): "
+            f"pip install 'medshield[{extra}]'",
+            EXIT_USAGE,
+        )
+    except OSError as exc:
+        # A missing input, an unwritable output, a directory where a file was expected...
+        return _fail(_os_error(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # raise SystemExit("message"): a usage message
+            return _fail(exc.code.removeprefix("medshield: "), EXIT_USAGE)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place that turns the unexpected into one line
+        if os.environ.get("MEDSHIELD_DEBUG"):
+            raise
+        # Only the type: an unexpected message could carry data that must not leave the process.
+        return _fail(f"internal error ({type(exc).__name__}); MEDSHIELD_DEBUG=1 shows the traceback", EXIT_FAILED)
 
 
 if __name__ == "__main__":

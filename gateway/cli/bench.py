@@ -124,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from gateway.bench.output import summary_lines, write_all
 
     config = config_from_args(args)
+    # The optional 'reports' extra is needed for plots and the progress bar: find out before minutes of work
+    # (gateway.cli.main turns a missing one into a line naming the extra).
+    if not args.no_plots:
+        import matplotlib  # noqa: F401
+    if not args.no_progress:
+        import tqdm  # noqa: F401
     bar = _Bar(not args.no_progress)
     try:
         result = run_bench(config, progress=bar)

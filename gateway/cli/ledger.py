@@ -99,12 +99,13 @@ def _verify(args: argparse.Namespace) -> int:
     from gateway.crypto.origin import GatewayCard, public_key_from_pem
     from gateway.ledger import read_ledger, verify_ledger
 
+    # A missing file (OSError) is a usage error, reported by gateway.cli.main; a file that is not a ledger fails.
     try:
         entries, checkpoints = read_ledger(args.ledger)
         for extra in args.checkpoints:
             checkpoints += read_ledger(extra)[1]
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"ledger: cannot read {args.ledger}: {type(exc).__name__}", file=sys.stderr)
+    except (ValueError, TypeError) as exc:
+        print(f"medshield: {args.ledger}: not a ledger ({type(exc).__name__})", file=sys.stderr)
         return 1
     if args.gateway_card:
         public_key = GatewayCard.load(args.gateway_card).public_key

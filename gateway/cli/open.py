@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway.crypto.origin import TrustedGateways
 from gateway.crypto.recipients import PrivateKey
-from gateway.errors import ConfigError, OpenError
+from gateway.errors import ConfigError, OpenError, UsageError
 from gateway.files import write_atomic
 from gateway.pipeline import open_
 
@@ -59,12 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _private_key(args: argparse.Namespace) -> PrivateKey:
     if args.key and args.profile:
-        raise SystemExit("medshield: give --key or --profile, not both")
+        raise UsageError("give --key or --profile, not both")
     if args.key:
         return PrivateKey.load(args.key)
     if args.profile:
         if not (args.fingerprint and args.iris and (args.otp or args.recovery_key)):
-            raise SystemExit("medshield: --profile needs --fingerprint, --iris and --otp (or --recovery-key)")
+            raise UsageError("--profile needs --fingerprint, --iris and --otp (or --recovery-key)")
         from gateway.biometrics.keyrelease import release_private_key
         from gateway.biometrics.profile import passphrase_from
 
@@ -83,7 +83,7 @@ def _private_key(args: argparse.Namespace) -> PrivateKey:
             device_id=args.device_id,
             passphrase=passphrase_from(args.profile_pass_file),
         )
-    raise SystemExit("medshield: give --key, or --profile with --fingerprint, --iris and --otp")
+    raise UsageError("give --key, or --profile with --fingerprint, --iris and --otp")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from gateway import codecs
 from gateway.crypto import suites
 from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import RecipientCard
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, UsageError
 from gateway.files import write_atomic
 from gateway.pipeline import DEFAULT_MARGIN_PX, DEFAULT_SUITE, protect
 from gateway.rng import SeededRandom, system_random
@@ -66,7 +66,7 @@ def load_mask(path: Path) -> np.ndarray:
     else:
         mask = codecs.decode(data).pixels
     if mask.ndim != 2:
-        raise SystemExit(f"medshield: mask {path} must be a 2-D image")
+        raise UsageError(f"--mask {path}: must be a 2-D image")
     return mask != 0
 
 

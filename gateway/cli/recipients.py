@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gateway.errors import UsageError
 from gateway.recipients_store import add_card, list_cards
 
 DEFAULT_STATE = Path("/var/lib/medshield")
@@ -30,6 +31,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if not args.state_dir.is_dir():
+        raise UsageError(f"--state-dir {args.state_dir}: no such directory")
     for name, key_id in list_cards(args.state_dir):
         print(f"{name}\t{key_id}")
     return 0

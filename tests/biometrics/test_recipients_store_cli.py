@@ -135,7 +135,7 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
 
     # Without a passphrase, enrolment is a usage error with a clear message, not a crash.
     monkeypatch.delenv("MEDSHIELD_PROFILE_PASS", raising=False)
-    assert main(["enroll", "bob", *common, *ks]) == 1
+    assert main(["enroll", "bob", *common, *ks]) == 2  # usage error (gateway.cli exit codes)
     assert "passphrase" in capsys.readouterr().err
 
     state = tmp_path / "gw"
