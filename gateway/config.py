@@ -1,8 +1,9 @@
 """The gateway's configuration: one TOML file, strict pydantic models, environment overrides, secret files.
 
-Loading order: the TOML file, then `MEDSHIELD__SECTION__KEY=value` environment variables (a value is parsed
-as TOML when it can be, so `MEDSHIELD__LIMITS__QUEUE_SIZE=64` is an int and `...__PASSWORD_FILE=/x` a string),
-then validation (unknown keys are errors, named by their dotted path), then secrets: every `*_file` field is
+Loading order: the TOML file, then `MEDSHIELD__SECTION__KEY=value` environment variables (a value is typed by
+the schema: `MEDSHIELD__GATEWAY__DEVICE_ID=123` stays the string "123", `MEDSHIELD__LIMITS__QUEUE_SIZE=64`
+becomes an int; a list takes a TOML array or comma-separated items; an empty value clears an optional key;
+every error about an overridden key names its variable), then validation (unknown keys are errors, named by their dotted path), then secrets: every `*_file` field is
 read at load time (never at import), relative names are looked up in systemd's `$CREDENTIALS_DIRECTORY`
 first. Secret values live in `SecretStr` and never appear in a repr or a log line.
 """
@@ -13,7 +14,8 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -253,15 +255,54 @@ class GatewayConfig(_Strict):
         return [f"$share/{group}/{t}" if group else t for t in self.topics.inbound]
 
 
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    """(the type inside `X | None`, whether None is allowed)."""
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else Union[tuple(rest)]), True  # noqa: UP007 - built at run time
+    return annotation, False
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_value(variable: str, path: list[str], raw: str) -> Any:
+    """The value of one override, typed by the schema field at `path` (pydantic then validates it)."""
+    model: type[BaseModel] = GatewayConfig
+    for depth, key in enumerate(path):
+        dotted = ".".join(path[: depth + 1])
+        field = model.model_fields.get(key)
+        if field is None:
+            raise ConfigError(f"{dotted}: unknown key (environment variable {variable})")
+        inner, optional = _strip_optional(field.annotation)
+        if depth < len(path) - 1:
+            if not _is_model(inner):
+                raise ConfigError(f"{dotted}: not a table, it has no keys (environment variable {variable})")
+            model = inner
+            continue
+        if _is_model(inner):
+            raise ConfigError(f"{dotted}: is a table; set its keys, e.g. {variable}__KEY")
+        if raw == "" and optional:
+            return None
+        if get_origin(inner) is list:
+            if raw.lstrip().startswith("["):
+                try:
+                    return tomllib.loads(f"v = {raw}")["v"]
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{dotted}: not a TOML array ({exc}) (environment variable {variable})") from None
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        # Scalars go to pydantic as text: it parses ints, floats, booleans and paths, and keeps strings.
         return raw
+    raise ConfigError(f"{variable}: empty key in environment override")
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Return a copy of `data` with `MEDSHIELD__A__B=v` set at `data["a"]["b"]` (keys lower-cased)."""
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a copy of `data` with `MEDSHIELD__A__B=v` set at `data["a"]["b"]` (keys lower-cased), typed by
+    the schema. `sources`, when given, receives dotted key → variable name for error messages."""
     out: dict[str, Any] = _deep_copy(data)
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
@@ -269,15 +310,16 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(path):
             raise ConfigError(f"{name}: empty key in environment override")
+        value = _env_value(name, path, environ[name])
         node = out
         for key in path[:-1]:
             child = node.get(key)
             if child is None:
                 child = node[key] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(path)}: environment override under a non-table value")
             node = child
-        node[path[-1]] = _parse_env_value(environ[name])
+        node[path[-1]] = value
+        if sources is not None:
+            sources[".".join(path)] = name
     return out
 
 
@@ -285,13 +327,17 @@ def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def _format_validation_error(exc: ValidationError, sources: Mapping[str, str] | None = None) -> str:
     lines = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        loc = [str(p) for p in err["loc"]]
+        path = ".".join(loc) or "(root)"
         kind = err["type"]
         message = "unknown key" if kind == "extra_forbidden" else err["msg"]
-        lines.append(f"{path}: {message}")
+        variable = next(
+            (sources[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in (sources or {})), None
+        )
+        lines.append(f"{path}: {message}" + (f" (environment variable {variable})" if variable else ""))
     return "; ".join(lines)
 
 
@@ -329,14 +375,15 @@ def _with_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> GatewayC
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Validate a configuration mapping (with environment overrides) and read its secret files."""
     env = os.environ if environ is None else environ
-    merged = apply_env_overrides(dict(data), env)
+    sources: dict[str, str] = {}
+    merged = apply_env_overrides(dict(data), env, sources)
     for section in ("inbound", "cloud"):
         if isinstance(merged.get(section), dict) and "password" in merged[section]:
             raise ConfigError(f"{section}.password: give password_file (or a systemd credential), not password")
     try:
         config = GatewayConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None
+        raise ConfigError(_format_validation_error(exc, sources)) from None
     return _with_secrets(config, env)
 
 
