@@ -65,6 +65,34 @@ class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return
 
 
+def _shared_processors() -> list[Any]:
+    # Applied to structlog's own events and to records from the standard library (paho, pydicom, ...) alike.
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def stdlib_formatter() -> logging.Formatter:
+    """A formatter that renders standard-library records as the same JSON lines as structlog's events
+    (structlog's `ProcessorFormatter`): the message is escaped like any value, `extra=` fields become keys,
+    and secret-named fields are masked."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            *_shared_processors(),
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+    )
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """Route structlog (and stdlib logging, e.g. paho's) to JSON lines on `stream`, by default the current
     stdout (looked up when each logger is created, so a replaced sys.stdout is honoured)."""
@@ -73,9 +101,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         numeric = logging.INFO
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *_shared_processors(),
             structlog.processors.format_exc_info,
             redact_secrets,
             structlog.processors.JSONRenderer(sort_keys=True),
@@ -85,10 +111,17 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         cache_logger_on_first_use=False,
     )
     handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _CurrentStdoutHandler()
-    handler.setFormatter(logging.Formatter('{"event": "%(message)s", "level": "%(levelname)s", "logger": "%(name)s"}'))
+    handler.setFormatter(stdlib_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Libraries are chatty below WARNING; the gateway's own events follow `level`.
     root.setLevel(max(numeric, logging.WARNING))
+
+
+def library_logger(name: str, **context: object) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    """A stdlib logger for a library that takes one (paho's `enable_logger`), whose every record carries
+    `context` as fields, e.g. which broker link and host a paho error is about."""
+    return logging.LoggerAdapter(logging.getLogger(name), context)
 
 
 def get_logger(name: str) -> Any:

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import BrokerConfig, TLSConfig
 from gateway.errors import ConfigError
-from gateway.logging import get_logger
+from gateway.logging import get_logger, library_logger
 
 
 
@@ -132,7 +132,8 @@ class MqttLink:
         if not self._mqtt5:
             kwargs["clean_session"] = not persistent
         self._client = paho.Client(**kwargs)
-        self._client.enable_logger(None)
+        # paho's own records name the link and broker they concern.
+        self._client.enable_logger(library_logger("paho", link=name, host=config.host, port=config.port))  # type: ignore[arg-type]
         if max_inflight is not None:
             self._client.max_inflight_messages_set(max_inflight)
         if config.username is not None:
