@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gateway.errors import UsageError
 from gateway.files import write_atomic
 from gateway.keyserver.service import KeyService, Policy
 from gateway.otp import provisioning_uri, qr_png
@@ -58,6 +59,9 @@ def _add(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.keyserver.http import KeyServer
 
+    for option, path in (("--cert", args.cert), ("--key", args.key)):
+        if not path.is_file():  # ssl's own error does not name the file
+            raise UsageError(f"{option} {path}: no such file")
     policy = Policy(max_failures=args.max_failures, lockout_s=args.lockout_s)
     server = KeyServer(KeyService(args.state, policy=policy), args.cert, args.key, args.host, args.port)
     try:
