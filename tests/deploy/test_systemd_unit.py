@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.resources import REPO_DIR
-from tests.deploy.nspawn import Machine, cache_dir, nspawn_unavailable
+from tests.deploy.nspawn import Machine, nspawn_unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.systemd]
 
@@ -50,7 +50,7 @@ def _wait_state(m: Machine, unit: str, timeout: float) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def machine(wheel: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def machine(wheel: Path, test_root: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     reason = nspawn_unavailable()
     if reason:
         pytest.fail(f"cannot boot the test machine: {reason}")
@@ -58,7 +58,7 @@ def machine(wheel: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ign
     from gateway.rng import system_random
 
     work = tmp_path_factory.mktemp("nspawn")
-    binds = {cache_dir() / "wheels": "/mnt/wheels", wheel.parent: "/mnt/dist", REPO_DIR / "deploy" / "host": "/mnt/host"}
+    binds = {test_root / "wheels": "/mnt/wheels", wheel.parent: "/mnt/dist", REPO_DIR / "deploy" / "host": "/mnt/host"}
     with Machine(work / "machine", binds) as m:
         installed = m.chroot_run(
             "bash", "/mnt/host/install.sh", "install", f"/mnt/dist/{wheel.name}", "--find-links", "/mnt/wheels"
