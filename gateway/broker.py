@@ -1,4 +1,11 @@
-"""An embedded mosquitto on 127.0.0.1, for the quickstart (no broker configured), the demo and tests."""
+"""An embedded mosquitto on 127.0.0.1, for the quickstart (no broker configured), the demo and tests.
+
+The daemon's embedded broker listens on a fixed, documented port (`embedded_broker.port`, default
+`EMBEDDED_BROKER_PORT`) so that a scanner on the same host can find it; it is supervised (`ensure_running`
+restarts it after it died, with backoff); it dies with the gateway (parent-death signal, where util-linux's
+`setpriv` is available); and its configuration and log live in the state directory, or in a temporary
+directory that is removed when it stops.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,9 @@ from pathlib import Path
 from gateway.errors import ConfigError
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
+# Not 1883: Debian's and Ubuntu's mosquitto package starts its own broker there.
+EMBEDDED_BROKER_PORT = 11883
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def find_mosquitto() -> str:
@@ -44,6 +54,38 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` owns a listening TCP socket on `port` (Linux /proc), so a port that someone else
+    holds is not mistaken for our broker being up. True where /proc cannot tell."""
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table, encoding="ascii") as fh:
+                next(fh)
+                for line in fh:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
+def _die_with_parent() -> list[str]:
+    """A prefix that makes the child get SIGTERM when the gateway dies (even by SIGKILL), so no mosquitto is
+    left orphaned; empty where util-linux's setpriv is missing."""
+    setpriv = shutil.which("setpriv") or ("/usr/bin/setpriv" if os.access("/usr/bin/setpriv", os.X_OK) else None)
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
 class EmbeddedBroker:
     """A mosquitto child process listening only on loopback.
 
@@ -64,13 +106,38 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.persistence_dir = persistence_dir
-        self._workdir = Path(tempfile.mkdtemp(prefix="medshield-broker-"))
-        self.log_path = log_path or self._workdir / "mosquitto.log"
+        self._log_path = log_path
+        self._workdir: Path | None = None
         self._max_inflight = max_inflight
         self._autosave_s = autosave_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    @property
+    def log_path(self) -> Path:
+        if self._log_path is not None:
+            return self._log_path
+        return (self._workdir or self.persistence_dir or Path(tempfile.gettempdir())) / "mosquitto.log"
+
+    def _make_workdir(self) -> Path:
+        """Where mosquitto.conf (and by default the log) go: the persistence directory, else a temporary one."""
+        if self._workdir is None:
+            if self.persistence_dir is not None:
+                self.persistence_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._workdir = self.persistence_dir
+            else:
+                self._workdir = Path(tempfile.mkdtemp(prefix="medshield-broker-"))
+        return self._workdir
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None and self._workdir != self.persistence_dir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._workdir = None
 
     def _write_config(self) -> Path:
+        self._make_workdir()
         lines = [
             # Run as the current user: mosquitto started as root would otherwise switch to "mosquitto",
             # which cannot reach a 0700 state directory.
@@ -94,7 +161,7 @@ class EmbeddedBroker:
             ]
         else:
             lines.append("persistence false")
-        path = self._workdir / "mosquitto.conf"
+        path = self._make_workdir() / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -111,7 +178,7 @@ class EmbeddedBroker:
             return self
         conf = self._write_config()
         self._proc = subprocess.Popen(
-            [find_mosquitto(), "-c", str(conf)],
+            [*_die_with_parent(), find_mosquitto(), "-c", str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -121,8 +188,9 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
-                raise ConfigError(f"mosquitto exited at start (port {self.port}): {log}")
-            if _port_open(self.host, self.port):
+                self._proc = None
+                raise ConfigError(f"embedded_broker.port: mosquitto could not start on {self.host}:{self.port}: {log.strip()}")
+            if _port_open(self.host, self.port) and _listens(self._proc.pid, self.port):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -130,20 +198,38 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its persistence file), then SIGKILL if it hangs."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+        self._remove_workdir()
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def ensure_running(self, now: float | None = None) -> bool:
+        """Supervision, called from the daemon's main loop: restart a broker that died, retrying with backoff.
+        Returns whether it is running now."""
+        if self.running:
+            self._failures = 0
+            return True
+        now = time.monotonic() if now is None else now
+        if now < self._next_attempt:
+            return False
+        try:
+            self.start(timeout=5.0)
+        except ConfigError:
+            self._failures += 1
+            self._next_attempt = now + RESTART_BACKOFF_S[min(self._failures, len(RESTART_BACKOFF_S)) - 1]
+            return False
+        self.restarts += 1
+        self._failures = 0
+        return True
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.broker import EMBEDDED_BROKER_PORT
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "MEDSHIELD__"
@@ -154,6 +155,14 @@ class LedgerConfig(_Strict):
     """A signed checkpoint (count, head hash) is queued this often while entries are added, and on shutdown."""
 
 
+class EmbeddedBrokerConfig(_Strict):
+    """The mosquitto the gateway starts when `inbound` or `cloud` is not configured: loopback only, on a fixed
+    port so scanners on this host can publish to it (0: any free port, for tests)."""
+
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = EMBEDDED_BROKER_PORT
+
+
 class CloudSection(BrokerConfig):
     max_message_bytes: Annotated[int, Field(ge=1024)] = AWS_IOT_MAX_MESSAGE_BYTES
 
@@ -209,6 +218,7 @@ class GatewayConfig(_Strict):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     dicom: DicomListenerConfig = Field(default_factory=DicomListenerConfig)
+    embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
 
     @property
     def spool_path(self) -> Path:

@@ -186,6 +186,10 @@ def run_demo(
             summary.quarantined = {ls["reason"]: int(m.quarantined.value(**ls)) for ls in m.quarantined.label_sets()}
             for labels in m.stage.label_sets():
                 summary.stage_ms[labels["stage"]] = _p50_p95(m.stage, **labels)  # type: ignore[assignment]
+            for labels in m.seal_part.label_sets():
+                summary.stage_ms[f"seal.{labels['part']}"] = _p50_p95(m.seal_part, **labels)  # type: ignore[assignment]
+            if m.protect.count():
+                summary.stage_ms["protect"] = _p50_p95(m.protect)
             if loop is not None:
                 summary.hospital = loop.check()
         finally:

@@ -1,219 +1,186 @@
-"""Operational telemetry: a small thread-safe metric registry, Prometheus text `/metrics` and `/healthz`.
+"""Operational telemetry on `prometheus-client`: `/metrics` (with process metrics and `build_info`) and
+`/healthz`.
 
-Not to be confused with `gateway.metrics` (image-security and segmentation metrics). Stdlib only.
+Not to be confused with `gateway.metrics` (image-security and segmentation metrics). `Registry` owns one
+`prometheus_client.CollectorRegistry` per gateway (tests run several in one process) and hands out thin
+wrappers that add what the daemon, the demo and the benchmark read back in process: a counter's value and
+total, a histogram's count, mean and exact quantiles over the most recent observations. Label names are
+declared when a metric is created, as Prometheus requires.
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
+import json
 import math
+import platform
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import prometheus_client as prom
+from prometheus_client.registry import CollectorRegistry
+
+# `<name>_created` series double every counter and histogram and nothing here reads them.
+prom.disable_created_metrics()
+
 LATENCY_BUCKETS_S: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
-Labels = tuple[tuple[str, str], ...]
 
-
-def _fmt_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    items = labels + extra
-    if not items:
-        return ""
-    body = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in items)
-    return "{" + body + "}"
-
-
-def _fmt_value(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
 
 
 class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_text: str) -> None:
+    def __init__(self, registry: CollectorRegistry, name: str, labelnames: Sequence[str]) -> None:
+        self._registry = registry
         self.name = name
-        self.help = help_text
-        self._lock = threading.Lock()
+        self.labelnames = tuple(labelnames)
 
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} {self.kind}"
+    def _child(self, metric: object, labels: dict[str, str]) -> object:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name}: labels {sorted(labels)} != declared {sorted(self.labelnames)}")
+        return metric.labels(**labels) if self.labelnames else metric  # type: ignore[attr-defined]
+
+    def _samples(self, suffix: str) -> list[tuple[dict[str, str], float]]:
+        out = []
+        for family in self._registry.collect():
+            for sample in family.samples:
+                if sample.name == self.name + suffix:
+                    out.append(({k: v for k, v in sample.labels.items() if k != "le"}, sample.value))
+        return out
 
 
 class Counter(_Metric):
-    """A monotonically increasing count, optionally per label set."""
+    """A monotonically increasing count (exposed as `<name>_total`)."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
+    def __init__(self, registry: CollectorRegistry, name: str, help_text: str, labelnames: Sequence[str]) -> None:
+        base = name.removesuffix("_total")
+        super().__init__(registry, base, labelnames)
+        self._metric = prom.Counter(base, help_text, labelnames=self.labelnames, registry=registry)
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(self._metric, labels).inc(amount)  # type: ignore[attr-defined]
 
     def value(self, **labels: str) -> float:
-        with self._lock:
-            return self._values.get(tuple(sorted(labels.items())), 0.0)
+        return float(self._registry.get_sample_value(self.name + "_total", labels) or 0.0)
 
     def total(self) -> float:
         """The sum over every label set."""
-        with self._lock:
-            return sum(self._values.values())
+        return sum(value for _labels, value in self._samples("_total"))
 
     def label_sets(self) -> list[dict[str, str]]:
-        with self._lock:
-            return [dict(k) for k in sorted(self._values)]
-
-    def render(self) -> Iterable[str]:
-        yield from super().render()
-        with self._lock:
-            items = sorted(self._values.items()) or [((), 0.0)]
-        for labels, value in items:
-            yield f"{self.name}{_fmt_labels(labels)} {_fmt_value(value)}"
+        return sorted((labels for labels, _ in self._samples("_total")), key=_key)
 
 
 class Gauge(_Metric):
     """A value that goes up and down; set directly or read from a callback at scrape time."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, read: Callable[[], float] | None = None) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
-        self._read = read
+    def __init__(
+        self, registry: CollectorRegistry, name: str, help_text: str, labelnames: Sequence[str],
+        read: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(registry, name, labelnames)
+        self._metric = prom.Gauge(name, help_text, labelnames=self.labelnames, registry=registry)
+        if read is not None:
+            self.bind(read)
 
     def bind(self, read: Callable[[], float]) -> None:
         """Read the value from `read` at scrape time (no bookkeeping that could drift)."""
-        self._read = read
+        self._metric.set_function(lambda: float(read()))
 
     def set(self, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[tuple(sorted(labels.items()))] = float(value)
+        self._child(self._metric, labels).set(value)  # type: ignore[attr-defined]
 
     def value(self, **labels: str) -> float:
-        if self._read is not None and not labels:
-            return float(self._read())
-        with self._lock:
-            return self._values.get(tuple(sorted(labels.items())), 0.0)
-
-    def render(self) -> Iterable[str]:
-        yield from super().render()
-        if self._read is not None:
-            yield f"{self.name} {_fmt_value(self._read())}"
-            return
-        with self._lock:
-            items = sorted(self._values.items()) or [((), 0.0)]
-        for labels, value in items:
-            yield f"{self.name}{_fmt_labels(labels)} {_fmt_value(value)}"
+        return float(self._registry.get_sample_value(self.name, labels) or 0.0)
 
 
 class Histogram(_Metric):
-    """Cumulative-bucket histogram per label set (Prometheus semantics), plus exact quantiles over the most
-    recent `window` observations (for the demo's and benchmark's summaries)."""
-
-    kind = "histogram"
+    """Cumulative-bucket histogram, plus exact quantiles over the most recent `window` observations (for the
+    demo's and the benchmark's summaries; Prometheus computes its own from the buckets)."""
 
     def __init__(
-        self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S, window: int = 4096
+        self, registry: CollectorRegistry, name: str, help_text: str, labelnames: Sequence[str],
+        buckets: tuple[float, ...] = LATENCY_BUCKETS_S, window: int = 4096,
     ) -> None:
-        super().__init__(name, help_text)
+        super().__init__(registry, name, labelnames)
         self.buckets = tuple(sorted(buckets))
-        self._series: dict[Labels, tuple[list[int], list[float]]] = {}
-        self._recent: dict[Labels, collections.deque[float]] = {}
+        self._metric = prom.Histogram(name, help_text, labelnames=self.labelnames, buckets=self.buckets,
+                                      registry=registry)
+        self._recent: dict[tuple[tuple[str, str], ...], collections.deque[float]] = {}
         self._window = window
+        self._lock = threading.Lock()
 
     def observe(self, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        self._child(self._metric, labels).observe(value)  # type: ignore[attr-defined]
         with self._lock:
-            counts, sums = self._series.setdefault(key, ([0] * (len(self.buckets) + 1), [0.0, 0.0]))
-            counts[bisect.bisect_left(self.buckets, value)] += 1
-            sums[0] += value
-            sums[1] += 1
-            self._recent.setdefault(key, collections.deque(maxlen=self._window)).append(value)
+            self._recent.setdefault(_key(labels), collections.deque(maxlen=self._window)).append(value)
 
     def quantile(self, q: float, **labels: str) -> float | None:
         """The q-quantile (nearest rank) of the recent window, or None without observations."""
         with self._lock:
-            recent = sorted(self._recent.get(tuple(sorted(labels.items())), ()))
+            recent = sorted(self._recent.get(_key(labels), ()))
         if not recent:
             return None
         return recent[min(len(recent) - 1, max(0, math.ceil(q * len(recent)) - 1))]
 
     def count(self, **labels: str) -> int:
-        with self._lock:
-            series = self._series.get(tuple(sorted(labels.items())))
-            return int(series[1][1]) if series else 0
+        return int(self._registry.get_sample_value(self.name + "_count", labels) or 0)
 
     def mean(self, **labels: str) -> float:
-        with self._lock:
-            series = self._series.get(tuple(sorted(labels.items())))
-            return series[1][0] / series[1][1] if series and series[1][1] else 0.0
+        count = self.count(**labels)
+        return float(self._registry.get_sample_value(self.name + "_sum", labels) or 0.0) / count if count else 0.0
 
     def label_sets(self) -> list[dict[str, str]]:
-        with self._lock:
-            return [dict(k) for k in sorted(self._series)]
-
-    def render(self) -> Iterable[str]:
-        yield from super().render()
-        with self._lock:
-            items = sorted((k, (list(c), list(s))) for k, (c, s) in self._series.items())
-        for labels, (counts, sums) in items:
-            running = 0
-            for bound, n in zip(self.buckets + (math.inf,), counts, strict=True):
-                running += n
-                le = "+Inf" if math.isinf(bound) else repr(bound)
-                yield f"{self.name}_bucket{_fmt_labels(labels, (('le', le),))} {running}"
-            yield f"{self.name}_sum{_fmt_labels(labels)} {_fmt_value(sums[0])}"
-            yield f"{self.name}_count{_fmt_labels(labels)} {int(sums[1])}"
+        return sorted((labels for labels, _ in self._samples("_count")), key=_key)
 
 
 class Registry:
-    """The set of metrics one process exposes."""
+    """The metrics one gateway exposes: its own, the process collector (CPU, memory, file descriptors,
+    start time) and the platform collector (Python version)."""
 
     def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
+        self.collector = CollectorRegistry()
+        prom.ProcessCollector(registry=self.collector)
+        prom.PlatformCollector(registry=self.collector)
 
-    def _add(self, metric: _Metric) -> _Metric:
-        self._metrics.append(metric)
-        return metric
+    def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(self.collector, name, help_text, labels)
 
-    def counter(self, name: str, help_text: str) -> Counter:
-        return self._add(Counter(name, help_text))  # type: ignore[return-value]
+    def gauge(
+        self, name: str, help_text: str, read: Callable[[], float] | None = None, labels: Sequence[str] = ()
+    ) -> Gauge:
+        return Gauge(self.collector, name, help_text, labels, read)
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float] | None = None) -> Gauge:
-        return self._add(Gauge(name, help_text, read))  # type: ignore[return-value]
+    def histogram(
+        self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S, labels: Sequence[str] = ()
+    ) -> Histogram:
+        return Histogram(self.collector, name, help_text, labels, buckets)
 
-    def histogram(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_S) -> Histogram:
-        return self._add(Histogram(name, help_text, buckets))  # type: ignore[return-value]
+    def info(self, name: str, help_text: str, values: dict[str, str]) -> None:
+        """A constant `<name>_info` gauge of 1 carrying `values` as labels (e.g. `medshield_build_info`)."""
+        prom.Info(name, help_text, registry=self.collector).info(values)
 
     def render(self) -> str:
-        """Prometheus text exposition format 0.0.4."""
-        lines: list[str] = []
-        for metric in self._metrics:
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        """Prometheus text exposition format."""
+        return prom.generate_latest(self.collector).decode()
+
+
+def build_info() -> dict[str, str]:
+    """Labels of `medshield_build_info`: this build's version and the runtime it runs on."""
+    from gateway import __version__
+
+    values = {"version": __version__, "python": platform.python_version()}
+    try:
+        import onnxruntime
+
+        values["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        values["onnxruntime"] = "none"
+    return values
 
 
 HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
@@ -223,15 +190,12 @@ class TelemetryServer:
     """`GET /metrics` (Prometheus text) and `GET /healthz` (200 or 503 with a JSON body) on a local port."""
 
     def __init__(self, registry: Registry, health: HealthCheck, host: str = "127.0.0.1", port: int = 0) -> None:
-        import json
-
         outer_registry, outer_health = registry, health
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path.split("?")[0] == "/metrics":
-                    body = outer_registry.render().encode()
-                    self._reply(200, "text/plain; version=0.0.4; charset=utf-8", body)
+                    self._reply(200, prom.CONTENT_TYPE_LATEST, outer_registry.render().encode())
                 elif self.path.split("?")[0] == "/healthz":
                     ok, detail = outer_health()
                     body = json.dumps({"ok": ok, **detail}, sort_keys=True).encode()

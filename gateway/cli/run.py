@@ -28,4 +28,5 @@ def main(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     config = load_config(config_path(args.config))
-    return serve(config, lambda: pipeline_protect_fn(config))
+    # The metrics are handed to the protection step so that it exports the inference backend it got.
+    return serve(config, lambda metrics: pipeline_protect_fn(config, metrics))

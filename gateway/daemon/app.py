@@ -68,14 +68,16 @@ def log_stray_errors() -> None:
     logging.captureWarnings(True)
 
 
-def build_when_there_is_room(config: GatewayConfig, protect: ProtectFn, stop: threading.Event) -> Gateway | None:
+def build_when_there_is_room(
+    config: GatewayConfig, protect: ProtectFn, stop: threading.Event, metrics: GatewayMetrics | None = None
+) -> Gateway | None:
     """Build the gateway; while the state disk has no room even to open the spool, say so in one log line,
     keep systemd from timing the start out, and try again every few seconds (no crash loop). None when `stop`
     was set meanwhile."""
     told = False
     while True:
         try:
-            return Gateway(config, protect)
+            return Gateway(config, protect, metrics=metrics)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -94,12 +96,14 @@ def build_when_there_is_room(config: GatewayConfig, protect: ProtectFn, stop: th
             return None
 
 
-def serve(config: GatewayConfig, make_protect: Callable[[], ProtectFn]) -> int:
-    """`medshield run`: warm the models, build the gateway (waiting for disk space), run until SIGTERM."""
+def serve(config: GatewayConfig, make_protect: Callable[[GatewayMetrics], ProtectFn]) -> int:
+    """`medshield run`: warm the models, build the gateway (waiting for disk space), run until SIGTERM.
+    `make_protect` gets the gateway's metrics (e.g. to export the inference backend in use)."""
     log_stray_errors()
     stop = stop_on_signals()
-    protect = make_protect()  # loads and warms the models before READY
-    gateway = build_when_there_is_room(config, protect, stop)
+    metrics = GatewayMetrics()
+    protect = make_protect(metrics)  # loads and warms the models before READY
+    gateway = build_when_there_is_room(config, protect, stop, metrics)
     if gateway is None:
         return 0
     return gateway.run(stop)
@@ -130,7 +134,10 @@ class Gateway:
         if cfg.inbound is not None and cfg.cloud is not None:
             inbound_broker, cloud_broker = cfg.inbound, cfg.cloud
         else:
-            self._broker = EmbeddedBroker(persistence_dir=cfg.gateway.state_dir / "broker")
+            embedded = cfg.embedded_broker
+            self._broker = EmbeddedBroker(
+                embedded.port or None, host=embedded.host, persistence_dir=cfg.gateway.state_dir / "broker"
+            )
             local = BrokerConfig(host=self._broker.host, port=self._broker.port)
             inbound_broker, cloud_broker = cfg.inbound or local, cfg.cloud or local
         self.quarantine = Quarantine(cfg.quarantine_dir, cfg.gateway.device_id)
@@ -198,15 +205,20 @@ class Gateway:
         if self._broker is not None:
             self._broker.start()
             self._log.info("embedded_broker_started", port=self._broker.port)
-        self.publisher.start()
-        self.cloud.start()
-        self.mqtt_intake.start()
-        self.inbox_intake.start()
-        if self.dicom_intake is not None:
-            self.dicom_intake.start()
-        if self._telemetry is not None:
-            self._telemetry.start()
-            self._log.info("telemetry_listening", port=self._telemetry.port)
+        try:
+            self.publisher.start()
+            self.cloud.start()
+            self.mqtt_intake.start()
+            self.inbox_intake.start()
+            if self.dicom_intake is not None:
+                self.dicom_intake.start()
+            if self._telemetry is not None:
+                self._telemetry.start()
+                self._log.info("telemetry_listening", port=self._telemetry.port)
+        except BaseException:
+            if self._broker is not None:  # a failed start leaves no mosquitto behind
+                self._broker.stop()
+            raise
         self._started = True
 
     def shutdown(self, flush_timeout_s: float | None = None) -> None:
@@ -259,6 +271,7 @@ class Gateway:
         watchdog = systemd.watchdog_interval_s()
         reported_dead: list[str] = []
         while not stop.is_set():
+            self._supervise_broker()
             dead = self.dead_parts()
             if not dead and watchdog is not None:
                 systemd.watchdog_ping()
@@ -269,6 +282,17 @@ class Gateway:
             stop.wait(min(watchdog, 1.0) if watchdog else 0.5)
         self.shutdown()
         return 0
+
+    def _supervise_broker(self) -> None:
+        """Restart the embedded broker if it died (with backoff); until it runs again it counts as a dead part."""
+        broker = self._broker
+        if broker is None or broker.running:
+            return
+        restarts = broker.restarts
+        if broker.ensure_running():
+            self._log.warning("embedded_broker_restarted", port=broker.port, restarts=broker.restarts)
+        elif restarts == broker.restarts:
+            self._log.error("embedded_broker_down", port=broker.port)
 
     # -- state -------------------------------------------------------------------------------------------
     @property

@@ -189,7 +189,7 @@ class Intake:
     def _protect_once(self, message: Inbound, message_id: str, source: Mapping[str, str]) -> Sequence[ProtectedLike]:
         t0 = time.perf_counter()
         results = self._protect_fn(message.payload, message_id=message_id, source=source)
-        self._metrics.stage.observe(time.perf_counter() - t0, stage="protect")
+        self._metrics.protect.observe(time.perf_counter() - t0)
         return results
 
     def _rows(self, results: Sequence[ProtectedLike]) -> tuple[list[tuple[str, str, bytes]], list[LedgerItem]]:
@@ -197,8 +197,7 @@ class Intake:
         items: list[LedgerItem] = []
         limit, topic = self._envelope_limit, self._cloud_topic
         for result in results:
-            for stage, seconds in result.timings.items():
-                self._metrics.stage.observe(float(seconds), stage=stage)
+            self._metrics.observe_timings(result.timings)
             envelope = bytes(result.envelope)
             items.append(LedgerItem(result.message_id, hashlib.sha256(envelope).hexdigest(), topic))
             pieces = [envelope] if len(envelope) <= limit else self._split(envelope, limit)

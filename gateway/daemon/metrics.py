@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from gateway.telemetry import Registry
+from gateway.telemetry import Registry, build_info
 
 
 @dataclass
@@ -17,14 +17,30 @@ class GatewayMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        r.info("medshield_build", "The running gateway's version and runtime", build_info())
         self.received = r.counter("medshield_messages_received_total", "Inbound messages taken from the queue")
         self.protected = r.counter("medshield_messages_protected_total", "Messages protected and spooled")
-        self.quarantined = r.counter("medshield_messages_quarantined_total", "Messages quarantined, by reason")
+        self.quarantined = r.counter(
+            "medshield_messages_quarantined_total", "Messages quarantined, by reason", labels=("reason",)
+        )
         self.duplicates = r.counter("medshield_messages_duplicate_total", "Redelivered messages already spooled")
-        self.published = r.counter("medshield_rows_published_total", "Spool rows acknowledged by the cloud broker")
-        self.faults = r.counter("medshield_processing_faults_total", "Unexpected errors, by stage")
-        self.released = r.counter("medshield_inbound_released_total", "Inbound messages left for redelivery")
-        self.stage = r.histogram("medshield_stage_seconds", "Per-stage latency")
+        self.published = r.counter(
+            "medshield_rows_published_total", "Spool rows acknowledged by the cloud broker", labels=("kind",)
+        )
+        self.faults = r.counter("medshield_processing_faults_total", "Unexpected errors, by stage", labels=("stage",))
+        self.released = r.counter(
+            "medshield_inbound_released_total", "Inbound messages left for redelivery", labels=("why",)
+        )
+        # Disjoint parts only, so that summing over `stage` means something: the whole protection step has
+        # its own histogram, and the parts of `seal` theirs.
+        self.protect = r.histogram("medshield_protect_seconds", "The whole protection step of one message")
+        self.stage = r.histogram(
+            "medshield_stage_seconds", "Latency of each pipeline stage (decode, segment, keys, hide, pack, seal, spool)",
+            labels=("stage",),
+        )
+        self.seal_part = r.histogram(
+            "medshield_seal_part_seconds", "Parts of the seal stage (search, encrypt)", labels=("part",)
+        )
         self.end_to_end = r.histogram(
             "medshield_end_to_end_seconds", "Inbound receipt to cloud PUBACK of the last part"
         )
@@ -32,8 +48,22 @@ class GatewayMetrics:
         self.spool_bytes = r.gauge("medshield_spool_bytes", "Bytes waiting in the spool")
         self.queue_depth = r.gauge("medshield_queue_depth", "Messages waiting for a worker")
         self.queue_bytes = r.gauge("medshield_queue_bytes", "Payload bytes waiting for a worker")
-        self.connected = r.gauge("medshield_broker_connected", "1 when the broker link is up")
+        self.connected = r.gauge("medshield_broker_connected", "1 when the broker link is up", labels=("link",))
         self.backpressure = r.gauge("medshield_intake_paused", "1 while intake is paused because the spool is full")
+        self.inference_backend = r.gauge(
+            "medshield_inference_backend",
+            "1 for the backend serving segmentation (`requested` is the configured one: auto may fall back to cpu)",
+            labels=("requested", "backend"),
+        )
+
+    def observe_timings(self, timings: dict[str, float]) -> None:
+        """One protection's pipeline timings: `seal.<part>` entries are parts of `seal`, the rest stages."""
+        for name, seconds in timings.items():
+            stage, _, part = name.partition(".")
+            if part:
+                self.seal_part.observe(float(seconds), part=part)
+            else:
+                self.stage.observe(float(seconds), stage=stage)
 
 
 class EndToEnd:

@@ -20,6 +20,7 @@ from gateway.segment import Segmenter
 
 from .ids import derived_id
 from .intake import ProtectedLike, ProtectFn
+from .metrics import GatewayMetrics
 
 
 def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
@@ -39,15 +40,18 @@ def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
     return cards
 
 
-def pipeline_protect_fn(config: GatewayConfig) -> ProtectFn:
+def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = None) -> ProtectFn:
     """A `ProtectFn` sealing one envelope per recipient; the message id given by the intake is the first
-    envelope's, each further one gets an id derived from it (ids are unique per envelope)."""
+    envelope's, each further one gets an id derived from it (ids are unique per envelope). `metrics` gets the
+    inference backend actually serving (so a silent GPU→CPU fallback shows)."""
     cards = recipient_cards(config)
     seg = config.segmentation
     model_args = (seg.model,) if seg.model is not None else ()
     # Loading verifies the model against its manifest and warms the runner up; TensorRT engines are cached
     # under the state directory.
     segmenter = Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
+    if metrics is not None:
+        metrics.inference_backend.set(1, requested=seg.backend, backend=segmenter.backend)
     limits = codecs.Limits(
         max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
     )

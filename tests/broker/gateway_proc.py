@@ -15,4 +15,4 @@ from tests.broker.helpers import TaggingProtect
 if __name__ == "__main__":
     configure_logging("info")
     delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-    sys.exit(serve(load_config(sys.argv[1]), lambda: TaggingProtect(delay_s=delay)))
+    sys.exit(serve(load_config(sys.argv[1]), lambda _metrics: TaggingProtect(delay_s=delay)))

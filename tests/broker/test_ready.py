@@ -103,21 +103,38 @@ reconnect_max_s = 1
 
 
 def test_a_dead_embedded_broker_fails_health_and_stops_the_watchdog(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    proc, notify = _start(_config(tmp_path, ""), tmp_path)
+    # The gateway restarts a broker that died (tests/deploy/test_embedded_broker.py); here its port is taken
+    # before it can, so the broker stays dead.
+    from gateway.broker import free_port
+
+    port = free_port()
+    proc, notify = _start(_config(tmp_path, f"[embedded_broker]\nport = {port}\n"), tmp_path)
+    thief = socket.socket()
+    thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the dead broker's connections linger
     try:
         got = _datagrams(notify, 10, until_ready=True)
         assert any(d.startswith(b"READY=1") for d in got) and b"WATCHDOG=1" in got, got
-        port = _telemetry_port(tmp_path / "gateway.log")
-        assert _healthz(port)[0] == 200
+        telemetry = _telemetry_port(tmp_path / "gateway.log")
+        assert _healthz(telemetry)[0] == 200
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 1, children  # the embedded mosquitto
         os.kill(int(children[0]), signal.SIGKILL)
-        assert wait_until(lambda: _healthz(port)[0] == 503, 10)
-        status, health = _healthz(port)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                thief.bind(("127.0.0.1", port))
+                thief.listen()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        assert wait_until(lambda: _healthz(telemetry)[0] == 503, 10)
+        status, health = _healthz(telemetry)
         assert "embedded_broker" in health["dead_parts"] and health["threads_alive"] is False, health
         _datagrams(notify, 1.5)  # pings already on their way
         assert b"WATCHDOG=1" not in _datagrams(notify, 2.0)
     finally:
+        thief.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         notify.close()

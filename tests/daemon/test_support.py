@@ -65,8 +65,8 @@ def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
 
 def test_metrics_and_health_endpoints() -> None:
     registry = Registry()
-    c = registry.counter("x_total", "help")
-    h = registry.histogram("lat_seconds", "help", buckets=(0.1, 1.0))
+    c = registry.counter("x_total", "help", labels=("reason",))
+    h = registry.histogram("lat_seconds", "help", buckets=(0.1, 1.0), labels=("stage",))
     registry.gauge("depth", "help", read=lambda: 7)
     c.inc(reason="bad")
     c.inc(2, reason="bad")
@@ -76,11 +76,11 @@ def test_metrics_and_health_endpoints() -> None:
     server = TelemetryServer(registry, lambda: (healthy["ok"], {"spool_rows": 1}), port=0).start()
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read().decode()
-        assert 'x_total{reason="bad"} 3' in text
-        assert 'lat_seconds_bucket{stage="a",le="0.1"} 1' in text
-        assert 'lat_seconds_bucket{stage="a",le="+Inf"} 2' in text
-        assert 'lat_seconds_count{stage="a"} 2' in text
-        assert "depth 7" in text
+        assert 'x_total{reason="bad"} 3.0' in text
+        assert 'lat_seconds_bucket{le="0.1",stage="a"} 1.0' in text
+        assert 'lat_seconds_bucket{le="+Inf",stage="a"} 2.0' in text
+        assert 'lat_seconds_count{stage="a"} 2.0' in text
+        assert "depth 7.0" in text
         assert json.loads(urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz").read())["ok"] is True
         healthy["ok"] = False
         with pytest.raises(urllib.error.HTTPError) as err:
