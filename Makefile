@@ -44,6 +44,7 @@ zbar:
 # from Debian, the root and a dependency wheelhouse cached outside the checkout (built once, a few minutes).
 TEST_ROOT ?= /var/cache/medshield-test
 .PHONY: wheel systemd-root deploy-tools cpu-image
+.PHONY:
 
 deploy-tools:
 	@command -v systemd-nspawn >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
@@ -57,7 +58,15 @@ test: venv mosquitto openssl dicom-tools zbar systemd-root
 
 # The release artefact: dist/medshield-<version>-py3-none-any.whl (code, ONNX models, units, host install).
 wheel: venv
+	rm -f dist/medshield-*.whl
 	$(PY) -m pip wheel --quiet --no-deps -w dist .
+
+# The CPU container image, built without a registry (base: the cached debootstrap root; buildah from
+# Debian), then the demo run inside it. Not part of `make test` (minutes of copying and installing).
+cpu-image: wheel systemd-root
+	@command -v buildah >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q buildah)
+	$(SUDO) deploy/build-cpu-image.sh dist/medshield-*.whl $(TEST_ROOT)/rootfs $(TEST_ROOT)/wheels
 
 demo: venv mosquitto dicom-tools
 	$(VENV)/bin/medshield demo

@@ -141,7 +141,7 @@ def test_full_spool_pauses_intake_without_loss(running, scanner_broker, cloud_br
     assert protected_while_full < 10  # intake stopped at the cap...
     assert gw.spool.size_bytes < 2048 + 700 * 2
     metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{gw.telemetry_port}/metrics").read().decode()
-    assert "medshield_intake_paused 1" in metrics_text
+    assert "medshield_intake_paused 1.0" in metrics_text
     cloud_broker.start()
     collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",), client_id="late-collector")
     # ...and resumed once the cloud drained the spool: all ten arrive (late subscriber sees later ones only,
@@ -163,9 +163,9 @@ def test_status_retained_online_then_offline_and_telemetry(running, scanner_brok
     publish_all(scanner_broker.port, _payloads(3))
     assert collector.wait_for(lambda: gw.metrics.published.value(kind="envelope") == 3)
     text = urllib.request.urlopen(f"http://127.0.0.1:{gw.telemetry_port}/metrics").read().decode()
-    assert "medshield_messages_protected_total 3" in text
-    assert 'medshield_stage_seconds_count{stage="protect"} 3' in text
-    assert "medshield_end_to_end_seconds_count 3" in text
+    assert "medshield_messages_protected_total 3.0" in text
+    assert "medshield_protect_seconds_count 3.0" in text  # the whole step; stages are disjoint parts
+    assert "medshield_end_to_end_seconds_count 3.0" in text
     gw.shutdown()
     assert collector.wait_for(lambda: collector.on("/status")[-1:] == [b"offline"])
     collector.close()
