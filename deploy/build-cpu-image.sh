@@ -21,7 +21,7 @@ buildah commit --quiet "$base_ctr" localhost/medshield-base:debian12 >/dev/null
 # The build context: the wheel and its dependency wheels (the image build installs offline as well).
 mkdir -p "$ctx/dist"
 cp "$wheel" "$wheelhouse"/*.whl "$ctx/dist/"
-buildah bud --quiet --isolation chroot --network host --layers=false \
+buildah bud --quiet --format docker --isolation chroot --network host --layers=false \
   --build-arg BASE=localhost/medshield-base:debian12 --build-arg PIP_NO_INDEX=1 -f "$here/Dockerfile.cpu" -t localhost/medshield:cpu "$ctx"
 
 # The demo inside the image, as its user (not root).
