@@ -111,6 +111,7 @@ class EmbeddedBroker:
         self._max_inflight = max_inflight
         self._autosave_s = autosave_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._listening = False  # set once `start` saw our mosquitto listen, so a starting one is not "running"
         self.restarts = 0
         self._failures = 0
         self._next_attempt = 0.0
@@ -171,11 +172,12 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._listening and self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         if self.running:
             return self
+        self._listening = False
         conf = self._write_config()
         self._proc = subprocess.Popen(
             [*_die_with_parent(), find_mosquitto(), "-c", str(conf)],
@@ -191,6 +193,7 @@ class EmbeddedBroker:
                 self._proc = None
                 raise ConfigError(f"embedded_broker.port: mosquitto could not start on {self.host}:{self.port}: {log.strip()}")
             if _port_open(self.host, self.port) and _listens(self._proc.pid, self.port):
+                self._listening = True
                 return self
             time.sleep(0.05)
         self.stop()
@@ -198,6 +201,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its persistence file), then SIGKILL if it hangs."""
+        self._listening = False
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.terminate()
