@@ -63,16 +63,21 @@ install_system_files() {
   install -m 0644 "$share/host/sysusers.conf" "$ROOT/usr/lib/sysusers.d/medshield.conf"
   install -m 0644 "$share/host/tmpfiles.conf" "$ROOT/usr/lib/tmpfiles.d/medshield.conf"
   if [ -n "$ROOT" ]; then
-    systemd-sysusers --root="$ROOT" /usr/lib/sysusers.d/medshield.conf
-    systemd-tmpfiles --root="$ROOT" --create /usr/lib/tmpfiles.d/medshield.conf
+    install -d -m 0755 "$ROOT/etc"
+    # With --root the configuration files are still named by their path on this system.
+    systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/medshield.conf"
+    systemd-tmpfiles --root="$ROOT" --create "$ROOT/usr/lib/tmpfiles.d/medshield.conf"
   else
     systemd-sysusers /usr/lib/sysusers.d/medshield.conf
     systemd-tmpfiles --create /usr/lib/tmpfiles.d/medshield.conf
   fi
   # An admin's configuration is never overwritten; the example only seeds a fresh install.
+  # The group as the target's /etc/group has it (with --root, not this system's).
+  local gid
+  gid="$(awk -F: '$1 == "medshield" { print $3 }' "$ROOT/etc/group")"
+  [ -n "$gid" ] || die "systemd-sysusers did not create the medshield group"
   if [ ! -e "$ROOT/etc/medshield/gateway.toml" ]; then
-    install -m 0640 -g medshield "$share/gateway.toml" "$ROOT/etc/medshield/gateway.toml" 2>/dev/null \
-      || install -m 0640 "$share/gateway.toml" "$ROOT/etc/medshield/gateway.toml"
+    install -m 0640 -o 0 -g "$gid" "$share/gateway.toml" "$ROOT/etc/medshield/gateway.toml"
     log "wrote /etc/medshield/gateway.toml (edit it, then: medshield check-config /etc/medshield/gateway.toml)"
   fi
   install -m 0644 "$share/gateway.toml" "$ROOT/etc/medshield/gateway.toml.example"

@@ -8,14 +8,18 @@ set -euo pipefail
 dir="$1"; python="$2"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 mkdir -p "$dir"
+# Several test runs on one machine share the cache: one builds, the others wait and then find it current.
+exec 9>"$dir/.lock"
+flock 9
 
-root_stamp="$(sha256sum < "$0" | cut -c1-16)"
+# What the root is made of; a change here (not an edited comment) rebuilds it.
+suite=bookworm
+packages=systemd,systemd-sysv,dbus,python3,python3-venv,mosquitto,libgomp1,ca-certificates
+root_stamp="$(echo "minbase $suite $packages mask-mosquitto" | sha256sum | cut -c1-16)"
 if [ "$(cat "$dir/rootfs.stamp" 2>/dev/null)" != "$root_stamp" ] || [ ! -x "$dir/rootfs/usr/lib/systemd/systemd" ]; then
   rm -rf "$dir/rootfs.new"
   # What a Debian 12 host has after `apt-get install python3-venv mosquitto`; systemd-sysv makes systemd PID 1.
-  debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,python3,python3-venv,mosquitto,libgomp1,ca-certificates \
-    bookworm "$dir/rootfs.new" http://deb.debian.org/debian
+  debootstrap --variant=minbase --include="$packages" "$suite" "$dir/rootfs.new" http://deb.debian.org/debian
   # The distribution's broker would take port 1883; the gateway under test starts its embedded one.
   chroot "$dir/rootfs.new" systemctl mask mosquitto.service
   echo medshield-test > "$dir/rootfs.new/etc/hostname"

@@ -55,7 +55,11 @@ def test_install_upgrade_rollback_uninstall(wheel: Path, tmp_path: Path) -> None
     assert stat.S_IMODE((root / "var/lib/medshield").stat().st_mode) == 0o700  # systemd-tmpfiles --root
     assert stat.S_IMODE((root / "etc/medshield/credentials").stat().st_mode) == 0o700
     config = root / "etc/medshield/gateway.toml"
-    assert config.is_file()
+    gid = next(int(line.split(":")[2]) for line in (root / "etc/group").read_text().splitlines()
+               if line.startswith("medshield:"))
+    # Readable by the gateway's group as the root knows it (not this machine's), never by others.
+    assert config.stat().st_gid == gid and stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert (root / "var/lib/medshield").stat().st_gid == gid
 
     # The admin's configuration and the gateway's state.
     config.write_text(config.read_text() + "\n# edited by the admin\n")
