@@ -44,7 +44,6 @@ zbar:
 # from Debian, the root and a dependency wheelhouse cached outside the checkout (built once, a few minutes).
 TEST_ROOT ?= /var/cache/medshield-test
 .PHONY: wheel systemd-root deploy-tools cpu-image
-.PHONY:
 
 deploy-tools:
 	@command -v systemd-nspawn >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
