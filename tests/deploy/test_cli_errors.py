@@ -24,9 +24,12 @@ def _card(tmp: Path) -> tuple[Path, Path]:
 
 
 def _ct(tmp: Path) -> Path:
-    from pydicom.data import get_testdata_file
+    """A generated CT slice as DICOM (air around the body: room for the hidden payload)."""
+    from gateway.scanner_sim import dicom_from_hu, generated_ct
 
-    return Path(str(get_testdata_file("CT_small.dcm")))
+    path = tmp / "ct.dcm"
+    path.write_bytes(dicom_from_hu(generated_ct(128, seed=3), instance=1))
+    return path
 
 
 def _envelope(tmp: Path) -> tuple[Path, Path]:

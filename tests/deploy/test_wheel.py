@@ -65,9 +65,10 @@ def test_installed_models_list(venv: Path, tmp_path: Path) -> None:
 
 
 def test_installed_protect_with_dsnet_then_open(venv: Path, tmp_path: Path) -> None:
-    from pydicom.data import get_testdata_file
+    from gateway.scanner_sim import dicom_from_hu, generated_ct
 
-    ct = Path(str(get_testdata_file("CT_small.dcm")))
+    ct = tmp_path / "slice.dcm"  # a generated CT slice: air around the body carries the hidden payload
+    ct.write_bytes(dicom_from_hu(generated_ct(256, seed=5), instance=1))
     assert _medshield(venv, "keygen", "svc", "--out", str(tmp_path), cwd=tmp_path).returncode == 0
     out = _medshield(
         venv, "protect", str(ct), "-r", str(tmp_path / "svc.card"), "-o", str(tmp_path / "ct.msh"), "--json",
