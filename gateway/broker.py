@@ -2,15 +2,15 @@
 
 The daemon's embedded broker listens on a fixed, documented port (`embedded_broker.port`, default
 `EMBEDDED_BROKER_PORT`) so that a scanner on the same host can find it; it is supervised (`ensure_running`
-restarts it after it died, with backoff); it dies with the gateway (parent-death signal, where util-linux's
-`setpriv` is available); and its configuration and log live in the state directory, or in a temporary
-directory that is removed when it stops.
+restarts it after it died, with backoff); it dies with the gateway (parent-death signal); and its
+configuration and log live in the state directory, or in a temporary directory removed when it stops.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import sys
 import shutil
 import socket
 import subprocess
@@ -79,11 +79,23 @@ def _listens(pid: int, port: int) -> bool:
     return False
 
 
+# Runs in the child before mosquitto: asks the kernel for SIGTERM when the parent (the gateway's thread that
+# started it) dies, even by SIGKILL, then becomes mosquitto (the setting survives exec). A fresh interpreter,
+# not a preexec_fn, because forking a threaded process and running Python before exec is not safe.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0); "  # 1: PR_SET_PDEATHSIG
+    "os.getppid() == int(sys.argv[1]) or os._exit(1); "  # the parent already died: do not start
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
 def _die_with_parent() -> list[str]:
-    """A prefix that makes the child get SIGTERM when the gateway dies (even by SIGKILL), so no mosquitto is
-    left orphaned; empty where util-linux's setpriv is missing."""
-    setpriv = shutil.which("setpriv") or ("/usr/bin/setpriv" if os.access("/usr/bin/setpriv", os.X_OK) else None)
-    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    """A prefix that makes the child get SIGTERM when the gateway dies, so no mosquitto is left orphaned
+    (Linux; elsewhere the broker is stopped by the gateway's own shutdown only)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return [sys.executable, "-c", _PDEATHSIG_EXEC, str(os.getpid())]
 
 
 class EmbeddedBroker:

@@ -32,7 +32,7 @@ def _alive(pid: int) -> bool:
 
 
 def _mosquitto(pid: int) -> int:
-    """The gateway's mosquitto child (setpriv execs into it, so the child is mosquitto itself)."""
+    """The gateway's mosquitto child (its parent-death wrapper execs into it: one process)."""
     (child,) = _children(pid)
     assert "mosquitto" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
     return child
