@@ -51,7 +51,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# InputError reasons that mean the command was called with something unusable rather than a bad image.
+# InputError reasons that mean the command was called with something unusable rather than a bad image (and
+# any "<what>_unreadable").
 USAGE_INPUT_REASONS = frozenset({"unreadable", "no_passphrase"})
 
 # Optional dependencies and the extra that brings each (pyproject's optional-dependencies).
@@ -93,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         # An input that could not be read at all, or a missing passphrase, is the caller's to fix (usage);
         # an image that cannot be protected is a failure of the operation.
-        code = EXIT_USAGE if exc.reason in USAGE_INPUT_REASONS else EXIT_FAILED
+        usage = exc.reason in USAGE_INPUT_REASONS or exc.reason.endswith("_unreadable")
+        code = EXIT_USAGE if usage else EXIT_FAILED
         return _fail(f"{exc} ({exc.reason})", code)
     except ConfigError as exc:
         return _fail(f"configuration error: {exc}", EXIT_USAGE)

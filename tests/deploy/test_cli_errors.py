@@ -94,6 +94,8 @@ CASES: dict[str, list[tuple[str, Case, int, str]]] = {
     "keyserver": [("missing certificate", lambda t: ["keyserver", "serve", "--state", str(t), "--cert",
                                                      str(t / "nope.pem"), "--key", str(t / "nope.key")],
                    EXIT_USAGE, "--cert")],
+    "qr": [("missing input", lambda t: ["qr", "encode", str(t / "nope.msh"), "-o", str(t / "codes")], EXIT_USAGE,
+            "nope.msh")],
     "quarantine": [("missing config", lambda t: ["quarantine", "--config", str(t / "nope.toml"), "list"], EXIT_USAGE,
                     "nope.toml")],
     "report": [("missing image", lambda t: ["report", str(t / "nope.png"), "--mask", str(t / "m.npy")], EXIT_USAGE,
