@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from gateway.resources import REPO_DIR
-from tests.deploy.nspawn import cache_dir
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +31,14 @@ def _current(root: Path) -> str:
     return os.readlink(root / "opt/medshield/current")
 
 
-def _install(root: Path, wheel: Path) -> subprocess.CompletedProcess[str]:
-    links = cache_dir() / "wheels"
-    extra = ["--find-links", str(links)] if links.is_dir() else []
-    return _sh(root, "install", str(wheel), *extra)
+def _install(root: Path, wheel: Path, wheels: Path) -> subprocess.CompletedProcess[str]:
+    return _sh(root, "install", str(wheel), "--find-links", str(wheels))
 
 
-def test_install_upgrade_rollback_uninstall(wheel: Path, tmp_path: Path) -> None:
+def test_install_upgrade_rollback_uninstall(wheel: Path, test_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    _install(root, wheel)
+    _install(root, wheel, test_root / "wheels")
     first = _current(root)
     assert first.startswith("releases/0.1.0-")
     medshield = root / "usr/bin/medshield"
@@ -73,7 +70,7 @@ def test_install_upgrade_rollback_uninstall(wheel: Path, tmp_path: Path) -> None
     assert _current(root) == first and len(os.listdir(root / "opt/medshield/releases")) == 1
 
     time.sleep(1.1)  # release names carry the install time to the second
-    _install(root, wheel)
+    _install(root, wheel, test_root / "wheels")
     second = _current(root)
     assert second != first and (root / "opt/medshield" / first).is_dir()
     assert config.read_text().endswith("# edited by the admin\n") and spool.read_bytes() == b"rows waiting"
