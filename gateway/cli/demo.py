@@ -51,6 +51,9 @@ def main(args: argparse.Namespace) -> int:
     hospital = available()
     if not hospital:
         print("  hospital loop (storescu → gateway → Orthanc) skipped: storescu or Orthanc is not installed", flush=True)
+    elif reference_ct() is None:  # its modality series is real lung CT
+        hospital = False
+        print("  hospital loop (storescu → gateway → Orthanc) skipped: no reference CT", flush=True)
     summary = run_demo(
         feed, timeout_s=args.timeout, progress=lambda m: print(f"  {m}", flush=True), hospital=hospital
     )
