@@ -94,9 +94,11 @@ class CStoreIntake:
         self._inflight = 0
         self._idle = threading.Condition()
         self._log = get_logger("intake.dicom")
-        self._stores = metrics.registry.counter("medshield_dicom_stores_total", "C-STORE requests, by status")
+        self._stores = metrics.registry.counter(
+            "medshield_dicom_stores_total", "C-STORE requests, by status", labels=("status",)
+        )
         self._refused = metrics.registry.counter(
-            "medshield_dicom_associations_refused_total", "Associations refused, by reason"
+            "medshield_dicom_associations_refused_total", "Associations refused, by reason", labels=("reason",)
         )
         self._faults = metrics.faults
         self._server: Any = None
