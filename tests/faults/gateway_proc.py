@@ -29,6 +29,7 @@ from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import RecipientCard
 from gateway.daemon import ProtectFn, serve
 from gateway.daemon.intake import Intake
+from gateway.daemon.metrics import GatewayMetrics
 from gateway.logging import configure_logging
 from gateway.mqtt import MqttLink
 from gateway.spool import Spool
@@ -87,8 +88,8 @@ def install_hooks(killer: Killer) -> None:
     MqttLink.publish = publish_hook  # type: ignore[method-assign]
 
 
-def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Callable[[], ProtectFn]:
-    def make() -> ProtectFn:
+def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Callable[[GatewayMetrics], ProtectFn]:
+    def make(_metrics: GatewayMetrics) -> ProtectFn:
         card = RecipientCard.load(config.protection.recipients[0])
         signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
         limits = codecs.Limits(
