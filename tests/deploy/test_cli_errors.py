@@ -41,8 +41,16 @@ def _envelope(tmp: Path) -> tuple[Path, Path]:
     other, _ = generate_recipient("other", system_random)
     other_key, _ = save_recipient(tmp / "other", other)
     out = tmp / "ct.msh"
-    assert main(["protect", str(_ct(tmp)), "-r", str(card), "-o", str(out), "--mask", str(_mask(tmp))]) == 0
+    assert main(["protect", str(_ct(tmp)), "-r", str(card), "-o", str(out), "--mask", str(_mask(tmp)), *_device(tmp)]) == 0
     return out, other_key
+
+
+def _device(tmp: Path) -> list[str]:
+    """The gateway device key options `protect` needs (the key is made by `gateway-key`)."""
+    key = tmp / "gw.pem"
+    if not key.exists():
+        assert main(["gateway-key", "--device-id", "gw", "--key", str(key)]) == 0
+    return ["--device-key", str(key), "--device-id", "gw"]
 
 
 def _mask(tmp: Path) -> Path:
@@ -58,17 +66,19 @@ def _mask(tmp: Path) -> Path:
 # command -> [(case id, argv builder, expected exit code, text the line must contain)]
 CASES: dict[str, list[tuple[str, Case, int, str]]] = {
     "keygen": [("unwritable --out", lambda t: ["keygen", "svc", "--out", "/proc/medshield"], EXIT_USAGE, "/proc")],
+    "gateway-key": [("unwritable key", lambda t: ["gateway-key", "--device-id", "gw", "--key", "/proc/medshield/gw.pem"],
+                     EXIT_USAGE, "/proc/medshield")],
     "protect": [
-        ("missing input", lambda t: ["protect", str(t / "nope.dcm"), "-r", str(_card(t)[1]), "-o", str(t / "o.msh")],
+        ("missing input", lambda t: ["protect", str(t / "nope.dcm"), "-r", str(_card(t)[1]), "-o", str(t / "o.msh"), *_device(t)],
          EXIT_USAGE, "nope.dcm: No such file"),
         ("unwritable output", lambda t: ["protect", str(_ct(t)), "-r", str(_card(t)[1]), "--mask", str(_mask(t)),
-                                          "-o", "/proc/medshield/o.msh"], EXIT_USAGE, "/proc/medshield/o.msh"),
+                                          "-o", "/proc/medshield/o.msh", *_device(t)], EXIT_USAGE, "/proc/medshield/"),
     ],
     "open": [
-        ("no credentials", lambda t: ["open", str(t / "x.msh"), "-o", str(t / "x.dcm")], EXIT_USAGE, "give --key"),
-        ("key and profile", lambda t: ["open", str(t / "x.msh"), "--key", "k", "--profile", "p", "-o", "o"],
+        ("no credentials", lambda t: ["open", str(t / "x.msh"), "-o", str(t / "x.dcm"), "--accept-unknown-origin"], EXIT_USAGE, "give --key"),
+        ("key and profile", lambda t: ["open", str(t / "x.msh"), "--key", "k", "--profile", "p", "-o", "o", "--accept-unknown-origin"],
          EXIT_USAGE, "not both"),
-        ("wrong key", lambda t: (lambda e: ["open", str(e[0]), "--key", str(e[1]), "-o", str(t / "o.dcm")])(_envelope(t)),
+        ("wrong key", lambda t: (lambda e: ["open", str(e[0]), "--key", str(e[1]), "-o", str(t / "o.dcm"), "--accept-unknown-origin"])(_envelope(t)),
          EXIT_FAILED, "could not open envelope"),
     ],
     "segment": [("missing input", lambda t: ["segment", str(t / "nope.dcm"), "-o", str(t / "m.png")], EXIT_USAGE,
@@ -85,7 +95,7 @@ CASES: dict[str, list[tuple[str, Case, int, str]]] = {
                     EXIT_USAGE, "nonexistent: no such directory")],
     "run": [("missing config", lambda t: ["run", "--config", str(t / "nope.toml")], EXIT_USAGE, "nope.toml")],
     "check-config": [("missing config", lambda t: ["check-config", str(t / "nope.toml")], EXIT_USAGE, "nope.toml")],
-    "receive": [("bad broker URL", lambda t: ["receive", "--broker", "http://x", "--out", str(t)], EXIT_USAGE,
+    "receive": [("bad broker URL", lambda t: ["receive", "--broker", "http://x", "--out", str(t), "--gateways", str(t)], EXIT_USAGE,
                  "http://x")],
     "demo": [("--slices without reference data", lambda t: ["demo", "--slices", "2"], EXIT_USAGE, "MEDSHIELD_SHARED")],
     "ledger": [("missing ledger", lambda t: ["ledger", "verify", str(t / "l.jsonl"), "--public-key", str(t / "k.pem")],

@@ -70,16 +70,19 @@ def test_installed_protect_with_dsnet_then_open(venv: Path, tmp_path: Path) -> N
     ct = tmp_path / "slice.dcm"  # a generated CT slice: air around the body carries the hidden payload
     ct.write_bytes(dicom_from_hu(generated_ct(256, seed=5), instance=1))
     assert _medshield(venv, "keygen", "svc", "--out", str(tmp_path), cwd=tmp_path).returncode == 0
+    key = tmp_path / "gw.pem"
+    made = _medshield(venv, "gateway-key", "--device-id", "gw", "--key", str(key), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
     out = _medshield(
         venv, "protect", str(ct), "-r", str(tmp_path / "svc.card"), "-o", str(tmp_path / "ct.msh"), "--json",
-        cwd=tmp_path,
+        "--device-key", str(key), "--device-id", "gw", cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert "segment" in summary["timings_ms"]  # DS-Net ran (no --mask given)
     opened = _medshield(
         venv, "open", str(tmp_path / "ct.msh"), "--key", str(tmp_path / "svc.key"), "-o", str(tmp_path / "ct.dcm"),
-        "--restore-original", cwd=tmp_path,
+        "--restore-original", "--gateways", str(tmp_path), cwd=tmp_path,
     )
     assert opened.returncode == 0, opened.stderr
     assert (tmp_path / "ct.dcm").read_bytes() == ct.read_bytes()
