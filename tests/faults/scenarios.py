@@ -6,6 +6,7 @@ each many times with larger `n` and writes docs/RELIABILITY.md.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -258,6 +259,7 @@ def dedup_poisoning(root: Path, n: int, seed: int) -> Result:
         genuine = rig.counter.raw[0]
         forged = bytearray(genuine)
         forged[-20] ^= 0x01
+        rig.forged.add(hashlib.sha256(bytes(forged)).hexdigest())
         rig.service = ReceiverService(
             rig.receiver, BrokerConfig(port=rig.cloud_broker.port), client_id="fault-receiver-late"
         ).start()

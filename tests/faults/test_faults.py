@@ -29,16 +29,10 @@ SHORT = {
     "hostile": 10,
     "dedup_poisoning": 1,
 }
-KNOWN = {
-    "dedup_poisoning": "issue 19 D6: the receiver de-duplicates first-wins on the unauthenticated id; the "
-    "receiver that authenticates before de-duplicating (issue 13) fixes it",
-}
 
 
 @pytest.mark.parametrize("kind", sorted(SHORT))
-def test_fault(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if kind in KNOWN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN[kind]))
+def test_fault(kind: str, tmp_path: Path) -> None:
     try:
         result = SCENARIOS[kind](tmp_path, SHORT[kind], 1)
     except DiskUnavailable as exc:
