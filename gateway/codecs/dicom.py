@@ -131,6 +131,12 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
             raise
         except Exception as exc:  # noqa: BLE001 - pydicom raises many unrelated types on bad bytes
             raise InputError("malformed", f"not a readable DICOM file ({type(exc).__name__})") from None
+        except BaseException as exc:
+            # A decoder written in Rust (pylibjpeg-rle) panics on some hostile pixel data, and pyo3 surfaces a
+            # panic as PanicException, a BaseException: still bad input, never a reason to stop a worker.
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InputError("malformed", "the pixel data could not be decoded (decoder panic)") from None
 
 
 def _check_inflated_size(data: bytes, limits: Limits) -> None:

@@ -95,3 +95,18 @@ def test_png_headers_with_any_size_only_ever_raise_input_error(
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     decode_or_input_error(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_panicking_rle_decoder_is_bad_input() -> None:
+    """One changed byte in pydicom's RLE sample makes pylibjpeg-rle index past its segment and panic
+    (pyo3's PanicException, a BaseException): the gateway must see InputError, never the panic."""
+    from pydicom.data import get_testdata_file
+
+    data = bytearray(open(get_testdata_file("MR_small_RLE.dcm"), "rb").read())
+    data[-601] = 157
+    try:
+        decode(bytes(data), SMALL)
+    except InputError as exc:
+        assert exc.reason == "malformed"
+    else:
+        raise AssertionError("the corrupted RLE file decoded")
