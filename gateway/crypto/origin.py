@@ -14,7 +14,6 @@ Every signed message starts with its own label, so a signature of one kind is ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.encoding import b64url_decode, b64url_encode
+from gateway.crypto.recipients import key_id_of
 from gateway.errors import ConfigError
 from gateway.files import write_atomic
 from gateway.rng import RandomSource
@@ -38,11 +38,6 @@ PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 MAX_CARD_BYTES = 16 * 1024
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def key_id_of(public_key: bytes) -> str:
-    """Hex of the first 16 bytes of SHA-256(raw 32-byte Ed25519 public key)."""
-    return hashlib.sha256(public_key).digest()[:16].hex()
 
 
 def check_device_id(device_id: str) -> str:

@@ -36,7 +36,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def key_id_of(public_key: bytes) -> str:
-    """Hex of the first 16 bytes of SHA-256(public key)."""
+    """Hex of the first 16 bytes of SHA-256(raw public key): the key id of recipient and gateway cards alike."""
     return hashlib.sha256(public_key).digest()[:16].hex()
 
 
