@@ -8,10 +8,13 @@ password=...)` cannot leak. Pixel data and patient data must still never be pass
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Iterator, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -127,3 +130,38 @@ def library_logger(name: str, **context: object) -> logging.LoggerAdapter:  # ty
 def get_logger(name: str) -> Any:
     """A structlog logger bound with the component name."""
     return structlog.get_logger(component=name)
+
+
+NATIVE_LINE_CHARS = 1000
+
+
+@contextlib.contextmanager
+def native_stderr_as_log() -> Iterator[None]:
+    """While active, whatever C or Rust libraries write straight to file descriptor 2 (libpng warnings, a
+    pixel decoder's panic message) becomes a `native_stderr` JSON event, so every line a running daemon prints
+    is JSON. On exit the original descriptor 2 is put back and what is still in the pipe is logged first.
+
+    Only for a long-running command whose log goes to stdout: the events themselves must not go to fd 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    log = get_logger("native")
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as pipe:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    log.warning("native_stderr", line=line[:NATIVE_LINE_CHARS])
+
+    thread = threading.Thread(target=pump, name="native-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's write end, so the pump reads to its end (unless a child holds it)
+        os.close(saved)
+        thread.join(timeout=2.0)

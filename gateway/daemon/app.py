@@ -26,7 +26,7 @@ from gateway.config import BrokerConfig, GatewayConfig
 from gateway.crypto.origin import CARD_SUFFIX, GatewayKey
 from gateway.crypto.parts import split
 from gateway.ledger import LedgerWriter
-from gateway.logging import get_logger
+from gateway.logging import get_logger, native_stderr_as_log
 from gateway.mqtt import MqttLink, Will
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock, system_clock
@@ -266,21 +266,22 @@ class Gateway:
         (by default on SIGTERM or SIGINT); returns the exit code."""
         stop = stop or stop_on_signals()
         self.start()
-        systemd.ready("protecting")
-        self._log.info("ready", device_id=self.config.gateway.device_id)
-        watchdog = systemd.watchdog_interval_s()
-        reported_dead: list[str] = []
-        while not stop.is_set():
-            self._supervise_broker()
-            dead = self.dead_parts()
-            if not dead and watchdog is not None:
-                systemd.watchdog_ping()
-            if dead != reported_dead:
-                reported_dead = dead
-                if dead:
-                    self._log.error("parts_dead", parts=dead)
-            stop.wait(min(watchdog, 1.0) if watchdog else 0.5)
-        self.shutdown()
+        with native_stderr_as_log():
+            systemd.ready("protecting")
+            self._log.info("ready", device_id=self.config.gateway.device_id)
+            watchdog = systemd.watchdog_interval_s()
+            reported_dead: list[str] = []
+            while not stop.is_set():
+                self._supervise_broker()
+                dead = self.dead_parts()
+                if not dead and watchdog is not None:
+                    systemd.watchdog_ping()
+                if dead != reported_dead:
+                    reported_dead = dead
+                    if dead:
+                        self._log.error("parts_dead", parts=dead)
+                stop.wait(min(watchdog, 1.0) if watchdog else 0.5)
+            self.shutdown()
         return 0
 
     def _supervise_broker(self) -> None:
