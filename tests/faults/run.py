@@ -115,7 +115,7 @@ def report(data: dict, mutants: list[dict] | None) -> str:
         "  injected kills, or a SIGTERM not ending in exit 0 within its bound; **recovery**: worst seconds from",
         "  the end of the fault to everything received.",
         "",
-        f"**Total lost: {total_lost}** (excluding the receiver de-duplication row, see below).",
+        f"**Total lost: {total_lost}** (every row, the receiver de-duplication one below included).",
         "",
         "| fault | runs | sent | received | lost | duplicated | resent | crashes | worst recovery s | notes |",
         "|---|---|---|---|---|---|---|---|---|---|",
