@@ -33,3 +33,22 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool =
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_new(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create `path` holding `data`, never replacing an existing file: FileExistsError if it exists.
+
+    For secrets made once (keys): the exclusive create means two starts never race to two keys, and a write
+    that fails (a full disk) removes the file, so no half-written key is ever left to be loaded later.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what was asked for
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.recipients import key_id_of
 from gateway.errors import ConfigError
-from gateway.files import write_atomic
+from gateway.files import write_atomic, write_new
 from gateway.rng import RandomSource
 
 CARD_FORMAT = "medshield-gateway-card"
@@ -205,13 +205,9 @@ class GatewayKey:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_new(path, pem)
         except FileExistsError:
             raise ConfigError(f"{path} already exists; refusing to overwrite it") from None
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
         path.with_suffix(".pub").write_text(self.public_pem())
         return path
 

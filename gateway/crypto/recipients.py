@@ -23,6 +23,7 @@ from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_k
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.kdf import hkdf
 from gateway.errors import ConfigError
+from gateway.files import write_new
 from gateway.rng import RandomSource
 
 CARD_FORMAT = "medshield-recipient-card"
@@ -207,18 +208,9 @@ def _parse_doc(text: str | bytes, fmt: str, what: str) -> dict:  # type: ignore[
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_new(path, data, mode=mode)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; refusing to overwrite it") from None
-    try:
-        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 def save_recipient(directory: str | os.PathLike[str], private_key: PrivateKey) -> tuple[Path, Path]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import uuid
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.files import write_new
 
 KEY_BYTES = 32
 _DOMAIN = b"medshield/message-id/v2\0"
@@ -40,22 +40,13 @@ class MessageIds:
     @classmethod
     def load_or_create(cls, path: Path) -> MessageIds:
         """Read the secret at `path`, or create it (0600, exclusively, so two starts never race to two keys)."""
+        key = secrets.token_bytes(KEY_BYTES)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_new(path, key)
         except FileExistsError:
             key = path.read_bytes()
             if len(key) != KEY_BYTES:
                 raise ConfigError(f"message-id key {path}: expected {KEY_BYTES} bytes") from None
-            return cls(key)
-        key = secrets.token_bytes(KEY_BYTES)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(key)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
         return cls(key)
 
     def for_message(self, topic: str, payload: bytes) -> str:
