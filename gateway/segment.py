@@ -41,7 +41,7 @@ MAX_SIDE = 8192
 
 def window_resize(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE) -> np.ndarray:
     """HU slice (H, W) -> windowed HU (size, size) float32 (area resize when shrinking)."""
-    clipped = np.clip(np.asarray(hu, dtype=np.float32), window[0], window[1])
+    clipped: np.ndarray = np.clip(np.asarray(hu, dtype=np.float32), window[0], window[1])
     if clipped.shape != (size, size):
         interp = cv2.INTER_AREA if min(clipped.shape) >= size else cv2.INTER_LINEAR
         clipped = cv2.resize(clipped, (size, size), interpolation=interp)
@@ -86,8 +86,8 @@ class Canvas:
 
 def resampled_shape(shape: tuple[int, int], spacing_mm: tuple[float, float], target_mm: float) -> tuple[int, int]:
     """(rows, cols) of a slice of `shape` and `spacing_mm` (row, col) resampled to `target_mm` pixels."""
-    return (max(8, int(round(shape[0] * spacing_mm[0] / target_mm))),
-            max(8, int(round(shape[1] * spacing_mm[1] / target_mm))))
+    return (max(8, round(shape[0] * spacing_mm[0] / target_mm)),
+            max(8, round(shape[1] * spacing_mm[1] / target_mm)))
 
 
 def resample(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -120,11 +120,25 @@ def _span(lo: int, hi: int, n: int, size: int) -> tuple[int, int]:
     return a, a + length
 
 
+def _trim(lo: int, hi: int, length: int) -> tuple[int, int]:
+    """[lo, hi) shortened about its centre to at most `length`."""
+    if hi - lo <= length:
+        return lo, hi
+    a = (lo + hi - length) // 2
+    return a, a + length
+
+
+def _fit_spacing(box_mm: float, target_mm: float, size: int) -> float:
+    """The pixel size at which a body `box_mm` across, plus the margin on both sides, fits `size` pixels."""
+    return max(target_mm, box_mm / (size - 2 * BODY_MARGIN_PX - 1))
+
+
 def make_canvas(hu: np.ndarray, spacing_mm: tuple[float, float] | None, target_mm: float | None,
-                window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE) -> Canvas:
+                window: tuple[float, float] = HU_WINDOW, size: int = MODEL_SIZE, fit: bool = False) -> Canvas:
     """The network's view of an HU slice. `target_mm` None: the whole slice resized to size x size (models
     trained before the physical scale); otherwise resampled from `spacing_mm` to `target_mm` and cropped to
-    the body."""
+    the body. With `fit`, a body larger than one `size` tile at `target_mm` is resampled to the coarser pixel
+    that makes it fit, so the network runs once per slice whatever the field of view."""
     arr = np.asarray(hu, np.float32)
     clipped = np.clip(arr, window[0], window[1])
     if target_mm is None or spacing_mm is None:
@@ -132,6 +146,15 @@ def make_canvas(hu: np.ndarray, spacing_mm: tuple[float, float] | None, target_m
     rshape = resampled_shape(arr.shape, spacing_mm, target_mm)
     img = resample(clipped, rshape)
     box = body_box(img) or (0, rshape[0], 0, rshape[1])
+    if fit and max(box[1] - box[0], box[3] - box[2]) + 2 * BODY_MARGIN_PX > size:
+        # The body's extent in mm, measured at target_mm, sets the coarser pixel; rounding of the resampled
+        # grid can leave it a pixel over, so the box is measured again and trimmed to the tile below.
+        extent_mm = max(box[1] - box[0], box[3] - box[2]) * target_mm
+        coarse = _fit_spacing(extent_mm, target_mm, size)
+        rshape = resampled_shape(arr.shape, spacing_mm, coarse)
+        img = resample(clipped, rshape)
+        box = body_box(img) or (0, rshape[0], 0, rshape[1])
+        box = _trim(box[0], box[1], size - 2 * BODY_MARGIN_PX) + _trim(box[2], box[3], size - 2 * BODY_MARGIN_PX)
     t, b = _span(box[0], box[1], rshape[0], size)
     l, r = _span(box[2], box[3], rshape[1], size)
     canvas = np.full((b - t, r - l), window[0], np.float32)
@@ -144,8 +167,8 @@ def make_canvas(hu: np.ndarray, spacing_mm: tuple[float, float] | None, target_m
 def mask_to_canvas(mask: np.ndarray, canvas: Canvas) -> np.ndarray:
     """A bool mask of the input slice taken to the canvas the way the pixels were (area, >= half covered)."""
     m = resample(np.asarray(mask, np.float32), canvas.resampled_shape) >= 0.5
-    out = np.zeros(canvas.windowed.shape, bool)
-    h, w = out.shape
+    h, w = int(canvas.windowed.shape[0]), int(canvas.windowed.shape[1])
+    out = np.zeros((h, w), bool)
     st, sl = max(canvas.top, 0), max(canvas.left, 0)
     sb, sr = min(canvas.top + h, m.shape[0]), min(canvas.left + w, m.shape[1])
     out[st - canvas.top:sb - canvas.top, sl - canvas.left:sr - canvas.left] = m[st:sb, sl:sr]
@@ -167,10 +190,10 @@ def tile_origins(length: int, size: int, overlap: int = TILE_OVERLAP_PX) -> list
     if length <= size:
         return [0]
     count = int(np.ceil((length - overlap) / (size - overlap)))
-    return [int(round(v)) for v in np.linspace(0, length - size, count)]
+    return [round(v) for v in np.linspace(0, length - size, count)]
 
 
-def run_tiled(net: "Any", zscored: np.ndarray, size: int) -> np.ndarray:
+def run_tiled(net: Any, zscored: np.ndarray, size: int) -> np.ndarray:
     """`net` ((1,1,size,size) float32 -> same) over overlapping tiles of a canvas; overlaps averaged."""
     h, w = zscored.shape
     acc = np.zeros((h, w), np.float32)
@@ -190,7 +213,7 @@ def lung_field(windowed: np.ndarray) -> np.ndarray:
     """Bool lung field of a windowed HU slice: air-like regions not connected to the outside air, closed
     and hole-filled so that nodules inside or against the lung wall fall inside it."""
     air = (windowed < LUNG_HU).astype(np.uint8)
-    n, labels = cv2.connectedComponents(air, connectivity=4)
+    _n, labels = cv2.connectedComponents(air, connectivity=4)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     lungs = (air > 0) & ~np.isin(labels, border[border > 0])
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (LUNG_CLOSE_PX, LUNG_CLOSE_PX))
@@ -198,7 +221,7 @@ def lung_field(windowed: np.ndarray) -> np.ndarray:
     # Fill holes: everything not reachable from the border through non-lung pixels.
     outside = np.pad(1 - closed, 1, constant_values=1).astype(np.uint8)
     cv2.floodFill(outside, None, (0, 0), 2)
-    return (outside[1:-1, 1:-1] != 2) | (closed > 0)
+    return np.asarray((outside[1:-1, 1:-1] != 2) | (closed > 0), dtype=bool)
 
 
 GATE_MIN_INSIDE = 0.5
@@ -229,7 +252,7 @@ def gate_to_lung(pred: np.ndarray, field: np.ndarray, min_inside: float = GATE_M
         ring = (cv2.dilate(comp.astype(np.uint8), _GATE_RING) > 0) & ~comp
         if ring.any() and field[y0:y1, x0:x1][ring].mean() >= min_border_in_lung:
             keep[k] = True
-    return keep[labels]
+    return np.asarray(keep[labels], dtype=bool)
 
 
 def resize_mask_to(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -275,9 +298,12 @@ class Manifest:
     """The network's physical pixel size (None: a model that reads the whole slice resized)."""
     assumed_field_of_view_mm: float = 350.0
     """Inputs without PixelSpacing (PNG, NPY) are taken to span this many mm across their longer side."""
+    fit_body_to_input: bool = False
+    """A body wider than one input tile at `pixel_spacing_mm` is resampled coarser to fit it (one network run
+    per slice) instead of being tiled."""
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         try:
             raw = json.loads(Path(path).read_text())
             pre = raw["preprocessing"]
@@ -291,6 +317,7 @@ class Manifest:
                 raw=raw,
                 pixel_spacing_mm=(float(pre["pixel_spacing_mm"]) if pre.get("pixel_spacing_mm") else None),
                 assumed_field_of_view_mm=float(pre.get("assumed_field_of_view_mm", 350.0)),
+                fit_body_to_input=bool(pre.get("fit_body_to_input", False)),
             )
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ConfigError(f"model manifest {path} is unreadable or incomplete: {exc}") from exc
@@ -383,7 +410,7 @@ class Segmenter:
         dropped regions read 0), for an HU slice of any size and pixel spacing."""
         arr = check_slice(hu)
         canvas = make_canvas(arr, self.spacing_for(arr.shape, spacing_mm), self.manifest.pixel_spacing_mm,
-                             self.manifest.hu_window, self.size)
+                             self.manifest.hu_window, self.size, fit=self.manifest.fit_body_to_input)
         prob = run_tiled(self.runner.run, zscore(canvas.windowed), self.size)
         if self.lung_gate:
             keep = gate_to_lung(prob >= self.manifest.threshold, lung_field(canvas.windowed))

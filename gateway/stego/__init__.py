@@ -73,7 +73,7 @@ def exclusion_mask(lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
     lesion = mask != 0
     margin = int(margin_px)
     if margin == 0 or not lesion.any():
-        return lesion.copy()
+        return np.array(lesion, dtype=bool)
     import cv2
 
     yy, xx = np.mgrid[-margin : margin + 1, -margin : margin + 1]

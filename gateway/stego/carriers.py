@@ -45,7 +45,7 @@ _MIN_COMPONENT_PX = 16  # isolated noise pixels denser than BODY_HU are not a bo
 def body_hull(hu: np.ndarray) -> np.ndarray:
     """Bool convex hull of everything denser than `BODY_HU` (ignoring specks under 16 pixels)."""
     dense = (np.asarray(hu, np.float32) > BODY_HU).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
+    _n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_PX
     keep[0] = False
     hull = np.zeros(dense.shape, np.uint8)
@@ -59,7 +59,7 @@ def body_hull(hu: np.ndarray) -> np.ndarray:
 
 def body_margin_px(shape: tuple[int, ...]) -> int:
     """How far the body hull is grown, in pixels, for an image of `shape`."""
-    return max(2, int(round(max(shape) * BODY_MARGIN_FRACTION)))
+    return max(2, round(max(shape) * BODY_MARGIN_FRACTION))
 
 
 def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np.ndarray | None = None,
@@ -89,4 +89,4 @@ def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np
     # The smoothing keeps scanner noise in the air from breaking it up.
     smooth = cv2.GaussianBlur(hu, (0, 0), 1.5)
     air = cv2.erode((smooth < AIR_HU).astype(np.uint8), disk, borderType=cv2.BORDER_REPLICATE) > 0
-    return exclusion | body | ~air
+    return np.asarray(exclusion | body | ~air, dtype=bool)

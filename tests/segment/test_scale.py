@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from gateway import codecs
 from gateway.scanner_sim import dicom_from_hu
-from gateway.segment import (MODEL_SIZE, canvas_to_mask, make_canvas, mask_to_canvas, pixel_spacing_of,
-                             resampled_shape, run_tiled, tile_origins, window_resize)
+from gateway.segment import (
+    MODEL_SIZE,
+    canvas_to_mask,
+    make_canvas,
+    mask_to_canvas,
+    pixel_spacing_of,
+    resampled_shape,
+    run_tiled,
+    tile_origins,
+    window_resize,
+)
 
 TARGET = 1.15
 
@@ -63,7 +74,7 @@ def test_tiles_cover_the_canvas_with_overlap() -> None:
     for length in (257, 300, 435, 700):
         starts = tile_origins(length, MODEL_SIZE)
         assert starts[0] == 0 and starts[-1] == length - MODEL_SIZE
-        assert all(b - a <= MODEL_SIZE - 32 for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= MODEL_SIZE - 32 for a, b in itertools.pairwise(starts))
 
 
 def test_tiled_run_of_an_identity_network_returns_its_input() -> None:
@@ -91,3 +102,35 @@ def test_dicom_pixel_spacing_reaches_the_segmenter() -> None:
     image = codecs.decode(dicom_from_hu(hu.astype(np.int16), instance=1, spacing_mm=(0.8, 0.7)))
     assert pixel_spacing_of(image) == pytest.approx((0.8, 0.7))
     assert pixel_spacing_of(np.zeros((4, 4))) is None
+
+
+def wide_body(side: int = 512, spacing: float = 0.9766, width_mm: float = 420.0) -> tuple[np.ndarray, np.ndarray]:
+    """A body `width_mm` wide (wider than one 256 px tile at 1.15 mm) with a 20 mm disk right of centre."""
+    yy, xx = (np.mgrid[0:side, 0:side] - (side - 1) / 2) * spacing
+    hu = np.full((side, side), -1000.0, np.float32)
+    hu[(yy / 120) ** 2 + (xx / (width_mm / 2)) ** 2 <= 1] = 0.0
+    disk = yy ** 2 + (xx - 100.0) ** 2 <= 10.0 ** 2
+    hu[disk] = 60.0
+    return hu, disk
+
+
+def test_a_body_wider_than_one_tile_is_fitted_into_one_tile() -> None:
+    hu, disk = wide_body()
+    tiled = make_canvas(hu, (0.9766, 0.9766), TARGET)
+    assert tiled.windowed.shape[1] > MODEL_SIZE  # 420 mm at 1.15 mm: two tiles across without fitting
+    fitted = make_canvas(hu, (0.9766, 0.9766), TARGET, fit=True)
+    assert fitted.windowed.shape == (MODEL_SIZE, MODEL_SIZE)
+    # The whole body is on the canvas: nothing denser than air was cut at its left and right edges.
+    assert (fitted.windowed[:, :4] < -900).all() and (fitted.windowed[:, -4:] < -900).all()
+    # The lesion keeps its shape at the coarser pixel (about 420 / 239 = 1.76 mm) and maps back in place.
+    area = mask_to_canvas(disk, fitted).sum()
+    px_mm = 420.0 / (MODEL_SIZE - 2 * 8 - 1)
+    assert abs(area - np.pi * (10.0 / px_mm) ** 2) < 0.15 * np.pi * (10.0 / px_mm) ** 2
+    back = canvas_to_mask(mask_to_canvas(disk, fitted).astype(np.float32), fitted, 0.5)
+    assert (back & disk).sum() / (back | disk).sum() > 0.85
+
+
+def test_fitting_leaves_a_body_that_fits_at_the_physical_size() -> None:
+    hu, _ = phantom(300, 0.7)  # a 210 mm field of view: 183 px at 1.15 mm
+    np.testing.assert_array_equal(make_canvas(hu, (0.7, 0.7), TARGET, fit=True).windowed,
+                                  make_canvas(hu, (0.7, 0.7), TARGET).windowed)
