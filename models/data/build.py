@@ -39,7 +39,11 @@ from models.synth.ct import generate_slice
 
 PIXEL_SPACING_MM = 1.15
 """The network's pixel size in mm: lung1's 0.57 mm pixels halved, what the earlier models saw at 256x256."""
-STORE = 320
+FIT_BODY = True
+"""A body wider than one network input at PIXEL_SPACING_MM is resampled coarser to fit it (the manifest's
+`fit_body_to_input`): one network run per slice, as fast as the whole-slice models, instead of 2x2 tiles on a
+500 mm field of view. Every canvas is then exactly MODEL_SIZE square, what the network reads when served."""
+STORE = MODEL_SIZE if FIT_BODY else 320
 TRAIN_SEED = 20261201
 VAL_SEED = 20261202
 GEN_SEED = 20261121
@@ -78,7 +82,7 @@ def to_store(x: np.ndarray, *masks: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def network_view(hu: np.ndarray, spacing: tuple[float, float], mask: np.ndarray, hard: np.ndarray,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    canvas = make_canvas(hu, spacing, PIXEL_SPACING_MM, HU_WINDOW, MODEL_SIZE)
+    canvas = make_canvas(hu, spacing, PIXEL_SPACING_MM, HU_WINDOW, MODEL_SIZE, fit=FIT_BODY)
     x = zscore(canvas.windowed)
     return to_store(x, mask_to_canvas(mask, canvas), mask_to_canvas(hard, canvas))  # type: ignore[return-value]
 
@@ -130,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=Path("runs/realct"))
     parser.add_argument("--out", type=Path, default=Path("runs/dsnet-real"))
-    parser.add_argument("--generated", type=int, default=600, help="generated training slices")
+    parser.add_argument("--generated", type=int, default=300, help="generated training slices")
     parser.add_argument("--generated-val", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2, help="lesion-inserted copies of each real slice")
     args = parser.parse_args()
@@ -159,7 +163,7 @@ def main() -> None:
     info = {"seed": TRAIN_SEED, "count": len(X), "patients": list(TRAIN_PATIENTS), "generated": args.generated,
             "lesion_slices": int(sum(bool(y.any()) for y in Y)),
             "lesions": int(sum(len(mm.get("lesions", [])) for mm in meta)),
-            "pixel_spacing_mm": PIXEL_SPACING_MM, "store": STORE, "window": HU_WINDOW,
+            "pixel_spacing_mm": PIXEL_SPACING_MM, "fit_body_to_input": FIT_BODY, "store": STORE, "window": HU_WINDOW,
             "sources": {k: sources[k] for k in TRAIN_PATIENTS + ("lung1",)}}
     (args.out / "train.json").write_text(json.dumps(info, indent=1))
     (args.out / "train_slices.json").write_text(json.dumps(meta))
