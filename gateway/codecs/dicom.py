@@ -3,10 +3,12 @@
 Transfer syntaxes accepted (`ACCEPTED_SYNTAXES`): Implicit VR Little Endian, Explicit VR Little Endian,
 Explicit VR Big Endian (retired), Deflated Explicit VR Little Endian, RLE Lossless, JPEG Lossless (processes
 14 and 14 SV1), JPEG-LS Lossless and Near-Lossless, JPEG 2000 Lossless and JPEG 2000 (lossy), JPEG Baseline
-and Extended. Compressed pixel data is decoded by pydicom's `pylibjpeg` plugin family (pylibjpeg-libjpeg,
--openjpeg, -rle), chosen over GDCM by measurement (benchmarks/dicom_decoders.py: it decodes every syntax
-above, GDCM neither RLE nor JPEG Extended through pydicom, and it is the faster one on JPEG 2000, the syntax
-CT scanners mostly send). Anything else is refused with `unsupported_transfer_syntax`. A deflated file is
+and Extended with 8-bit samples. Compressed pixel data is decoded by pydicom's `pylibjpeg` plugin family
+(pylibjpeg-libjpeg, -openjpeg, -rle), chosen over GDCM by measurement (benchmarks/dicom_decoders.py: it
+decodes every syntax above, GDCM neither RLE nor JPEG Extended through pydicom, and it is the faster one on
+JPEG 2000, the syntax CT scanners mostly send), except the lossy DCT-based JPEG processes, decoded by
+libjpeg-turbo (through OpenCV) because only that gives the same pixels as dcmtk and GDCM (`DCT_JPEG`). Anything else,
+12-bit JPEG Extended included, is refused with `unsupported_transfer_syntax`. A deflated file is
 inflated under the byte limit first, so a small file cannot inflate into gigabytes before the size checks.
 
 Pixels are the stored values exactly as in Pixel Data (for native syntaxes the unused high bits are kept).
@@ -65,6 +67,14 @@ LOSSY_COMPRESSED = {
     "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
 }
 ACCEPTED_SYNTAXES = frozenset({*NATIVE_SYNTAXES, DEFLATED_LE, *LOSSLESS_COMPRESSED, *LOSSY_COMPRESSED})
+# The DCT-based JPEG processes do not fix the inverse DCT bit for bit. libjpeg-turbo (in OpenCV, already a
+# dependency) decodes 8-bit samples exactly as the IJG code in dcmtk and GDCM (what PACS viewers show);
+# pylibjpeg-libjpeg differs from them by one grey level in about 1 % of the pixels. No decoder shipped here
+# matches them on 12-bit samples, so those are refused rather than marked with pixels a viewer would not show.
+DCT_JPEG = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOF_DCT = (0xC0, 0xC1)  # Baseline, Extended sequential (Huffman): the processes of the two syntaxes
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 DECODING_PLUGIN = "pylibjpeg"
 
 # Recipe: "MSR1" | u8 mode | u64 BE splice offset | u8 byte order of the pixel words ("<" or ">") | bytes.
@@ -186,6 +196,12 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
         )
     if representation not in (0, 1):
         raise InputError("malformed", f"invalid Pixel Representation {representation}")
+    if syntax in DCT_JPEG and bits_stored > 8:
+        raise InputError(
+            "unsupported_transfer_syntax",
+            f"JPEG Extended with {bits_stored}-bit samples is not supported; send it JPEG Lossless, JPEG-LS,"
+            " JPEG 2000 or uncompressed (see docs/DICOM_CONFORMANCE.md)",
+        )
     rows, cols = int(ds.Rows), int(ds.Columns)
     limits.check_shape(rows, cols)
     if frames * rows * cols > limits.max_pixels:
@@ -212,8 +228,11 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
             data[:offset] + data[offset + needed :]
         )
     else:
-        ds.pixel_array_options(decoding_plugin=DECODING_PLUGIN)
-        decoded = np.asarray(ds.pixel_array)
+        if syntax in DCT_JPEG:
+            decoded = _decode_dct_jpeg(ds.PixelData, frames, rows, cols)
+        else:
+            ds.pixel_array_options(decoding_plugin=DECODING_PLUGIN)
+            decoded = np.asarray(ds.pixel_array)
         expected = (frames, rows, cols) if frames > 1 else (rows, cols)
         if decoded.shape != expected or decoded.dtype.itemsize != dtype.itemsize:
             raise InputError("malformed", "the decoded pixel data does not match Rows, Columns, Frames and Bits")
@@ -242,6 +261,48 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
         frames=frames,
         recipe=recipe,
     )
+
+
+def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int, int, int]:
+    """(SOF marker, sample precision, lines, samples per line, components) of a JPEG codestream."""
+    if not stream.startswith(_JPEG_SOI):
+        raise InputError("malformed", "a JPEG frame does not start with a JPEG codestream")
+    i = len(_JPEG_SOI)
+    while i + 4 <= len(stream) and stream[i] == 0xFF:
+        marker = stream[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF and i + 10 <= len(stream):
+            precision, lines, samples, components = struct.unpack_from(">BHHB", stream, i + 4)
+            return marker, precision, lines, samples, components
+        (length,) = struct.unpack_from(">H", stream, i + 2)
+        i += 2 + length
+    raise InputError("malformed", "a JPEG frame has no frame header")
+
+
+def _decode_dct_jpeg(pixel_data: bytes, frames: int, rows: int, cols: int) -> np.ndarray:
+    """8-bit grey-scale JPEG Baseline/Extended frames, decoded by libjpeg-turbo (OpenCV); (frames, rows, cols)
+    or (rows, cols). Each frame header must say what the data set says before anything is decoded."""
+    import cv2
+    from pydicom.encaps import generate_frames
+
+    out = np.empty((frames, rows, cols), np.uint8)
+    count = 0
+    for stream in generate_frames(pixel_data, number_of_frames=frames):
+        if count == frames:
+            raise InputError("malformed", f"the Pixel Data holds more than its {frames} frames")
+        marker, precision, lines, samples, components = _jpeg_frame_header(stream)
+        if marker not in _JPEG_SOF_DCT or precision != 8 or components != 1 or (lines, samples) != (rows, cols):
+            raise InputError("malformed", "a JPEG frame header does not match the syntax, Rows, Columns and Bits")
+        decoded = cv2.imdecode(np.frombuffer(stream, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if decoded is None or decoded.shape != (rows, cols) or decoded.dtype != np.uint8:
+            raise InputError("malformed", "a JPEG frame could not be decoded")
+        out[count] = decoded
+        count += 1
+    if count != frames:
+        raise InputError("truncated", f"the Pixel Data holds {count} of its {frames} frames")
+    return out if frames > 1 else out[0]
 
 
 def _rescale_per_frame(ds: Any, frames: int) -> list[tuple[float, float]]:

@@ -13,7 +13,7 @@ from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipient
 from gateway.crypto.sbbe import SearchParams
 from gateway.rng import SeededRandom
-from tests.dicom.reference import totalsegmentator_ct_series
+from tests.dicom.reference import dcmtk_encode, totalsegmentator_ct_series
 
 # The cipher is not under test here: the fast suite with a one-candidate search keeps the files many.
 GATEWAY = GatewayKey.generate("gw-dicom-tests", SeededRandom(b"dicom-tests-gateway"))
@@ -26,6 +26,12 @@ def ct_series() -> list[Path]:
     series = totalsegmentator_ct_series()
     assert len(series) == 20
     return series
+
+
+@pytest.fixture(scope="session")
+def dcmtk_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real pixels in the syntaxes pydicom ships no usable file for, encoded once by dcmtk (file name -> path)."""
+    return dcmtk_encode(tmp_path_factory.mktemp("dcmtk-encoded"))
 
 
 @pytest.fixture(scope="session")

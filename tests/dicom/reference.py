@@ -33,10 +33,52 @@ PYDICOM_FILES = {
     "1.2.840.10008.1.2.4.90": ["MR_small_jp2klossless.dcm", "explicit_VR-UN.dcm", "emri_small_jpeg_2k_lossless.dcm"],
     "1.2.840.10008.1.2.4.91": ["JPEG2000.dcm", "MR2_J2KI.dcm"],
     "1.2.840.10008.1.2.4.50": [],
-    "1.2.840.10008.1.2.4.51": ["JPGExtended.dcm"],
+    "1.2.840.10008.1.2.4.51": [],
 }
-"""Syntaxes with no list entry have no usable real file: pydicom's JPEG-LS Near-Lossless files are 50×10,
-too small to carry the hidden payload, and it ships no monochrome Process 14 or Baseline file."""
+"""Syntaxes with no list entry have no usable real file there: pydicom's JPEG-LS Near-Lossless files are
+50×10, too small to carry the hidden payload; it ships no monochrome Process 14 or Baseline file, and its
+JPEG Extended files have 12-bit samples, which the gateway refuses. `DCMTK_ENCODED` covers those syntaxes."""
+
+DCMTK_ENCODED: dict[str, list[tuple[str, str, list[list[str]]]]] = {
+    "1.2.840.10008.1.2.4.57": [
+        ("CT_small.jpeg-p14.dcm", "CT_small.dcm", [["dcmcjpeg", "+el", "+sv", "7"]]),
+        ("eCT_Supplemental.jpeg-p14.dcm", "eCT_Supplemental.dcm", [["dcmcjpeg", "+el", "+sv", "7"]]),
+    ],
+    "1.2.840.10008.1.2.4.81": [
+        ("eCT_Supplemental.jls-near.dcm", "eCT_Supplemental.dcm", [["dcmcjpls", "+en", "+md", "2"]]),
+        ("emri_small.jls-near.dcm", "emri_small.dcm", [["dcmcjpls", "+en", "+md", "2"]]),
+    ],
+    "1.2.840.10008.1.2.4.50": [
+        ("P14SV1_8b.jpeg-baseline.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm", [["dcmdjpeg"], ["dcmcjpeg", "+eb"]]),
+    ],
+    "1.2.840.10008.1.2.4.51": [
+        ("P14SV1_8b.jpeg-extended.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm", [["dcmdjpeg"], ["dcmcjpeg", "+ee"]]),
+    ],
+}
+"""Real pixels in the syntaxes of no usable pydicom file, encoded by dcmtk's own encoders (Debian `dcmtk`):
+syntax -> [(file name, pydicom source file, commands)]; each command runs as `command input output`."""
+
+
+def dcmtk_encode(directory: Path) -> dict[str, Path]:
+    """Every `DCMTK_ENCODED` file, written under `directory` (file name -> path)."""
+    import shutil
+    import subprocess
+
+    out: dict[str, Path] = {}
+    directory.mkdir(parents=True, exist_ok=True)
+    for cases in DCMTK_ENCODED.values():
+        for name, source, commands in cases:
+            current = pydicom_file(source)
+            for step, command in enumerate(commands):
+                tool = shutil.which(command[0])
+                if tool is None:
+                    raise FileNotFoundError(f"{command[0]} is not installed (`make test` installs dcmtk)")
+                target = directory / (name if step == len(commands) - 1 else f"{name}.step{step}")
+                subprocess.run([tool, *command[1:], str(current), str(target)], check=True, capture_output=True,
+                               timeout=120)
+                current = target
+            out[name] = current
+    return out
 
 
 def pydicom_file(name: str) -> Path:

@@ -4,6 +4,7 @@ byte for byte, the marked image is uncompressed DICOM carrying the hidden payloa
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ from gateway.codecs import dicom
 from gateway.codecs.types import Limits
 from gateway.errors import InputError
 from gateway.pipeline import open_, protect
-from tests.dicom.conftest import FAST, OPEN
-from tests.dicom.reference import PYDICOM_FILES, pydicom_file
+from tests.dicom.conftest import FAST, OPEN, require_tool
+from tests.dicom.reference import DCMTK_ENCODED, PYDICOM_FILES, pydicom_file
 
-CASES = [(syntax, name) for syntax, names in PYDICOM_FILES.items() for name in names]
+CASES = [(syntax, name) for syntax, names in PYDICOM_FILES.items() for name in names] + [
+    (syntax, name) for syntax, cases in DCMTK_ENCODED.items() for name, _, _ in cases
+]
 
 
 def _centre_lesion(shape: tuple[int, int]) -> np.ndarray:
@@ -39,13 +42,18 @@ def _round_trip(data: bytes, recipient, *, message_id: str | None = None):
     return image, lesion, opened
 
 
-def test_every_accepted_syntax_is_covered_or_said_not_to_be():
+def real_file(name: str, dcmtk_files: dict[str, Path]) -> Path:
+    return dcmtk_files[name] if name in dcmtk_files else pydicom_file(name)
+
+
+def test_every_accepted_syntax_has_a_real_file():
     assert set(PYDICOM_FILES) == set(dicom.ACCEPTED_SYNTAXES)
+    assert {syntax for syntax, _ in CASES} == set(dicom.ACCEPTED_SYNTAXES)
 
 
 @pytest.mark.parametrize(("syntax", "name"), CASES, ids=[name for _, name in CASES])
-def test_pydicom_file_round_trips_bit_exact(syntax, name, dicom_recipient):
-    data = pydicom_file(name).read_bytes()
+def test_real_file_round_trips_bit_exact(syntax, name, dicom_recipient, dcmtk_files):
+    data = real_file(name, dcmtk_files).read_bytes()
     assert pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
     image, lesion, opened = _round_trip(data, dicom_recipient)
 
@@ -69,6 +77,7 @@ def test_pydicom_file_round_trips_bit_exact(syntax, name, dicom_recipient):
     )
     if syntax in dicom.LOSSY_COMPRESSED:
         assert marked_ds.LossyImageCompression == "01"
+        assert marked_ds.get("LossyImageCompressionMethod")  # the source's own, or the syntax's where it had none
 
 
 def test_totalsegmentator_ct_series_round_trips_bit_exact(ct_series, dicom_recipient):
@@ -146,3 +155,84 @@ def test_a_truncated_compressed_file_is_an_input_error():
     data = Path(pydicom_file("MR_small_jp2klossless.dcm")).read_bytes()
     with pytest.raises(InputError):
         codecs.decode(data[: len(data) - 2000])
+
+
+# Decoders that share no code with the gateway's: dcmtk (IJG libjpeg, CharLS-derived JPEG-LS, its own RLE) and
+# GDCM (its own IJG copies, CharLS, OpenJPEG), both from Debian, each writing the pixels uncompressed.
+INDEPENDENT = {
+    "1.2.840.10008.1.2.5": ["dcmdrle"],
+    "1.2.840.10008.1.2.4.57": ["dcmdjpeg"],
+    "1.2.840.10008.1.2.4.70": ["dcmdjpeg"],
+    "1.2.840.10008.1.2.4.50": ["dcmdjpeg"],
+    "1.2.840.10008.1.2.4.51": ["dcmdjpeg"],
+    "1.2.840.10008.1.2.4.80": ["dcmdjpls"],
+    "1.2.840.10008.1.2.4.81": ["dcmdjpls"],
+}
+COMPRESSED_CASES = [(s, n) for s, n in CASES if s not in dicom.NATIVE_SYNTAXES | {dicom.DEFLATED_LE}] + [
+    # Too small to carry the payload, still real near-lossless pixels to decode.
+    ("1.2.840.10008.1.2.4.81", "JPEGLSNearLossless_08.dcm"),
+    ("1.2.840.10008.1.2.4.81", "JPEGLSNearLossless_16.dcm"),
+]
+
+
+def independent_pixels(path: Path, syntax: str, directory: Path) -> dict[str, bytes]:
+    """Pixel Data as each independent decoder writes it uncompressed (tool name -> bytes)."""
+    out = {}
+    for tool, *options in [[name] for name in INDEPENDENT.get(syntax, [])] + [["gdcmconv", "--raw"]]:
+        target = directory / f"{path.name}.{tool}.dcm"
+        subprocess.run([require_tool(tool), *options, str(path), str(target)], check=True, capture_output=True,
+                       timeout=120)
+        out[tool] = pydicom.dcmread(target).PixelData
+    return out
+
+
+@pytest.mark.parametrize(("syntax", "name"), COMPRESSED_CASES, ids=[name for _, name in COMPRESSED_CASES])
+def test_compressed_pixels_equal_independent_decoders(syntax, name, dcmtk_files, tmp_path):
+    path = real_file(name, dcmtk_files)
+    image = codecs.decode(path.read_bytes())
+    ours = image.pixels.astype(image.pixels.dtype.newbyteorder("<"), copy=False).tobytes()
+    decoded = independent_pixels(path, syntax, tmp_path)
+    assert len(decoded) == (2 if syntax in INDEPENDENT else 1)
+    for tool, theirs in decoded.items():
+        # An odd pixel count ends in one pad byte.
+        assert theirs[: len(ours)] == ours and len(theirs) - len(ours) in (0, 1), tool
+
+
+def test_totalsegmentator_pixels_equal_gdcm(ct_series, tmp_path):
+    for path in ct_series[::5]:
+        image = codecs.decode(path.read_bytes())
+        # The anonymiser emptied SOP Class and Instance UID, which GDCM will not write out: a copy names them
+        # (dcmodify leaves the encapsulated Pixel Data as it is).
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        uid = pydicom.dcmread(path, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID
+        subprocess.run([require_tool("dcmodify"), "-nb", "-m", "(0008,0016)=1.2.840.10008.5.1.4.1.1.2",
+                        "-m", f"(0008,0018)={uid}", str(copy)], check=True, capture_output=True, timeout=60)
+        theirs = independent_pixels(copy, "1.2.840.10008.1.2.4.90", tmp_path)["gdcmconv"]
+        assert theirs == image.pixels.astype("<u2").tobytes(), path.name
+
+
+@pytest.mark.parametrize("name", ["JPGExtended.dcm", "JPEG-lossy.dcm"])
+def test_12_bit_jpeg_extended_is_refused_as_unsupported(name):
+    data = pydicom_file(name).read_bytes()
+    with pytest.raises(InputError) as info:
+        codecs.decode(data)
+    assert info.value.reason == "unsupported_transfer_syntax" and "12-bit" in str(info.value)
+
+
+def _lie(path: Path, **attributes: object) -> bytes:
+    ds = pydicom.dcmread(path)
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+def test_a_jpeg_frame_must_be_what_the_data_set_says(dcmtk_files):
+    baseline = dcmtk_files["P14SV1_8b.jpeg-baseline.dcm"]
+    colour = pydicom_file("SC_rgb_jpeg_dcmtk.dcm")  # three components, said to be one below
+    for data in (_lie(baseline, Rows=384), _lie(colour, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2")):
+        with pytest.raises(InputError) as info:
+            codecs.decode(data)
+        assert info.value.reason == "malformed" and "frame header" in str(info.value)
