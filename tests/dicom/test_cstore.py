@@ -151,6 +151,85 @@ def test_compressed_images_arrive_in_their_syntax_and_open_to_what_was_sent(runn
     assert syntaxes == {pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in sent}
 
 
+# storescu's option proposing each syntax (with the uncompressed ones), and a real file in that syntax.
+STORESCU_COMPRESSED = [
+    ("-xs", "JPEG-LL.dcm"),  # JPEG Lossless SV1
+    ("-xy", "P14SV1_8b.jpeg-baseline.dcm"),  # JPEG Baseline
+    ("-xx", "P14SV1_8b.jpeg-extended.dcm"),  # JPEG Extended, 8-bit samples
+    ("-xv", "MR2_J2KR.dcm"),  # JPEG 2000 Lossless
+    ("-xw", "JPEG2000.dcm"),  # JPEG 2000
+    ("-xt", "emri_small_jpeg_ls_lossless.dcm"),  # JPEG-LS Lossless, 10 frames
+    ("-xu", "emri_small.jls-near.dcm"),  # JPEG-LS Near-Lossless, 10 frames
+    ("-xr", "emri_small_RLE.dcm"),  # RLE Lossless, 10 frames
+    ("-xd", "image_dfl.dcm"),  # Deflated Explicit VR Little Endian
+]
+
+
+@pytest.fixture
+def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """dcmtk's storescp, writing every data set bit for bit as received (+B), all its syntaxes accepted (+xa):
+    the independent record of what storescu puts on the wire."""
+    from gateway.broker import free_port
+
+    port, directory = free_port(), tmp_path / "storescp"
+    directory.mkdir()
+    proc = subprocess.Popen([require_tool("storescp"), "+B", "+xa", "-aet", "RECORDER", "-od", str(directory),
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    echoscu = require_tool("echoscu")
+    assert wait_until(lambda: subprocess.run([echoscu, "-aec", "RECORDER", "127.0.0.1", str(port)],
+                                             capture_output=True, check=False).returncode == 0, 10)
+    yield port, directory
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_storescu_sends_compressed_images_that_open_to_what_was_sent(running, dicom_recipient, dcmtk_files,
+                                                                     storescp):
+    gateway, collector = running
+    private_key, _ = dicom_recipient
+    recorder_port, recorded = storescp
+    storescu = require_tool("storescu")
+    assert gateway.dicom_intake is not None
+    port = str(gateway.dicom_intake.port)
+    wire: list[tuple[str, bytes]] = []  # (syntax, data set) as storescu sent it, from storescp
+    files: list[bytes] = []
+    for option, name in STORESCU_COMPRESSED:
+        path = dcmtk_files.get(name) or pydicom_file(name)
+        files.append(path.read_bytes())
+        for called, target in ((AET, port), ("RECORDER", str(recorder_port))):
+            done = subprocess.run([storescu, option, "-aet", MODALITY, "-aec", called, "127.0.0.1", target, str(path)],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0 and "Store Failed" not in done.stderr, (name, called, done.stderr[-1000:])
+        (copy,) = recorded.iterdir()
+        data = copy.read_bytes()
+        copy.unlink()
+        wire.append((pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID,
+                     data_set_bytes(data)))
+    # Each image went in its own syntax: storescu neither decompressed nor transcoded it.
+    assert [syntax for syntax, _ in wire] == [
+        pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True).file_meta.TransferSyntaxUID for f in files
+    ]
+    assert wait_until(lambda: len(envelope_ids(collector)) >= len(files), 60)
+    assert gateway.quarantine.records() == []
+    restored = [pipeline.open_(e, private_key, restore_original=True, **OPEN).original for e in collector.on("/envelopes")]
+    assert all(r is not None for r in restored)
+    # The gateway restores exactly the data set that was on the wire, under the file meta of its syntax ...
+    assert sorted(wire) == sorted(
+        (pydicom.dcmread(io.BytesIO(r), stop_before_pixels=True).file_meta.TransferSyntaxUID, data_set_bytes(r))
+        for r in restored if r is not None
+    )
+    # ... which holds the file's elements and compressed Pixel Data bytes. (dcmtk rewrites sequence lengths on
+    # sending, and gives encapsulated Pixel Data the VR OB the standard requires where a file says OW.)
+    def content(part10: bytes) -> tuple[str, list[tuple[object, str, object]], bytes]:
+        ds = pydicom.dcmread(io.BytesIO(part10))
+        elements = [(e.tag, e.VR, e.value) for e in ds if e.tag != 0x7FE00010]
+        return ds.file_meta.TransferSyntaxUID, elements, ds.PixelData
+
+    received = [content(r) for r in restored if r is not None]
+    for data in files:
+        assert content(data) in received
+
+
 def test_unprotectable_input_is_refused_and_quarantined_with_its_reason(running):
     gateway, collector = running
     assert gateway.dicom_intake is not None
