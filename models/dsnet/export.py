@@ -71,6 +71,7 @@ def export(checkpoint: Path, out: Path) -> dict:
         if info.is_file():
             splits[split] = {k: v for k, v in json.loads(info.read_text()).items() if k != "slices"}
     spacing = splits.get("train", {}).get("pixel_spacing_mm")
+    fit = bool(splits.get("train", {}).get("fit_body_to_input", False))
     if spacing is None:
         raise SystemExit("the training data does not name its physical pixel size (build it with models.data.build)")
     manifest = {
@@ -90,13 +91,18 @@ def export(checkpoint: Path, out: Path) -> dict:
             "hu_window": list(HU_WINDOW),
             "pixel_spacing_mm": spacing,
             "assumed_field_of_view_mm": 350.0,
+            "fit_body_to_input": fit,
             "steps": ["clip HU to hu_window",
                       "resample from the slice's PixelSpacing to pixel_spacing_mm (area when shrinking, bilinear "
                       "when enlarging); inputs without PixelSpacing span assumed_field_of_view_mm",
                       f"crop to the body's bounding box (HU > -500) + 8 px, at least {MODEL_SIZE}x{MODEL_SIZE}, "
                       "padded with air",
+                      *([f"fit_body_to_input: a body wider than {MODEL_SIZE - 16} px at pixel_spacing_mm is "
+                         "resampled to the coarser pixel that fits it, so the canvas is exactly "
+                         f"{MODEL_SIZE}x{MODEL_SIZE}"] if fit else []),
                       "z-score over that canvas (paper eq. 3)",
-                      f"overlapping {MODEL_SIZE}x{MODEL_SIZE} tiles (32 px overlap, probabilities averaged)"],
+                      ("one network run on that canvas" if fit else
+                       f"overlapping {MODEL_SIZE}x{MODEL_SIZE} tiles (32 px overlap, probabilities averaged)")],
             "normalisation": "z-score over the body-cropped canvas after windowing and resampling",
             "non_hu_input": {"uint8": "0..255 spans hu_window linearly", "uint16_intercept": -1024.0,
                              "uint16_signed": "stored value is HU"},
@@ -119,7 +125,9 @@ def export(checkpoint: Path, out: Path) -> dict:
             "initialised_from": {"path": init, "sha256": init_sha},
             "checkpoint_epoch": int(state["epoch"]) + 1,
             "config": config,
-            "selected_by": ("Dice (network only, pooled pixels) on the held-out validation patients' canvases: "
+            "selected_by": (("mean of Dice and the percentage of tumour-free slices without a false component "
+                             "> 20 px" if config.get("select") == "dice+clean" else "Dice")
+                            + " (network only, pooled pixels) on the held-out validation patients' canvases: "
                             "lung1 and ts_domes, tumour-free slices included"),
             "batchnorm_statistics": ("averaged over training batches before validation (--precise-bn)"
                                      if config.get("precise_bn") else "exponential moving average of training"),

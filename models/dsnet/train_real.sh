@@ -4,18 +4,18 @@
 #   sh models/dsnet/train_real.sh            (after `make train-data`; ARCHS=dsnet for one network)
 # Logs: runs/logs/train_<arch>.log (progress), models/dsnet/results/<arch>_train_real_fit.jsonl (metrics).
 # 192x192 crops of the 256x256 body-fitted canvases (most of the body: heart and mediastinum are seen with
-# their context), 35 % centred on a hard-negative organ whose cross-entropy counts 3x, 35 % near a lesion;
+# their context), 45 % centred on a hard-negative organ whose cross-entropy counts 4x, 25 % near a lesion;
 # the kept checkpoint has the best mean of validation Dice and clean tumour-free validation slices.
 set -eu
 DATA=${DATA:-runs/data-real}
-EPOCHS=${EPOCHS:-16}
+EPOCHS=${EPOCHS:-15}
 STEPS=${STEPS:-100}
 mkdir -p runs/logs
 for arch in ${ARCHS:-dsnet unet}; do
   nohup nice -n 10 .venv-train/bin/python -m models.dsnet.train --arch "$arch" --data "$DATA" \
     --out "runs/train-$arch-fit" --init-onnx "models/dsnet/$arch.onnx" --epochs "$EPOCHS" --steps "$STEPS" \
-    --batch 8 --crop 192 --lesion-fraction 0.35 --hard-fraction 0.35 --hard-weight 3 --max-zoom 1.25 \
-    --lr 5e-4 --cosine --precise-bn 16 --val-count 100000 --select dice+clean --threads 1 --seed 1234 --resume \
+    --batch 8 --crop 192 --lesion-fraction 0.25 --hard-fraction 0.45 --hard-weight 4 --max-zoom 1.25 \
+    --lr 2.5e-4 --cosine --precise-bn 16 --val-count 100000 --select dice+clean --threads 1 --seed 1234 --resume \
     --log "models/dsnet/results/${arch}_train_real_fit.jsonl" >> "runs/logs/train_$arch.log" 2>&1 &
   echo $! > "runs/logs/train_$arch.pid"
 done

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +13,10 @@ import pytest
 from gateway import codecs
 from gateway.scanner_sim import dicom_from_hu
 from gateway.segment import (
+    DEFAULT_MANIFEST,
+    DEFAULT_MODEL,
     MODEL_SIZE,
+    Segmenter,
     canvas_to_mask,
     make_canvas,
     mask_to_canvas,
@@ -134,3 +140,25 @@ def test_fitting_leaves_a_body_that_fits_at_the_physical_size() -> None:
     hu, _ = phantom(300, 0.7)  # a 210 mm field of view: 183 px at 1.15 mm
     np.testing.assert_array_equal(make_canvas(hu, (0.7, 0.7), TARGET, fit=True).windowed,
                                   make_canvas(hu, (0.7, 0.7), TARGET).windowed)
+
+
+@pytest.mark.parametrize("fit,runs", [(False, 2), (True, 1)])  # 420 x 240 mm: 2 x 1 tiles at 1.15 mm
+def test_the_served_segmenter_runs_the_network_once_on_a_wide_body_when_its_manifest_fits(
+        tmp_path: Path, fit: bool, runs: int) -> None:
+    shutil.copy(DEFAULT_MODEL, tmp_path / "dsnet.onnx")
+    manifest = json.loads(DEFAULT_MANIFEST.read_text())
+    manifest["preprocessing"].update(pixel_spacing_mm=TARGET, fit_body_to_input=fit)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    seg = Segmenter(tmp_path / "dsnet.onnx", backend="cpu", threads=1)
+    assert seg.manifest.fit_body_to_input is fit
+    calls = []
+    network = seg.runner.run
+
+    def counted(x: np.ndarray) -> np.ndarray:
+        calls.append(x.shape)
+        return network(x)
+
+    seg.runner.run = counted  # type: ignore[method-assign]
+    hu, _ = wide_body(width_mm=420.0)
+    assert seg.predict_hu(hu, (0.9766, 0.9766)).shape == hu.shape
+    assert len(calls) == runs
