@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TRAIN_VENV := .venv-train
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench mosquitto openssl dicom-tools venv train-venv fetch-ct train-data clean faults mutants
+.PHONY: lint test demo bench mosquitto openssl dicom-tools venv train-venv fetch-ct train-data clean faults mutants
 
 venv: $(VENV)/.installed
 
@@ -53,7 +53,12 @@ deploy-tools:
 systemd-root: venv deploy-tools
 	$(SUDO) tests/deploy/make_root.sh $(TEST_ROOT) $(PY)
 
-test: venv mosquitto openssl dicom-tools zbar systemd-root
+# ruff (style, imports, likely bugs) over the code and mypy --strict over gateway/; settings in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check gateway
+	$(VENV)/bin/mypy
+
+test: lint venv mosquitto openssl dicom-tools zbar systemd-root
 	MEDSHIELD_TEST_ROOT=$(TEST_ROOT) $(PY) -m pytest -q
 
 # The release artefact: dist/medshield-<version>-py3-none-any.whl (code, ONNX models, units, host install).

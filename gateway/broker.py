@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -203,7 +203,8 @@ class EmbeddedBroker:
             if self._proc.poll() is not None:
                 log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
                 self._proc = None
-                raise ConfigError(f"embedded_broker.port: mosquitto could not start on {self.host}:{self.port}: {log.strip()}")
+                raise ConfigError(
+                    f"embedded_broker.port: mosquitto could not start on {self.host}:{self.port}: {log.strip()}")
             if _port_open(self.host, self.port) and _listens(self._proc.pid, self.port):
                 self._listening = True
                 return self

@@ -3,9 +3,10 @@
 Loading order: the TOML file, then `MEDSHIELD__SECTION__KEY=value` environment variables (a value is typed by
 the schema: `MEDSHIELD__GATEWAY__DEVICE_ID=123` stays the string "123", `MEDSHIELD__LIMITS__QUEUE_SIZE=64`
 becomes an int; a list takes a TOML array or comma-separated items; an empty value clears an optional key;
-every error about an overridden key names its variable), then validation (unknown keys are errors, named by their dotted path), then secrets: every `*_file` field is
-read at load time (never at import), relative names are looked up in systemd's `$CREDENTIALS_DIRECTORY`
-first. Secret values live in `SecretStr` and never appear in a repr or a log line.
+every error about an overridden key names its variable), then validation (unknown keys are errors, named by
+their dotted path), then secrets: every `*_file` field is read at load time (never at import), relative names
+are looked up in systemd's `$CREDENTIALS_DIRECTORY` first.
+Secret values live in `SecretStr` and never appear in a repr or a log line.
 """
 
 from __future__ import annotations
@@ -339,13 +340,14 @@ def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
 
 def _format_validation_error(exc: ValidationError, sources: Mapping[str, str] | None = None) -> str:
     lines = []
+    sources = sources or {}
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         path = ".".join(loc) or "(root)"
         kind = err["type"]
         message = "unknown key" if kind == "extra_forbidden" else err["msg"]
         variable = next(
-            (sources[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in (sources or {})), None
+            (sources[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in sources), None
         )
         lines.append(f"{path}: {message}" + (f" (environment variable {variable})" if variable else ""))
     return "; ".join(lines)

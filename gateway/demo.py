@@ -80,7 +80,8 @@ class DemoSummary:
             h = self.hospital
             lines.append(
                 f"  storescu → gateway (C-STORE) → Orthanc     : {h.sent} sent, {h.answered_success} answered Success, "
-                f"{h.in_orthanc} in Orthanc, {h.identical} the same image (elements, pixels), {h.bit_exact} bit-exact data sets"
+                f"{h.in_orthanc} in Orthanc, {h.identical} the same image (elements, pixels), "
+                f"{h.bit_exact} bit-exact data sets"
             )
         if self.end_to_end_ms:
             p50, p95 = self.end_to_end_ms
@@ -185,9 +186,9 @@ def run_demo(
             summary.protected = int(m.protected.value())
             summary.quarantined = {ls["reason"]: int(m.quarantined.value(**ls)) for ls in m.quarantined.label_sets()}
             for labels in m.stage.label_sets():
-                summary.stage_ms[labels["stage"]] = _p50_p95(m.stage, **labels)  # type: ignore[assignment]
+                summary.stage_ms[labels["stage"]] = _p50_p95(m.stage, **labels)
             for labels in m.seal_part.label_sets():
-                summary.stage_ms[f"seal.{labels['part']}"] = _p50_p95(m.seal_part, **labels)  # type: ignore[assignment]
+                summary.stage_ms[f"seal.{labels['part']}"] = _p50_p95(m.seal_part, **labels)
             if m.protect.count():
                 summary.stage_ms["protect"] = _p50_p95(m.protect)
             if loop is not None:
@@ -214,10 +215,10 @@ def run_demo(
 
 def _modality_series(directory: Path, count: int = 6) -> list[Path]:
     """A CT series as a modality would send it: real lung CT slices (lung1.npz 28–33) as valid DICOM files."""
+    import numpy as np
+
     from gateway.resources import shared_data_dir
     from gateway.scanner_sim import dicom_from_hu
-
-    import numpy as np
 
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as data:
         volume, spacing = data["image_hu"], [float(v) for v in data["spacing_zyx_mm"]]
@@ -226,7 +227,8 @@ def _modality_series(directory: Path, count: int = 6) -> list[Path]:
     for z in range(34 - count, 34):
         path = directory / f"CT{z:03d}.dcm"
         path.write_bytes(
-            dicom_from_hu(volume[z], instance=z + 1, spacing_mm=spacing[1:], thickness_mm=spacing[0], series_seed="demo-modality")
+            dicom_from_hu(volume[z], instance=z + 1, spacing_mm=spacing[1:], thickness_mm=spacing[0],
+                          series_seed="demo-modality")
         )
         files.append(path)
     return files

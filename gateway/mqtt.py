@@ -31,7 +31,6 @@ from gateway.errors import ConfigError
 from gateway.logging import get_logger, library_logger
 
 
-
 @dataclass(frozen=True)
 class InboundMessage:
     """One message as the broker delivered it; `mid` and `generation` identify it for `MqttLink.ack`."""
@@ -157,7 +156,7 @@ class MqttLink:
         """Connect in the background (the loop thread retries with backoff until the broker answers)."""
         properties = None
         if self._mqtt5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # unannotated in paho
             properties.SessionExpiryInterval = self.config.session_expiry_s if self.persistent else 0
             if self._receive_maximum is not None:
                 properties.ReceiveMaximum = self._receive_maximum
@@ -249,7 +248,7 @@ class MqttLink:
         """Drop the connection so the broker redelivers every message this side has not acknowledged (the
         loop reconnects by itself and resumes the persistent session)."""
         sock = self._client.socket()
-        if sock is None:
+        if not isinstance(sock, socket.socket):  # None before connecting; ssl.SSLSocket is a socket.socket
             return
         try:
             sock.shutdown(socket.SHUT_RDWR)

@@ -11,6 +11,7 @@ Time is injectable (`gateway.rng.Clock`, UTC nanoseconds).
 from __future__ import annotations
 
 import base64
+import binascii
 import fcntl
 import hashlib
 import hmac
@@ -42,7 +43,7 @@ def secret_bytes(secret: str) -> bytes:
     s = secret.strip().replace(" ", "").upper()
     try:
         raw = base64.b32decode(s + "=" * (-len(s) % 8))
-    except (ValueError, base64.binascii.Error) as exc:
+    except (ValueError, binascii.Error) as exc:
         raise InputError("bad_otp_secret", "OTP secret is not valid base32") from exc
     if not 10 <= len(raw) <= 64:
         raise InputError("bad_otp_secret", "OTP secret must be 80 to 512 bits")

@@ -34,8 +34,8 @@ from gateway.crypto.origin import TrustedGateways
 from gateway.crypto.parts import MAGIC as PART_MAGIC
 from gateway.crypto.parts import Manifest, Part, is_part, parse_part, verify_manifest
 from gateway.errors import InputError, OpenError
-from gateway.ledger import GENESIS_HASH, Checkpoint, parse_line
 from gateway.files import write_atomic
+from gateway.ledger import GENESIS_HASH, Checkpoint, parse_line
 from gateway.logging import get_logger
 from gateway.mqtt import InboundMessage, MqttLink
 from gateway.rng import Clock, system_clock

@@ -34,8 +34,8 @@ from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
 from gateway.pipeline import STAMP_LABEL, Protected, open_, protect
 from gateway.rng import SeededRandom, fixed_clock
-from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
 from gateway.stego.carriers import DEFAULT_CARRIER_RULE
+from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
 
 ALPHA = 0.05
 REPORT_CLOCK_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed clock makes runs reproducible
@@ -462,14 +462,14 @@ def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "")
     written = []
     rows = len(reports)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 2.3 * rows), squeeze=False)
-    for r, rep in enumerate(reports):
+    for row, rep in enumerate(reports):
         values, levels = _histogram_values(rep.plain_pixels)
-        ax = axes[r][0]
+        ax = axes[row][0]
         bins = 256 if levels == 256 else 512
         ax.hist(values, bins=bins, range=(0, int(values.max()) + 1 if levels > 256 else 256), color="#555555")
         ax.set_title(f"{rep.name}: plain ({rep.bits}-bit)", fontsize=8)
         ax.tick_params(labelsize=6)
-        ax = axes[r][1]
+        ax = axes[row][1]
         ax.bar(np.arange(256), np.bincount(body_array(rep.body), minlength=256), width=1.0, color="#2a6fb0")
         ax.set_title(
             f"cipher body bytes (entropy {rep.entropy_body:.4f}, χ² p={rep.chi2_body['p_value']:.3f})", fontsize=8
@@ -518,7 +518,7 @@ def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "")
         axes[0].plot(grid, [c.npcr for c in crit], "r--", label=f"NPCR* (α={ALPHA})")
         axes[1].plot(grid, [c.uaci_low for c in crit], "r--", label=f"UACI bounds (α={ALPHA})")
         axes[1].plot(grid, [c.uaci_high for c in crit], "r--")
-        for ax, label in zip(axes, ("NPCR (%)", "UACI (%)")):
+        for ax, label in zip(axes, ("NPCR (%)", "UACI (%)"), strict=True):
             ax.set_xscale("log")
             ax.set_xlabel("cipher bytes compared")
             ax.set_ylabel(label)
@@ -545,8 +545,9 @@ def markdown(
     rep0 = reports[0]
     lines += [
         (
-            f"Suite `{rep0.suite}`, seed `{rep0.seed_hex}` (every random choice and the clock derive from it; the recipient "
-            "is derived from it too). One-pixel change: one pixel's least significant bit flipped (±1 grey level), "
+            f"Suite `{rep0.suite}`, seed `{rep0.seed_hex}` (every random choice and the clock derive from it; "
+            "the recipient is derived from it too). One-pixel change: one pixel's least significant bit flipped "
+            "(±1 grey level), "
             "protected again under the same key material. NPCR/UACI compare the two cipher bodies (bytes) over "
             f"their common length; critical values are Wu–Noonan–Agaian's for that many bytes at 8 bits, α = {ALPHA} "
             f"(for reference, at 512² they are NPCR* = {rep0.critical_512['npcr']:.4f} %, UACI in "
@@ -555,14 +556,17 @@ def markdown(
         "",
         "## Differential (NPCR / UACI)",
         "",
-        "| image | bytes compared | changes | NPCR mean % | NPCR* % | NPCR pass | UACI mean % | UACI bounds % | UACI pass |",
+        "| image | bytes compared | changes | NPCR mean % | NPCR* % | NPCR pass | UACI mean % | UACI bounds % "
+        "| UACI pass |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
         d0 = r.differentials[0]
         lines.append(
-            f"| {r.name} | {d0.compared_bytes} | {len(r.differentials)} | {np.mean([d.npcr for d in r.differentials]):.4f} "
-            f"| {d0.npcr_critical:.4f} | {100 * r.npcr_pass_rate:.0f} % | {np.mean([d.uaci for d in r.differentials]):.4f} "
+            f"| {r.name} | {d0.compared_bytes} | {len(r.differentials)} "
+            f"| {np.mean([d.npcr for d in r.differentials]):.4f} "
+            f"| {d0.npcr_critical:.4f} | {100 * r.npcr_pass_rate:.0f} % "
+            f"| {np.mean([d.uaci for d in r.differentials]):.4f} "
             f"| {d0.uaci_low:.4f}–{d0.uaci_high:.4f} | {100 * r.uaci_pass_rate:.0f} % |"
         )
     total = sum(len(r.differentials) for r in reports)
@@ -579,21 +583,25 @@ def markdown(
         "",
         "## Cipher body statistics",
         "",
-        f"| image | body bytes | entropy (bits/byte) | ideal for that length | plain entropy (bits/pixel) | χ² (255 dof; {_fmt(rep0.chi2_critical, 2)} at α={ALPHA}) | p-value | corr H | corr V | corr D | plain corr H / V / D |",
+        "| image | body bytes | entropy (bits/byte) | ideal for that length | plain entropy (bits/pixel) "
+        f"| χ² (255 dof; {_fmt(rep0.chi2_critical, 2)} at α={ALPHA}) | p-value | corr H | corr V | corr D "
+        "| plain corr H / V / D |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in reports:
         cb, cp = r.correlation_body, r.correlation_plain
         lines.append(
-            f"| {r.name} | {r.body_bytes} | {r.entropy_body:.4f} | {expected_entropy(r.body_bytes):.4f} | {r.entropy_plain:.4f} | {r.chi2_body['statistic']:.2f} "
-            f"| {r.chi2_body['p_value']:.4f} | {_fmt(cb['horizontal'])} | {_fmt(cb['vertical'])} | {_fmt(cb['diagonal'])} "
+            f"| {r.name} | {r.body_bytes} | {r.entropy_body:.4f} | {expected_entropy(r.body_bytes):.4f} "
+            f"| {r.entropy_plain:.4f} | {r.chi2_body['statistic']:.2f} | {r.chi2_body['p_value']:.4f} "
+            f"| {_fmt(cb['horizontal'])} | {_fmt(cb['vertical'])} | {_fmt(cb['diagonal'])} "
             f"| {_fmt(cp['horizontal'], 3)} / {_fmt(cp['vertical'], 3)} / {_fmt(cp['diagonal'], 3)} |"
         )
     lines += [
         "",
         "## Marking fidelity, restoration, size",
         "",
-        "| image | format | bits | mask | lesion px | PSNR marked dB | SSIM marked | payload bytes | BER | NC | restored bit-exact | restored file identical | pixels/plaintext | file/envelope |",
+        "| image | format | bits | mask | lesion px | PSNR marked dB | SSIM marked | payload bytes | BER | NC "
+        "| restored bit-exact | restored file identical | pixels/plaintext | file/envelope |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for r in reports:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 Clock = Callable[[], int]
 """Returns the current UTC time in integer nanoseconds since the epoch."""

@@ -148,7 +148,8 @@ class Spool:
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
         except (sqlite3.OperationalError, OSError) as exc:
             if _is_disk_full(exc):
-                raise SpoolFull(errno.ENOSPC, f"no space left for the spool ({free_bytes(path.parent)} bytes free)", str(path)) from None
+                raise SpoolFull(errno.ENOSPC, f"no space left for the spool ({free_bytes(path.parent)} bytes free)",
+                                str(path)) from None
             raise
         self._rows, self._bytes = int(row[0]), int(row[1])
         self._next_prune_ns = 0

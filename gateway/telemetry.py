@@ -22,7 +22,7 @@ import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
 
 # `<name>_created` series double every counter and histogram and nothing here reads them.
-prom.disable_created_metrics()
+prom.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -380,10 +380,14 @@ class Runner:
         buffer = floors.random_key(length)
         if suite == "sbbe-blowfish":
             key = floors.random_key(floors.BLOWFISH_KEY_BYTES)
-            fn: Callable[[], Any] = lambda: floors.blowfish_ctr(key, buffer)
+
+            def fn() -> Any:
+                return floors.blowfish_ctr(key, buffer)
         else:
             key = floors.random_key(64)
-            fn = lambda: floors.aes_siv(key, buffer)
+
+            def fn() -> Any:
+                return floors.aes_siv(key, buffer)
         name = CIPHER_FLOOR[suite]
         series = self._repeat(f"{name} {image.name}", timed(fn))
         return self._floor(image, name, suite, None, series, length)

@@ -92,7 +92,8 @@ def hu_to_stored(hu: np.ndarray, bits: int) -> np.ndarray:
         lo, hi = HU_WINDOW
         return np.clip(np.rint((hu - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
     if bits == 16:
-        return np.clip(np.rint(hu + HU_OFFSET), 0, STORED_MAX).astype(np.uint16)
+        stored: np.ndarray = np.clip(np.rint(hu + HU_OFFSET), 0, STORED_MAX).astype(np.uint16)
+        return stored
     raise ValueError(f"bits must be 8 or 16, not {bits}")
 
 

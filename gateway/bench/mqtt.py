@@ -12,13 +12,14 @@ import uuid
 from typing import Self
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 RECEIVE_TIMEOUT_S = 60.0
 
 
 def _client(name: str) -> mqtt.Client:
     client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"medshield-bench-{name}-{uuid.uuid4().hex[:8]}",
         protocol=mqtt.MQTTv5,
     )

@@ -27,7 +27,9 @@ CSV_FIELDS = (
     "throughput_per_s", "pixel_mb_per_s", "payload_bytes", "input_bytes", "peak_memory_mb",
 )  # fmt: skip
 # Leaf stages of a pipeline run, in the order they happen; they add up to the end-to-end time.
-PIPELINE_LEAVES = (INGEST, "decode", "segment", "keys", "hide", "pack", "seal.search", "seal.encrypt", "seal.other", FORWARD)
+PIPELINE_LEAVES = (
+    INGEST, "decode", "segment", "keys", "hide", "pack", "seal.search", "seal.encrypt", "seal.other", FORWARD,
+)
 
 
 def _ms(seconds: float) -> float:
@@ -121,7 +123,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 },
             }
         )
-    return _clean(
+    doc: dict[str, Any] = _clean(
         {
             "schema": SCHEMA,
             "started": result.started,
@@ -138,6 +140,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "measurements": measurements,
         }
     )
+    return doc
 
 
 def write_json(result: BenchResult, path: Path) -> None:
@@ -172,7 +175,7 @@ def _figure_legend(fig: Any, axes: Any) -> None:
     """One legend for the figure with every label any subplot used (subplots may lack some stages)."""
     seen: dict[str, Any] = {}
     for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     fig.legend(list(seen.values()), list(seen.keys()), loc="upper right", fontsize=7, bbox_to_anchor=(0.995, 0.93))
 
@@ -200,7 +203,8 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
     backend = _primary_backend(result)
     suites, bit_depths = result.config.suites, result.config.bits
     machine = result.machine.get("cpu_model", "?")
-    footer = f"{machine}, {result.machine.get('usable_cores')} cores; p50; warm-up excluded; backend: {backend or 'reference mask'}"
+    footer = (f"{machine}, {result.machine.get('usable_cores')} cores; p50; warm-up excluded; "
+              f"backend: {backend or 'reference mask'}")
     written = []
 
     def pipe(size: int, bits: int, suite: str, name: str = "pipeline") -> Measurement | None:
@@ -279,7 +283,7 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             ),
         )
         axes[1].plot(xs, ys, "--", label=f"AES-GCM forward {bits}-bit")
-    for ax, label in zip(axes, ("images per second (1 / mean)", "pixel data MB/s (at p50)")):
+    for ax, label in zip(axes, ("images per second (1 / mean)", "pixel data MB/s (at p50)"), strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("image side (pixels)")
@@ -312,7 +316,7 @@ def write_plots(result: BenchResult, out_dir: Path) -> list[Path]:
             for i, stage in enumerate(PIPELINE_LEAVES):
                 if any(shares[stage]):
                     ax.barh(labels, shares[stage], left=lefts, color=colors[i], label=stage)
-                    lefts = [a + b for a, b in zip(lefts, shares[stage])]
+                    lefts = [a + b for a, b in zip(lefts, shares[stage], strict=True)]
             ax.set_xlim(0, 100)
             ax.set_xlabel("share of end-to-end median (%)")
             ax.set_title(f"{suite}, {bits}-bit")
@@ -360,7 +364,8 @@ def summary_markdown(result: BenchResult) -> str:
         lines.append(
             f"| {r['size']}² | {r['bits']} | {r['suite']} | {r['backend'] or 'reference mask'} | {t.p50 * 1e3:.1f} "
             f"| {t.p95 * 1e3:.1f} | {t.p99 * 1e3:.1f} | {t.n} | {(protect.p50 if protect else math.nan) * 1e3:.1f} "
-            f"| {r['pipeline_over_floors']:.2f} | {r['pipeline_over_alternative']:.2f} | {r['alternative_p50_s'] * 1e3:.1f} "
+            f"| {r['pipeline_over_floors']:.2f} | {r['pipeline_over_alternative']:.2f} "
+            f"| {r['alternative_p50_s'] * 1e3:.1f} "
             + (
                 f"| {r['search_p50_s'] * 1e3:.1f} | {r['search_paper_p50_s'] * 1e3:.1f} "
                 f"| {r['sbbe_paper_p50_s'] * 1e3:.1f} ({r['sbbe_paper_over_0.67s']:.3f}) "
@@ -416,12 +421,14 @@ def summary_lines(result: BenchResult) -> list[str]:
     lines = []
     for ratio in result.ratios():
         line = (
-            f"{ratio['size']:>5}² {ratio['bits']:>2}-bit {ratio['suite']:<13} {ratio['backend'] or 'reference mask':<14} "
+            f"{ratio['size']:>5}² {ratio['bits']:>2}-bit {ratio['suite']:<13} "
+            f"{ratio['backend'] or 'reference mask':<14} "
             f"e2e p50 {ratio['pipeline_p50_s'] * 1000:9.1f} ms | /floors {ratio['pipeline_over_floors']:6.2f} "
             f"| /AES-GCM fwd {ratio['pipeline_over_alternative']:6.2f}"
         )
         if "sbbe_paper_p50_s" in ratio:
-            line += f" | SBBE N={ratio['paper_population']} {ratio['sbbe_paper_p50_s'] * 1000:7.1f} ms (= {ratio['sbbe_paper_over_0.67s']:.3f} × 0.67 s)"
+            line += (f" | SBBE N={ratio['paper_population']} {ratio['sbbe_paper_p50_s'] * 1000:7.1f} ms "
+                     f"(= {ratio['sbbe_paper_over_0.67s']:.3f} × 0.67 s)")
         lines.append(line)
     for skip in result.skipped:
         lines.append(f"skipped: {skip['case']} {skip['suite']} {skip['backend']} {skip['image']}: {skip['reason']}")

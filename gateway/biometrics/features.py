@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,10 +35,11 @@ Capture = bytes | np.ndarray | Path
 
 def _capture(c: Capture) -> np.ndarray:
     if isinstance(c, (str, Path)):
+        path = Path(c)
         try:
-            c = Path(c).read_bytes()
+            c = path.read_bytes()
         except OSError as exc:
-            raise InputError("unreadable", f"cannot read capture {Path(c).name}: {exc.strerror}") from None
+            raise InputError("unreadable", f"cannot read capture {path.name}: {exc.strerror}") from None
     return load_capture(c)
 
 
@@ -87,7 +89,7 @@ def _manifest(p: Path) -> dict:  # type: ignore[type-arg]
 
 
 @lru_cache(maxsize=4)
-def _session(path: str):  # type: ignore[no-untyped-def]
+def _session(path: str) -> tuple[Any, str, Whitening]:
     import onnxruntime as ort
 
     p = Path(path)

@@ -91,7 +91,8 @@ def rm_encode(msg: np.ndarray, m: int) -> np.ndarray:
     j = np.arange(1 << m)
     basis = ((j[None, :] >> np.arange(m)[:, None]) & 1).astype(np.uint8)  # (m, 2^m)
     lin = (msg[:, 1:].astype(np.int64) @ basis.astype(np.int64)) & 1
-    return (lin ^ msg[:, :1]).astype(np.uint8)
+    code: np.ndarray = (lin ^ msg[:, :1]).astype(np.uint8)
+    return code
 
 
 def _fht(x: np.ndarray) -> np.ndarray:
@@ -124,7 +125,8 @@ def bits_to_bytes(bits: np.ndarray) -> bytes:
 def rotated(features: np.ndarray, seed: bytes) -> np.ndarray:
     """Rotate feature vectors (rows) by the profile's orthogonal Q."""
     f = np.atleast_2d(np.asarray(features, np.float64))
-    return f @ _rotation(bytes(seed), f.shape[1]).T
+    out: np.ndarray = f @ _rotation(bytes(seed), f.shape[1]).T
+    return out
 
 
 def generate(enrol_features: np.ndarray, params: CodeParams, rng: RandomSource) -> tuple[bytes, Helper]:

@@ -26,9 +26,9 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import structlog
 
@@ -59,7 +59,7 @@ def k_enc(r: bytes, k_secret: bytes, device_id: str) -> bytes:
         raise InputError("bad_device_id", "device id must not be empty")
     if len(r) != 32 or len(k_secret) != 32:
         raise ValueError("R and K_secret must be 32 bytes")
-    return hashlib.sha256(bytes(a ^ b for a, b in zip(r, k_secret)) + device_id.encode("utf-8")).digest()
+    return hashlib.sha256(bytes(a ^ b for a, b in zip(r, k_secret, strict=True)) + device_id.encode("utf-8")).digest()
 
 
 def stretch(r_fingerprint: bytes, r_iris: bytes, salt: bytes, params: slowkdf.Argon2Params) -> bytes:

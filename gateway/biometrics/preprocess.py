@@ -40,9 +40,10 @@ def load_capture(data: bytes | np.ndarray) -> np.ndarray:
         buf = np.frombuffer(data, np.uint8)
         if buf.size == 0:
             raise InputError("not_an_image", "empty biometric capture")
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-        if img is None:
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if decoded is None:
             raise InputError("not_an_image", "biometric capture is not a readable image")
+        img = decoded
     if img.ndim == 3:
         if img.shape[2] == 4:
             # Transparent pixels are background (white on these sensors).
@@ -64,7 +65,8 @@ def load_capture(data: bytes | np.ndarray) -> np.ndarray:
 
 def _zscore(x: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     sel = x[where] if where is not None and where.any() else x
-    return ((x - sel.mean()) / (sel.std() + 1e-6)).astype(np.float32)
+    z: np.ndarray = ((x - sel.mean()) / (sel.std() + 1e-6)).astype(np.float32)
+    return z
 
 
 _ORIENT_SIGMA = 7.0  # px: smoothing of the structure tensor (about one ridge period)
@@ -106,7 +108,7 @@ def find_core(theta: np.ndarray, fg: np.ndarray, step: int = 8, radius: int = 2)
             + [(radius, x) for x in range(radius, -radius, -1)] + [(y, -radius) for y in range(radius, -radius, -1)])
     ys, xs = np.mgrid[radius:h - radius, radius:w - radius]
     total = np.zeros(ys.shape, np.float32)
-    for (y0, x0), (y1, x1) in zip(ring, ring[1:] + ring[:1]):
+    for (y0, x0), (y1, x1) in zip(ring, ring[1:] + ring[:1], strict=True):
         d = t[ys + y1, xs + x1] - t[ys + y0, xs + x0]
         total += (d + np.pi / 2) % np.pi - np.pi / 2  # orientation differences wrapped to (-pi/2, pi/2]
     cand = (np.abs(total - np.pi) < 0.5) & inside[radius:h - radius, radius:w - radius]
@@ -189,7 +191,7 @@ def fingerprint_input(img: np.ndarray) -> np.ndarray:
     half = FINGERPRINT_WINDOW / 2
     # One affine map: rotate about the core by -tilt, then move the core to the window centre.
     m = cv2.getRotationMatrix2D((cx, cy), tilt, 1.0)
-    m[:, 2] += (half - cx, half - cy)
+    m[:, 2] += np.array((half - cx, half - cy))
     win = (FINGERPRINT_WINDOW, FINGERPRINT_WINDOW)
     inv = 255.0 - g  # ridges bright, background 0
     crop = cv2.warpAffine(inv, m.astype(np.float32), win, flags=cv2.INTER_LINEAR, borderValue=0.0)
@@ -217,7 +219,7 @@ def localise_iris(img: np.ndarray) -> IrisCircles:
     lo = float(np.percentile(g, 1))
     if float(np.median(g)) - lo < 40:
         raise InputError("no_iris", "no dark pupil in the eye image")
-    dark = (g < lo + 35).astype(np.uint8)
+    dark: np.ndarray = (g < lo + 35).astype(np.uint8)
     dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     n, labels, stats, cents = cv2.connectedComponentsWithStats(dark)
     if n < 2:

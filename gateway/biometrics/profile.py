@@ -165,10 +165,11 @@ def seal(profile: Profile, passphrase: bytes, *, rng: RandomSource = system_rand
     """The encrypted profile file's bytes (checks the passphrase's strength first)."""
     check_passphrase(passphrase, (profile.name, profile.device_id))
     kdf.check()
+    salt = rng(slowkdf.SALT_BYTES)
     header = {"format": FORMAT, "version": VERSION, "cipher": "aes-256-siv",
-              "kdf": dict(kdf.to_doc(), salt=b64url_encode(rng(slowkdf.SALT_BYTES)))}
+              "kdf": dict(kdf.to_doc(), salt=b64url_encode(salt))}
     aad = json.dumps(header, sort_keys=True).encode()
-    key = slowkdf.derive(passphrase, b64url_decode(header["kdf"]["salt"]), kdf, length=64)
+    key = slowkdf.derive(passphrase, salt, kdf, length=64)
     doc = dict(header, **siv_seal(key, profile.to_json(), aad, rng).to_doc())
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 

@@ -20,7 +20,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.errors import ConfigError, InputError, OpenError, UsageError

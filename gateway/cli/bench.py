@@ -6,10 +6,14 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
 from gateway.bench.stats import RepetitionRule
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 DEFAULT_OUT = Path("benchmarks/results/bench")  # where the committed full run lives
 QUICK_OUT = Path("benchmarks/results/tmp/quick")  # ignored by git: quick figures are not results
@@ -29,7 +33,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="benchmark latency vs image size (pipeline, floors, alternative) through a real mosquitto",
@@ -97,7 +101,7 @@ class _Bar:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bar = None
+        self.bar: tqdm[Any] | None = None
 
     def start(self, total_cases: int) -> None:
         if self.enabled:

@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"medshield demo: {len(feed)} images (CPU only); log: {log_path}", flush=True)
     hospital = available()
     if not hospital:
-        print("  hospital loop (storescu → gateway → Orthanc) skipped: storescu or Orthanc is not installed", flush=True)
+        print("  hospital loop (storescu → gateway → Orthanc) skipped: storescu or Orthanc is not installed",
+              flush=True)
     elif reference_ct() is None:  # its modality series is real lung CT
         hospital = False
         print("  hospital loop (storescu → gateway → Orthanc) skipped: no reference CT", flush=True)

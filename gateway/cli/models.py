@@ -19,8 +19,9 @@ SEGMENTATION_MODELS: tuple[tuple[str, Path, Path], ...] = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the committed models; build TensorRT engines", description=__doc__)
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the committed models; build TensorRT engines", description=__doc__)
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="each segmentation model, its sha256 check and the backends usable here")
     listing.set_defaults(func=list_models)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.crypto.origin import TrustedGateways
@@ -20,22 +20,26 @@ from gateway.files import write_atomic
 from gateway.pipeline import open_
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("open", help="open an envelope as its recipient")
     parser.add_argument("input", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True, help="image to write (the input's format)")
     credentials = parser.add_argument_group("credentials (a raw key, or a biometric profile)")
     credentials.add_argument("--key", type=Path, help="raw-key recipient's private key (NAME.key)")
     credentials.add_argument("--profile", type=Path, help="enrolled recipient profile (NAME.profile)")
-    credentials.add_argument("--fingerprint", type=Path, action="append", default=[], help="fresh fingerprint capture (repeat: 3 captures are recommended, see the MSE-Net model card)")
-    credentials.add_argument("--iris", type=Path, action="append", default=[], help="fresh eye image (repeat, one per --fingerprint)")
+    credentials.add_argument(
+        "--fingerprint", type=Path, action="append", default=[],
+        help="fresh fingerprint capture (repeat: 3 captures are recommended, see the MSE-Net model card)")
+    credentials.add_argument(
+        "--iris", type=Path, action="append", default=[], help="fresh eye image (repeat, one per --fingerprint)")
     credentials.add_argument("--otp", help="current one-time code (the key-release service checks it)")
     credentials.add_argument("--recovery-key", type=Path, help="file with the printed recovery key (instead of --otp)")
     credentials.add_argument(
         "--device-id", help="this device's id (default: $MEDSHIELD_DEVICE_ID, else /etc/machine-id)"
     )
     credentials.add_argument(
-        "--profile-pass-file", type=Path, help="file whose first line is the profile passphrase (default: $MEDSHIELD_PROFILE_PASS)"
+        "--profile-pass-file", type=Path,
+        help="file whose first line is the profile passphrase (default: $MEDSHIELD_PROFILE_PASS)"
     )
     origin = parser.add_argument_group("origin (who sealed the envelope)")
     origin.add_argument(
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.hidden, (json.dumps(record, indent=2) + "\n").encode(), mode=0o600)
     what = "original" if args.restore_original else "marked image"
     verified = "VERIFIED" if origin.pinned else "UNVERIFIED"
-    created = datetime.fromtimestamp(origin.created_ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+    created = datetime.fromtimestamp(origin.created_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
     print(
         f"opened {args.input.name}: {what} -> {args.output}; origin {verified}: gateway {origin.device_id}"
         f" (key {origin.key_id}), sealed {created}; timestamp stamp verified"

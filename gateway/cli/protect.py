@@ -20,7 +20,7 @@ from gateway.rng import SeededRandom, system_random
 from gateway.stego.carriers import CARRIER_RULES, DEFAULT_CARRIER_RULE
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("protect", help="protect one image (DICOM, PNG, NPY) into an envelope")
     parser.add_argument("input", type=Path)
     parser.add_argument("-r", "--recipient", type=Path, required=True, help="recipient card (NAME.card)")
@@ -62,12 +62,13 @@ def load_mask(path: Path) -> np.ndarray:
     """A lesion mask from a PNG (any nonzero pixel is lesion) or an NPY array."""
     data = path.read_bytes()
     if path.suffix.lower() == ".npy":
-        mask = np.load(path, allow_pickle=False)
+        mask: np.ndarray = np.load(path, allow_pickle=False)
     else:
         mask = codecs.decode(data).pixels
     if mask.ndim != 2:
         raise UsageError(f"--mask {path}: must be a 2-D image")
-    return mask != 0
+    lesion: np.ndarray = mask != 0
+    return lesion
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,18 +103,20 @@ def run(args: argparse.Namespace) -> int:
         rng=rng,
     )
     write_atomic(args.output, result.envelope, mode=0o644)
+    timings_ms = {stage: round(seconds * 1000, 3) for stage, seconds in result.timings.items()}
     summary = {
         "message_id": result.message_id,
         "envelope": str(args.output),
         "envelope_bytes": len(result.envelope),
         "lesion_pixels": result.lesion_pixels,
-        "timings_ms": {stage: round(seconds * 1000, 3) for stage, seconds in result.timings.items()},
+        "timings_ms": timings_ms,
     }
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
     else:
-        print(f"protected {args.input.name} -> {args.output} ({len(result.envelope)} bytes), message {result.message_id}")
+        print(f"protected {args.input.name} -> {args.output} ({len(result.envelope)} bytes), "
+              f"message {result.message_id}")
         print("  lesion pixels kept untouched:", result.lesion_pixels)
-        print("  stages (ms):", ", ".join(f"{k} {v}" for k, v in summary["timings_ms"].items()))
+        print("  stages (ms):", ", ".join(f"{k} {v}" for k, v in timings_ms.items()))
     return 0

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     enc.add_argument("--kind", choices=qr.KINDS, help="what the input is (default: detected from its content)")
     enc.add_argument(
         "--level", choices=qr.LEVELS, default=qr.DEFAULT_LEVEL,
-        help=f"error-correction level: L 7 %%, M 15 %%, Q 25 %%, H 30 %% of a code recoverable (default {qr.DEFAULT_LEVEL})",
+        help=f"error-correction level: L 7 %%, M 15 %%, Q 25 %%, H 30 %% of a code recoverable "
+             f"(default {qr.DEFAULT_LEVEL})",
     )
     enc.add_argument(
         "--max-version", type=int, default=qr.DEFAULT_MAX_VERSION, metavar="1..40",
@@ -68,5 +69,6 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     res = qr.decode_files(args.images, args.out, backend=args.decoder)
-    print(f"{res.kind} {res.message_id}: {res.count} code{'s' if res.count > 1 else ''} -> {res.path} ({res.size} bytes, digest checked)")
+    print(f"{res.kind} {res.message_id}: {res.count} code{'s' if res.count > 1 else ''} -> {res.path} "
+          f"({res.size} bytes, digest checked)")
     return 0

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.cli.run import DEFAULT_CONFIG, config_path
 
@@ -43,7 +43,7 @@ def _quarantine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _list(args: argparse.Namespace) -> int:
     _, quarantine = _quarantine(args)
     for r in quarantine.records():
-        when = datetime.fromtimestamp(r.received_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = datetime.fromtimestamp(r.received_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         print(f"{r.message_id}  {when}  {r.reason:<24} {r.size:>10} B  {r.topic}")
     return 0
 

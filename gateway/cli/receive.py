@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--count", type=int, help="exit after storing this many envelopes")
     parser.add_argument("--timeout", type=float, help="exit after this many seconds")
     parser.add_argument(
-        "--pacs", type=Path, help="TOML of [[destination]] PACS (C-STORE or STOW-RS) to deliver opened DICOM to (needs --key)"
+        "--pacs", type=Path,
+        help="TOML of [[destination]] PACS (C-STORE or STOW-RS) to deliver opened DICOM to (needs --key)"
     )
     parser.set_defaults(func=main)
 
@@ -75,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
         if args.count is not None and receiver.stats.stored >= args.count:
             break
         stop.wait(0.1)
-    while delivery is not None and not stop.is_set() and time.monotonic() < deadline and delivery.queue.depth(held=False):
+    while (delivery is not None and not stop.is_set() and time.monotonic() < deadline
+           and delivery.queue.depth(held=False)):
         stop.wait(0.1)  # --count reached: let the PACS deliveries drain (they stay queued if not)
     service.stop()
     if delivery is not None:
@@ -94,7 +96,8 @@ def _delivery(args: argparse.Namespace, gateways: Any) -> Any:
         raise ConfigError("--pacs needs --key (the service recipient that opens what is delivered)")
     destinations = load_destinations(args.pacs)
     restore = any(d.what == "original" for d in destinations)
-    delivery = Delivery(destinations, args.out / "delivery.sqlite3", key_opener(PrivateKey.load(args.key), restore, gateways))
+    opener = key_opener(PrivateKey.load(args.key), restore, gateways)
+    delivery = Delivery(destinations, args.out / "delivery.sqlite3", opener)
     args.out.mkdir(parents=True, exist_ok=True)
     delivery.catch_up(args.out)
     return delivery.start()

@@ -9,16 +9,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from gateway.cli import EXIT_USAGE
+from gateway.codecs.types import DecodedImage
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 DEFAULT_OUT = Path("report")
 SEED_BYTES = 16
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "report",
         help="security metrics (NPCR/UACI vs Wu critical values, entropy, χ², correlation, PSNR/SSIM, BER/NC)",
@@ -59,7 +63,7 @@ def _seed(text: str | None) -> bytes:
     return seed
 
 
-def _segmenter():  # type: ignore[no-untyped-def]
+def _segmenter() -> Callable[[DecodedImage], np.ndarray] | None:
     """DS-Net's predict, or None when the model or its runtime is not available here."""
     try:
         from gateway.segment import Segmenter
@@ -125,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
         d = r.differentials[0]
         print(
             f"{r.name}: NPCR {d.npcr:.4f} % (≥ {d.npcr_critical:.4f}: {'pass' if d.npcr_pass else 'FAIL'}), "
-            f"UACI {d.uaci:.4f} % ({d.uaci_low:.4f}–{d.uaci_high:.4f}: {'pass' if d.uaci_pass else 'FAIL'}) over {d.compared_bytes} bytes; "
+            f"UACI {d.uaci:.4f} % ({d.uaci_low:.4f}–{d.uaci_high:.4f}: {'pass' if d.uaci_pass else 'FAIL'}) "
+            f"over {d.compared_bytes} bytes; "
             f"entropy {r.entropy_body:.4f}; χ² p {r.chi2_body['p_value']:.3f}; PSNR {r.psnr_marked:.2f} dB; "
             f"BER {r.ber_payload:g}; restore {'bit-exact' if r.restored_pixels_equal else 'FAILED'}"
         )
         if len(r.differentials) > 1:
             print(
-                f"  over {len(r.differentials)} changes: NPCR pass {100 * r.npcr_pass_rate:.0f} %, UACI pass {100 * r.uaci_pass_rate:.0f} %"
+                f"  over {len(r.differentials)} changes: NPCR pass {100 * r.npcr_pass_rate:.0f} %, "
+                f"UACI pass {100 * r.uaci_pass_rate:.0f} %"
             )
     print(f"seed {seed.hex()}; wrote {', '.join(str(p) for p in written)}")
     return 0 if all(r.restored_pixels_equal and r.ber_payload == 0 for r in reports) else 1

@@ -19,7 +19,7 @@ from gateway.errors import ConfigError, InputError
 
 def _load_hu_npy(path: Path) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr: np.ndarray = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError("not_an_image", f"{path.name} is not a readable .npy array") from exc
     return arr

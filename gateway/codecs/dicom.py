@@ -18,7 +18,8 @@ Three ways out:
 - `encode` writes the dataset back with new pixels: native little-endian inputs in their own syntax, byte
   for byte the same outside the pixel values; every other syntax as uncompressed Explicit VR Little Endian.
 - `derive` writes the marked image as a proper derived object (new SOP Instance UID, a derived series,
-  ImageType DERIVED\\SECONDARY (DERIVED\\PRIMARY for enhanced IODs), Derivation Description, Source Image Sequence; see docs/DICOM_CONFORMANCE.md).
+  ImageType DERIVED\\SECONDARY (DERIVED\\PRIMARY for enhanced IODs), Derivation Description, Source Image
+  Sequence; see docs/DICOM_CONFORMANCE.md).
   It is uncompressed, so the hidden bits survive; a lossy input keeps Lossy Image Compression "01".
 - `rebuild` gives back the original file bit for bit from the original pixels and the decoder's `recipe`:
   for native, non-deflated syntaxes the recipe is the file without its pixel words (they are spliced back);

@@ -22,16 +22,17 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 
 from gateway.crypto import sbbe, suites
 from gateway.crypto.kdf import hkdf
-from gateway.crypto.origin import SIGNATURE_BYTES, GatewayKey, TrustedGateways, key_id_of, verify_signature
-from gateway.crypto.recipients import PrivateKey, RecipientCard
+from gateway.crypto.origin import SIGNATURE_BYTES, GatewayKey, TrustedGateways, verify_signature
+from gateway.crypto.recipients import PrivateKey, RecipientCard, key_id_of
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import InputError, OpenError
 from gateway.rng import Clock, RandomSource, system_clock, system_random
@@ -103,8 +104,8 @@ def derive_key(secret: bytes, label: str, length: int = 32) -> bytes:
     return hkdf(secret, salt=b"", info=INFO_DERIVE + raw, length=length)
 
 
-def _identity(z: bytes) -> bytes:
-    return z
+def _identity(z: bytes | bytearray | memoryview) -> bytes:
+    return bytes(z)
 
 
 def signed_message(unsigned: bytes) -> bytes:
@@ -390,7 +391,9 @@ def verify_origin(
     raise OpenError()
 
 
-def _open(data: bytes, private_key: PrivateKey, gateways: TrustedGateways, accept_unknown: bool, max_bytes: int) -> Opened:
+def _open(
+    data: bytes, private_key: PrivateKey, gateways: TrustedGateways, accept_unknown: bool, max_bytes: int
+) -> Opened:
     if len(data) > max_bytes:
         raise ValueError("too large")
     header, prefix, tag, body, _ = _split(data)

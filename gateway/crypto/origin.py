@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.recipients import key_id_of
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import ConfigError
 from gateway.files import write_atomic, write_new
 from gateway.rng import RandomSource

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key
 
-from gateway.encoding import b64url_decode, b64url_encode
 from gateway.crypto.kdf import hkdf
+from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import ConfigError
 from gateway.files import write_new
 from gateway.rng import RandomSource

@@ -144,7 +144,7 @@ def decrypt(k_star: bytes, aad: bytes, tag: bytes, body: bytes) -> bytes:
     """The plaintext, or OpenError if the tag does not match (checked in constant time)."""
     if len(tag) != TAG_BYTES or len(body) > MAX_PLAINTEXT_BYTES:
         raise OpenError()
-    plaintext = _ctr(k_star, tag).decrypt(body)
+    plaintext: bytes = _ctr(k_star, tag).decrypt(body)
     expected = _tag(_mac_key(k_star), aad, plaintext)
     if not hmac.compare_digest(expected, tag):
         raise OpenError()
@@ -198,7 +198,8 @@ def _entropy(c: np.ndarray) -> np.ndarray:
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log2(p), 0.0)
-    return -terms.sum(axis=1)
+    entropy: np.ndarray = -terms.sum(axis=1)
+    return entropy
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -246,7 +247,8 @@ def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
             np.clip(1.0 - np.abs(uaci - IDEAL_UACI) / IDEAL_UACI, 0.0, 1.0),
         ]
     )
-    return parts.mean(axis=0)
+    fitness: np.ndarray = parts.mean(axis=0)
+    return fitness
 
 
 def _score(secret: bytes, genomes: list[bytes], sample: np.ndarray, probe: np.ndarray) -> np.ndarray:
@@ -290,7 +292,7 @@ def rotate(genome: bytes, r: int) -> bytes:
 
 def recombine(a: bytes, b: bytes, r: int) -> bytes:
     """Eq. 19: g_a ⊕ rot(g_b, r)."""
-    return bytes(x ^ y for x, y in zip(a, rotate(b, r)))
+    return bytes(x ^ y for x, y in zip(a, rotate(b, r), strict=True))
 
 
 def mutate(genome: bytes, blocks: int, mask: bytes) -> bytes:

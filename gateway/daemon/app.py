@@ -62,7 +62,8 @@ def log_stray_errors() -> None:
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread is not None else "?"
-        log.error("thread_died", thread=name, error=args.exc_type.__name__, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        log.error("thread_died", thread=name, error=args.exc_type.__name__,
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
     threading.excepthook = thread_hook
     logging.captureWarnings(True)
@@ -90,7 +91,8 @@ def build_when_there_is_room(
                     detail="no space on the state disk to open the spool; waiting for space",
                 )
             systemd.notify(
-                f"STATUS=waiting for space on {config.gateway.state_dir}\nEXTEND_TIMEOUT_USEC={int(3 * DISK_RETRY_S * 1e6)}"
+                f"STATUS=waiting for space on {config.gateway.state_dir}\n"
+                f"EXTEND_TIMEOUT_USEC={int(3 * DISK_RETRY_S * 1e6)}"
             )
         if stop.wait(DISK_RETRY_S):
             return None
@@ -131,6 +133,8 @@ class Gateway:
         self.spool = Spool(cfg.spool_path, cfg.spool.max_bytes, cfg.spool_min_free_bytes)
         self.message_ids = MessageIds.load_or_create(cfg.message_key_path)
         self._broker: EmbeddedBroker | None = None
+        inbound_broker: BrokerConfig
+        cloud_broker: BrokerConfig
         if cfg.inbound is not None and cfg.cloud is not None:
             inbound_broker, cloud_broker = cfg.inbound, cfg.cloud
         else:
@@ -257,7 +261,8 @@ class Gateway:
         if not self.cloud.connected:
             return
         sent = threading.Event()
-        queued = self.cloud.publish(self.config.status_topic, b"offline", qos=1, retain=True, on_done=lambda _ok: sent.set())
+        queued = self.cloud.publish(
+            self.config.status_topic, b"offline", qos=1, retain=True, on_done=lambda _ok: sent.set())
         if not queued or not sent.wait(OFFLINE_STATUS_TIMEOUT_S):
             self._log.warning("offline_status_not_sent")
 

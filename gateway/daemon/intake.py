@@ -329,7 +329,8 @@ class MqttIntake:
                 self._released = True
                 self._metrics.released.inc(why="buffer_full")
                 return
-            self._buffer.append(_Buffered(message, Inbound(message.topic, message.payload, self._clock(), time.monotonic())))
+            inbound = Inbound(message.topic, message.payload, self._clock(), time.monotonic())
+            self._buffer.append(_Buffered(message, inbound))
             self._bytes += size
             self._cond.notify()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.telemetry import Registry, build_info
@@ -35,7 +36,8 @@ class GatewayMetrics:
         # its own histogram, and the parts of `seal` theirs.
         self.protect = r.histogram("medshield_protect_seconds", "The whole protection step of one message")
         self.stage = r.histogram(
-            "medshield_stage_seconds", "Latency of each pipeline stage (decode, segment, keys, hide, pack, seal, spool)",
+            "medshield_stage_seconds",
+            "Latency of each pipeline stage (decode, segment, keys, hide, pack, seal, spool)",
             labels=("stage",),
         )
         self.seal_part = r.histogram(
@@ -56,7 +58,7 @@ class GatewayMetrics:
             labels=("requested", "backend"),
         )
 
-    def observe_timings(self, timings: dict[str, float]) -> None:
+    def observe_timings(self, timings: Mapping[str, float]) -> None:
         """One protection's pipeline timings: `seal.<part>` entries are parts of `seal`, the rest stages."""
         for name, seconds in timings.items():
             stage, _, part = name.partition(".")

@@ -122,7 +122,10 @@ def send_cstore(destination: Destination, data: bytes) -> None:
     context = None
     if destination.ca_file is not None:
         context = (ssl.create_default_context(cafile=str(destination.ca_file)), "")
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.called_ae_title, tls_args=context)
+    host, port = destination.host, destination.port
+    if host is None or port is None:  # Destination's validator requires both for "cstore"
+        raise ConfigError(f"destination {destination.name}: cstore needs host and port")
+    assoc = ae.associate(host, port, ae_title=destination.called_ae_title, tls_args=context)
     if not assoc.is_established:
         raise DeliveryError("association not established")
     try:
@@ -252,7 +255,7 @@ class DeliveryQueue:
             )
 
     def depth(self, destination: str | None = None, *, held: bool | None = None) -> int:
-        sql, args = "SELECT COUNT(*) FROM queue WHERE 1=1", []
+        sql, args = "SELECT COUNT(*) FROM queue WHERE 1=1", list[str | int]()
         if destination is not None:
             sql += " AND destination=?"
             args.append(destination)
@@ -358,7 +361,8 @@ class Delivery:
             except Exception as exc:  # noqa: BLE001 - every failure keeps the row; only the backoff differs
                 permanent = isinstance(exc, DeliveryError) and exc.permanent
                 attempts = item.attempts + 1
-                hold = permanent and attempts >= min(3, destination.max_attempts) or attempts >= destination.max_attempts
+                hold = (permanent and attempts >= min(3, destination.max_attempts)
+                        or attempts >= destination.max_attempts)
                 delay = min(_RETRY_MAX_S, _RETRY_MIN_S * 2 ** min(attempts - 1, 10))
                 self.queue.failed(item.seq, str(exc), time.time() + delay, hold)
                 self._log.warning(

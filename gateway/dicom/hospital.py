@@ -92,9 +92,11 @@ class HospitalLoop:
     def check(self) -> HospitalResult:
         stored = self.orthanc.stored_by_sop_instance()
         self.result.in_orthanc = sum(1 for uid in self._sent if uid in stored)
-        self.result.identical = sum(1 for uid, data in self._sent.items() if uid in stored and same_elements(stored[uid], data))
+        self.result.identical = sum(
+            1 for uid, data in self._sent.items() if uid in stored and same_elements(stored[uid], data))
         self.result.bit_exact = sum(
-            1 for uid, data in self._sent.items() if uid in stored and data_set_bytes(stored[uid]) == data_set_bytes(data)
+            1 for uid, data in self._sent.items()
+            if uid in stored and data_set_bytes(stored[uid]) == data_set_bytes(data)
         )
         return self.result
 

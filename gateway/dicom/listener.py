@@ -38,6 +38,7 @@ from gateway.codecs.dicom import ACCEPTED_SYNTAXES
 from gateway.config import DicomListenerConfig
 from gateway.daemon.intake import Inbound, Intake, Outcome
 from gateway.daemon.metrics import GatewayMetrics
+from gateway.errors import ConfigError
 from gateway.logging import get_logger
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock
@@ -107,10 +108,14 @@ class CStoreIntake:
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+        from pynetdicom.events import EventHandlerType
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time
         from pynetdicom.transport import ThreadedAssociationServer
 
         cfg = self._config
+        if cfg.port is None:
+            raise ConfigError("dicom.port is null: the C-STORE intake is off")
+        port = cfg.port
         ae = AE(ae_title=cfg.ae_title)
         ae.maximum_associations = cfg.max_associations
         ae.network_timeout = cfg.network_timeout_s
@@ -121,11 +126,12 @@ class CStoreIntake:
             ae.require_calling_aet = list(cfg.allowed_calling_ae_titles)
         syntaxes = sorted(ACCEPTED_SYNTAXES)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, syntaxes)
+            if context.abstract_syntax is not None:  # always set in pynetdicom's list; the type allows None
+                ae.add_supported_context(context.abstract_syntax, syntaxes)
         ae.add_supported_context(Verification)
         networks, refused, log = self._networks, self._refused, self._log
 
-        class _Server(ThreadedAssociationServer):  # type: ignore[misc]
+        class _Server(ThreadedAssociationServer):
             def verify_request(self, request: Any, client_address: Any) -> bool:
                 if not networks:
                     return True
@@ -144,13 +150,13 @@ class CStoreIntake:
                 socketserver.TCPServer.shutdown(self)
                 self.server_close()
 
-        handlers = [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = ae.make_server(
-            (cfg.host, cfg.port),
+            (cfg.host, port),
             ae_title=cfg.ae_title,
             evt_handlers=handlers,
             ssl_context=tls_context(cfg),

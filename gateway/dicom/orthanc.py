@@ -85,7 +85,8 @@ class Orthanc:
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
-            return response.read()
+            body: bytes = response.read()
+            return body
 
     def instances(self) -> list[str]:
         return list(json.loads(self.get("/instances")))

@@ -99,7 +99,7 @@ class OrtRunner(Runner):
         providers = self.providers(state_dir)
         try:
             self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
-        except Exception as exc:  # ORT raises its own pybind classes (Fail, RuntimeException...), not a base we could name
+        except Exception as exc:  # ORT raises its own pybind classes (Fail, RuntimeException...), no common base
             if self.provider == "CPUExecutionProvider":
                 raise
             # A GPU provider that is compiled in but cannot start (no libnvinfer, CUDA too old for the driver)
@@ -113,8 +113,8 @@ class OrtRunner(Runner):
         for inp in self.session.get_inputs():
             dims = [d if isinstance(d, int) and d > 0 else -1 for d in inp.shape]
             if any(d < 0 for d in dims[1:]):
-                raise BackendUnavailable(self.type_name,
-                                         f"model input {inp.name} may only have a dynamic batch dimension, got {inp.shape}")
+                raise BackendUnavailable(
+                    self.type_name, f"model input {inp.name} may only have a dynamic batch dimension, got {inp.shape}")
             self.input_shapes[inp.name] = tuple(dims)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -128,7 +128,7 @@ class OrtRunner(Runner):
 
     def run_all(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, self.check_feeds(feeds))
-        return {name: np.asarray(out, dtype=np.float32) for name, out in zip(self.output_names, outs)}
+        return {name: np.asarray(out, dtype=np.float32) for name, out in zip(self.output_names, outs, strict=True)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         # The single-output fetch keeps the hot path of DS-Net free of the dict plumbing.

@@ -85,7 +85,8 @@ class Runner(abc.ABC):
         batch = None
         for name, shape in self.input_shapes.items():
             arr = np.ascontiguousarray(feeds[name], dtype=np.float32)
-            fits = arr.ndim == len(shape) and all(d < 0 and a >= 1 or a == d for a, d in zip(arr.shape, shape))
+            fits = arr.ndim == len(shape) and all(
+                d < 0 and a >= 1 or a == d for a, d in zip(arr.shape, shape, strict=True))
             if not fits:
                 raise ValueError(f"input shape {arr.shape} != model input {shape} ({name})")
             if shape and shape[0] < 0:

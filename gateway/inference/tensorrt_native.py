@@ -27,10 +27,15 @@ import structlog
 from gateway.files import write_atomic
 from gateway.inference.base import BackendUnavailable, Runner
 from gateway.inference.cudart import CudaError, CudaRuntime
-from gateway.inference.engine_cache import (default_state_dir, engine_key, engine_path, file_sha256,
-                                            timing_cache_path)
-from gateway.inference.trt_api import (TensorRTApi, UnsupportedTensorRT, api_for, network_flags,
-                                       optimization_profile, profile_tag)
+from gateway.inference.engine_cache import default_state_dir, engine_key, engine_path, file_sha256, timing_cache_path
+from gateway.inference.trt_api import (
+    TensorRTApi,
+    UnsupportedTensorRT,
+    api_for,
+    network_flags,
+    optimization_profile,
+    profile_tag,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -214,7 +219,8 @@ class TensorRTRunner(Runner):
         for index, (name, is_input, shape, dtype) in enumerate(self._io()):
             shape = tuple(int(d) for d in shape)
             if np.dtype(trt.nptype(dtype)) != np.float32:
-                raise BackendUnavailable(self.type_name, f"tensor {name} is {np.dtype(trt.nptype(dtype))}, expected float32")
+                raise BackendUnavailable(
+                    self.type_name, f"tensor {name} is {np.dtype(trt.nptype(dtype))}, expected float32")
             self.tensors.append(_Tensor(name, index, is_input, shape))
         # Size every buffer for the largest batch: set each dynamic input to its profile maximum and read the
         # output shapes that follow.

@@ -2,13 +2,16 @@
 
 The native runner supports the TensorRT releases deployments really have:
 
-| TensorRT | where it comes from | network creation | I/O binding and execution |
-|---|---|---|---|
-| 8.6 | JetPack 6.0 (L4T r36.2/36.3) | explicit-batch flag required (0 means implicit batch, which the ONNX parser refuses) | binding indices: `get_binding_*`, `set_binding_shape`, `execute_async_v2(bindings)` |
-| 9.x | never a JetPack or PyPI release | as 8.6 (both APIs are still present in 9.x) | as 8.6 |
-| 10.x | JetPack 6.1 / 6.2 (10.3), x86 (NGC containers, NVIDIA's pip index) | `create_network(0)`: explicit batch is the only mode | tensor names: `set_input_shape`, `set_tensor_address`, `execute_async_v3` |
-| < 8.6 | JetPack 5 and older | refused with a clear error | |
-| ≥ 11 | not yet supported | refused with a clear error (11 drops the weakly-typed precision flags the FP16 build uses) | |
+- 8.6, from JetPack 6.0 (L4T r36.2/36.3). Network creation: the explicit-batch flag is required (0 means
+  implicit batch, which the ONNX parser refuses). I/O: binding indices (`get_binding_*`, `set_binding_shape`,
+  `execute_async_v2(bindings)`).
+- 9.x, never a JetPack or PyPI release: as 8.6 (both APIs are still present in 9.x).
+- 10.x, from JetPack 6.1 / 6.2 (10.3) and on x86 (NGC containers, NVIDIA's pip index). Network creation:
+  `create_network(0)`, explicit batch is the only mode. I/O: tensor names (`set_input_shape`,
+  `set_tensor_address`, `execute_async_v3`).
+- < 8.6 (JetPack 5 and older): refused with a clear error.
+- ≥ 11: not yet supported, refused with a clear error (11 drops the weakly-typed precision flags the FP16
+  build uses).
 
 `api_for(version)` returns the generation; the runner picks its code path from it alone, so this table is
 all there is to the dispatch and is unit-tested without a GPU.
@@ -17,6 +20,7 @@ all there is to the dispatch and is unit-tested without a GPU.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OLDEST_SUPPORTED = (8, 6)
@@ -84,7 +88,7 @@ def optimization_profile(shape: tuple[int, ...], max_batch: int, opt_batch: int
     return (1, *rest), (opt, *rest), (max_batch, *rest)
 
 
-def profile_tag(profiles: dict[str, tuple[tuple[int, ...], ...] | None]) -> str:
+def profile_tag(profiles: Mapping[str, tuple[tuple[int, ...], ...] | None]) -> str:
     """A stable text for the engine cache key: "static" or each dynamic input's min/opt/max batch."""
     dynamic = {name: p for name, p in sorted(profiles.items()) if p is not None}
     if not dynamic:

@@ -110,7 +110,7 @@ class KeyServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"https://{host}:{port}"
+        return f"https://{host!s}:{port}"
 
     def serve_forever(self) -> None:
         log.info("keyserver listening", url=self.url)

@@ -278,7 +278,7 @@ class KeyService:
             return None
         self._audit("release", name, "ok", "", address)
         pad = share_pad(key, name, nonce)
-        return bytes(a ^ b for a, b in zip(share, pad))
+        return bytes(a ^ b for a, b in zip(share, pad, strict=True))
 
     def status(self, name: str) -> dict[str, int]:
         """Failure counter and lock-out of an account (no secrets)."""

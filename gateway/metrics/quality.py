@@ -51,14 +51,16 @@ def psnr(original: np.ndarray, other: np.ndarray, data_range: float | None = Non
 
 def _gaussian(size: int, sigma: float) -> np.ndarray:
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(x * x) / (2 * sigma * sigma))
-    return g / g.sum()
+    g: np.ndarray = np.exp(-(x * x) / (2 * sigma * sigma))
+    normalised: np.ndarray = g / g.sum()
+    return normalised
 
 
 def _filter(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Separable weighted mean over every full window (the 'valid' region)."""
     rows = sliding_window_view(image, kernel.size, axis=0) @ kernel
-    return sliding_window_view(rows, kernel.size, axis=1) @ kernel
+    out: np.ndarray = sliding_window_view(rows, kernel.size, axis=1) @ kernel
+    return out
 
 
 def ssim(original: np.ndarray, other: np.ndarray, data_range: float | None = None) -> float:

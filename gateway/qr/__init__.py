@@ -70,9 +70,12 @@ class Decoded:
     path: Path
 
 
-def encode_bytes(data: bytes, kind: Kind, message_id: bytes, p: Plan, module_px: int = render.DEFAULT_MODULE_PX) -> list[bytes]:
+def encode_bytes(
+    data: bytes, kind: Kind, message_id: bytes, p: Plan, module_px: int = render.DEFAULT_MODULE_PX
+) -> list[bytes]:
     """PNG bytes of each code of `data`, in index order (no files)."""
-    return [render.png(render.image(render.matrix(t, p.level, p.version), module_px)) for t in split(data, kind, message_id, p)]
+    return [render.png(render.image(render.matrix(t, p.level, p.version), module_px))
+            for t in split(data, kind, message_id, p)]
 
 
 def _read_input(path: Path) -> bytes:
@@ -82,7 +85,8 @@ def _read_input(path: Path) -> bytes:
     except OSError as exc:
         raise QRError("qr_unreadable", f"cannot read {path}: {exc.strerror}") from None
     if len(data) > MAX_INPUT_BYTES:
-        raise QRError("qr_too_many", f"{path} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB: far too large for QR codes")
+        raise QRError("qr_too_many",
+                      f"{path} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB: far too large for QR codes")
     return data
 
 
@@ -139,7 +143,8 @@ def encode_file(
         "files": [q.name for q in paths],
     }
     write_atomic(manifest, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=mode)
-    return Encoded(kind=kind, message_id=message_id.hex(), plan=p, module_px=module_px, paths=tuple(paths), manifest=manifest)
+    return Encoded(kind=kind, message_id=message_id.hex(), plan=p, module_px=module_px, paths=tuple(paths),
+                   manifest=manifest)
 
 
 def collect(images: Sequence[Path], backend: scan.Backend = scan.DEFAULT_BACKEND) -> list[Part]:
@@ -185,4 +190,5 @@ def decode_files(
         raise QRError("qr_output", f"{out} exists; not overwriting it")
     joined: Joined = join(collect(images, backend))
     write_atomic(out, joined.data, mode=0o600 if joined.kind in SECRET_KINDS else 0o644)
-    return Decoded(kind=joined.kind, message_id=joined.message_id.hex(), count=joined.count, size=len(joined.data), path=out)
+    return Decoded(kind=joined.kind, message_id=joined.message_id.hex(), count=joined.count, size=len(joined.data),
+                   path=out)

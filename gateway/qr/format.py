@@ -81,7 +81,8 @@ def _alnum_capacity_chars(version: int, level: Level) -> int:
 
     ec = getattr(constants, f"ERROR_CORRECT_{level}")
     bits = sum(b.data_count for b in base.rs_blocks(version, ec)) * 8
-    room = bits - 4 - util.length_in_bits(util.MODE_ALPHA_NUM, version)
+    # types-qrcode declares MODE_ALPHA_NUM a plain int, not the Literal its own functions take.
+    room = bits - 4 - util.length_in_bits(util.MODE_ALPHA_NUM, version)  # type: ignore[arg-type]
     return room // 11 * 2 + (1 if room % 11 >= 6 else 0)
 
 
@@ -164,7 +165,8 @@ def split(data: bytes, kind: Kind, message_id: bytes, p: Plan) -> list[str]:
     digest = hashlib.sha256(data).digest()
     head = MAGIC + bytes([_KIND_CODE[kind]]) + bytes(message_id)
     return [
-        b45encode(head + i.to_bytes(2, "big") + p.count.to_bytes(2, "big") + digest + data[i * p.chunk : (i + 1) * p.chunk])
+        b45encode(
+            head + i.to_bytes(2, "big") + p.count.to_bytes(2, "big") + digest + data[i * p.chunk : (i + 1) * p.chunk])
         for i in range(p.count)
     ]
 
@@ -229,9 +231,11 @@ def join(parts: Iterable[Part]) -> Joined:
         raise QRError("qr_none", "no MedShield QR code found")
     if len(sets) > 1:
         listed = "; ".join(
-            f"{describe_set(k[0], k[1])}: {len(v)} of {k[2]} codes" for k, v in sorted(sets.items(), key=lambda kv: kv[0][1])
+            f"{describe_set(k[0], k[1])}: {len(v)} of {k[2]} codes"
+            for k, v in sorted(sets.items(), key=lambda kv: kv[0][1])
         )
-        raise QRError("qr_mixed", f"the codes belong to {len(sets)} different sets ({listed}); decode each set on its own")
+        raise QRError("qr_mixed",
+                      f"the codes belong to {len(sets)} different sets ({listed}); decode each set on its own")
     (kind, message_id, count, digest), held = next(iter(sets.items()))
     missing = [i + 1 for i in range(count) if i not in held]
     if missing:
@@ -289,9 +293,10 @@ def check_content(data: bytes, kind: Kind, message_id: bytes | None = None) -> N
 def detect_kind(data: bytes, name: str = "") -> Kind:
     """What a file is, from its content (and, for the opaque recovery key, its name).
 
-    Envelopes start with the envelope magic (`gateway.crypto.envelope.MAGIC`); cards are JSON documents of format medshield-recipient-card; a recovery key
-    is a JSON document of format medshield-recovery-key or any small file named *.recovery, *.recovery-key or
-    *.rkey. QRError (`qr_kind`) for anything else, private keys included: those never leave their file.
+    Envelopes start with the envelope magic (`gateway.crypto.envelope.MAGIC`); cards are JSON documents of format
+    medshield-recipient-card; a recovery key is a JSON document of format medshield-recovery-key or any small file
+    named *.recovery, *.recovery-key or *.rkey.
+    QRError (`qr_kind`) for anything else, private keys included: those never leave their file.
     """
     from gateway.crypto.envelope import MAGIC
 

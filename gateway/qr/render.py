@@ -9,7 +9,8 @@ symbol the library itself would build with that mask (tests/qr compare every mas
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -20,7 +21,7 @@ from gateway.qr.format import Level, QRError
 QUIET_ZONE_MODULES = 4
 DEFAULT_MODULE_PX = 4
 
-_MASKS = (
+_MASKS: tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...] = (
     lambda i, j: (i + j) % 2 == 0,
     lambda i, j: i % 2 == 0,
     lambda i, j: j % 3 == 0,
@@ -55,7 +56,7 @@ def _written(code) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.array([[m is not None for m in row] for row in code.modules], dtype=bool)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _format_bits(version: int, level: Level, mask: int) -> tuple[np.ndarray, np.ndarray]:
     """Where the format information (and the fixed dark module) sits, and its values for this mask."""
     code = _empty_code(version, level)
@@ -65,7 +66,7 @@ def _format_bits(version: int, level: Level, mask: int) -> tuple[np.ndarray, np.
     return where, values
 
 
-@lru_cache(maxsize=None)
+@cache
 def _data_modules(version: int, level: Level) -> np.ndarray:
     """True where codewords go: not a finder, timing or alignment pattern, format or version information."""
     n = version * 4 + 17
@@ -82,7 +83,8 @@ def _data_modules(version: int, level: Level) -> np.ndarray:
     version_info = _written(code)
     fmt, _ = _format_bits(version, level, 0)
     assert function.shape == (n, n)
-    return ~(function | version_info | fmt)
+    free: np.ndarray = ~(function | version_info | fmt)
+    return free
 
 
 def _run_penalty(a: np.ndarray) -> int:
@@ -117,7 +119,8 @@ def masked(text: str, level: Level, version: int) -> list[np.ndarray]:
     from qrcode import util
 
     code = qrcode.QRCode(version=version, error_correction=_ec(level), border=0, box_size=1, mask_pattern=0)
-    code.add_data(util.QRData(text.encode("ascii"), mode=util.MODE_ALPHA_NUM, check_data=False))
+    # types-qrcode declares MODE_ALPHA_NUM a plain int, not the Literal QRData takes.
+    code.add_data(util.QRData(text.encode("ascii"), mode=util.MODE_ALPHA_NUM, check_data=False))  # type: ignore[call-overload]
     try:
         code.make(fit=False)
     except ValueError:
@@ -130,7 +133,8 @@ def masked(text: str, level: Level, version: int) -> list[np.ndarray]:
         ) from None
     m0 = np.asarray(code.modules, dtype=bool)
     data = _data_modules(version, level)
-    i, j = np.indices(m0.shape)
+    rows_cols = np.indices(m0.shape)
+    i, j = rows_cols[0], rows_cols[1]
     raw = m0 ^ (data & _MASKS[0](i, j))
     out = []
     for k, mask in enumerate(_MASKS):

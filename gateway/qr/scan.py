@@ -10,10 +10,11 @@ photo of several codes may yield all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def _opencv(aruco: bool = False) -> Decoder:
             return []
         if not ok:
             return []
-        return [(t.encode("ascii", "replace"), _polygon_area(p)) for t, p in zip(texts, points) if t]
+        return [(t.encode("ascii", "replace"), _polygon_area(p)) for t, p in zip(texts, points, strict=True) if t]
 
     return decode
 

@@ -70,7 +70,7 @@ def exclusion_mask(lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
         raise ValueError(f"the lesion mask must be 2-D, got {mask.ndim}-D")
     if isinstance(margin_px, bool) or not isinstance(margin_px, (int, np.integer)) or margin_px < 0:
         raise ValueError("margin_px must be a non-negative integer")
-    lesion = mask != 0
+    lesion: np.ndarray = mask != 0
     margin = int(margin_px)
     if margin == 0 or not lesion.any():
         return np.array(lesion, dtype=bool)
