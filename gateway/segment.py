@@ -155,13 +155,13 @@ def make_canvas(hu: np.ndarray, spacing_mm: tuple[float, float] | None, target_m
         img = resample(clipped, rshape)
         box = body_box(img) or (0, rshape[0], 0, rshape[1])
         box = _trim(box[0], box[1], size - 2 * BODY_MARGIN_PX) + _trim(box[2], box[3], size - 2 * BODY_MARGIN_PX)
-    t, b = _span(box[0], box[1], rshape[0], size)
-    l, r = _span(box[2], box[3], rshape[1], size)
-    canvas = np.full((b - t, r - l), window[0], np.float32)
-    st, sl = max(t, 0), max(l, 0)
-    sb, sr = min(b, rshape[0]), min(r, rshape[1])
-    canvas[st - t:sb - t, sl - l:sr - l] = img[st:sb, sl:sr]
-    return Canvas(canvas, rshape, t, l, arr.shape)
+    top, bottom = _span(box[0], box[1], rshape[0], size)
+    left, right = _span(box[2], box[3], rshape[1], size)
+    canvas = np.full((bottom - top, right - left), window[0], np.float32)
+    st, sl = max(top, 0), max(left, 0)
+    sb, sr = min(bottom, rshape[0]), min(right, rshape[1])
+    canvas[st - top:sb - top, sl - left:sr - left] = img[st:sb, sl:sr]
+    return Canvas(canvas, rshape, top, left, arr.shape)
 
 
 def mask_to_canvas(mask: np.ndarray, canvas: Canvas) -> np.ndarray:
