@@ -27,13 +27,14 @@ openssl:
 	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssl)
 
 # DICOM tests and the demo's hospital loop: dcmtk (storescu, echoscu, its codecs), dicom3tools (dciodvfy), GDCM's
-# tools (gdcmconv: a second independent decoder), Orthanc (a PACS) with its DICOMweb plugin (STOW-RS).
+# tools (gdcmconv: a second independent decoder), Orthanc (a PACS) with its DICOMweb plugin (STOW-RS), stunnel
+# (the HTTPS front of a PACS in the delivery tests).
 dicom-tools:
 	@command -v storescu >/dev/null 2>&1 && command -v dciodvfy >/dev/null 2>&1 && \
-	  command -v gdcmconv >/dev/null 2>&1 && \
+	  command -v gdcmconv >/dev/null 2>&1 && command -v stunnel4 >/dev/null 2>&1 && \
 	  { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } && \
 	  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || \
-	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dcmtk dicom3tools libgdcm-tools orthanc orthanc-dicomweb)
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dcmtk dicom3tools libgdcm-tools orthanc orthanc-dicomweb stunnel4)
 
 # `medshield qr decode` reads codes with zbar (pyzbar finds Debian's libzbar0 the way this check does).
 .PHONY: zbar qr-bench

@@ -121,7 +121,8 @@ def send_cstore(destination: Destination, data: bytes) -> None:
     ae.add_requested_context(sop_class, [syntax])
     context = None
     if destination.ca_file is not None:
-        context = (ssl.create_default_context(cafile=str(destination.ca_file)), "")
+        # The PACS's certificate must name the configured host, as for any TLS client.
+        context = (ssl.create_default_context(cafile=str(destination.ca_file)), destination.host or "")
     host, port = destination.host, destination.port
     if host is None or port is None:  # Destination's validator requires both for "cstore"
         raise ConfigError(f"destination {destination.name}: cstore needs host and port")
@@ -170,8 +171,10 @@ def send_stow(destination: Destination, data: bytes) -> None:
         with urllib.request.urlopen(request, timeout=destination.timeout_s, context=context) as response:
             reply = response.read()
     except urllib.error.HTTPError as exc:
-        # 409: the PACS refused the instance itself; 4xx other than 408/429 will not change on a retry.
-        permanent = exc.code == 409 or (400 <= exc.code < 500 and exc.code not in (408, 429))
+        # 409: the PACS refused the instance itself; other 4xx will not change on a retry, except 408/429 (try
+        # later) and 401/403: a token the PACS does not take is the destination's setting, not the image's,
+        # so its rows wait (with back-off) for the setting to be fixed instead of being held for good.
+        permanent = exc.code == 409 or (400 <= exc.code < 500 and exc.code not in (401, 403, 408, 429))
         raise DeliveryError(f"STOW-RS HTTP {exc.code}", permanent=permanent) from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryError(f"STOW-RS unreachable ({type(exc).__name__})") from None

@@ -117,6 +117,79 @@ def test_catch_up_offers_stored_envelopes_the_queue_never_took(orthanc, tmp_path
     assert len(orthanc.instances()) == 2
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (openssl, as an administrator makes one) and its key."""
+    import subprocess
+
+    from tests.dicom.conftest import require_tool
+
+    cert, key = directory / "pacs.crt", directory / "pacs.key"
+    subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+def fewest_attempts(queue: Path, destination: str) -> int:
+    """The fewest tries any queued row of `destination` has had (read beside the running queue, WAL)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{queue}?mode=ro", uri=True) as db:
+        (value,) = db.execute("SELECT MIN(attempts) FROM queue WHERE destination=?", (destination,)).fetchone()
+    return int(value or 0)
+
+
+def test_tls_pacs_with_a_bearer_token(tmp_path, dicom_recipient):
+    """Orthanc as a hospital runs it: HTTPS with a bearer token for STOW-RS, DICOM TLS for C-STORE."""
+    private_key, card = dicom_recipient
+    cert, key = self_signed(tmp_path)
+    token = tmp_path / "pacs.token"
+    token.write_text("medshield-test-token-4b1d\n")
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-token\n")
+    orthanc = Orthanc(tmp_path / "orthanc", tls=(cert, key), token="medshield-test-token-4b1d").start()
+    web = orthanc.dicomweb
+    assert web.startswith("https://")
+    good = [
+        Destination(name="stow", kind="stow", what="marked", url=web, token_file=token, ca_file=cert, timeout_s=10),
+        Destination(name="tls", kind="cstore", what="original", host="127.0.0.1", port=orthanc.dicom_port,
+                    called_ae_title=ORTHANC_AET, ca_file=cert, timeout_s=10),
+    ]
+    bad = [
+        Destination(name="no-token", kind="stow", what="marked", url=web, ca_file=cert, timeout_s=10),
+        Destination(name="wrong-token", kind="stow", what="marked", url=web, token_file=wrong, ca_file=cert,
+                    timeout_s=10),
+        Destination(name="untrusted", kind="stow", what="marked", url=web, token_file=token, timeout_s=10),
+        Destination(name="plain-dimse", kind="cstore", what="original", host="127.0.0.1", port=orthanc.dicom_port,
+                    called_ae_title=ORTHANC_AET, timeout_s=5),
+    ]
+    delivery = Delivery(good + bad, tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"]))
+    sent = envelopes(card)[:2]  # a native and a compressed image; every row of a refused destination tries 3 times
+    try:
+        delivery.start()
+        for message_id, envelope, _ in sent:
+            delivery.offer(message_id, envelope)
+        assert wait_until(lambda: all(delivery.queue.depth(d.name) == 0 for d in good), 60)
+        # Refused (no token, a wrong one, a certificate it cannot verify, plain DIMSE on a TLS port): nothing
+        # of theirs is stored, and every row is still queued for a retry (not held: fixing the setting helps).
+        assert wait_until(lambda: all(fewest_attempts(tmp_path / "queue.sqlite3", d.name) >= 3 for d in bad), 60)
+        for d in bad:
+            assert delivery.delivered[d.name] == 0
+            assert delivery.queue.depth(d.name, held=False) == len(sent), d.name
+    finally:
+        delivery.stop()
+        stored = orthanc.stored_by_sop_instance()
+        orthanc.stop()
+    assert len(stored) == 2 * len(sent)
+    for _, envelope, original in sent:
+        opened = pipeline.open_(envelope, private_key, **OPEN)
+        for data in (original, opened.marked):
+            uid = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID
+            assert same_elements(stored[uid], data)
+
+
 def test_destination_files_are_checked(tmp_path):
     good = tmp_path / "pacs.toml"
     good.write_text('[[destination]]\nname = "a"\nkind = "stow"\nurl = "http://127.0.0.1:8042/dicom-web"\n')
