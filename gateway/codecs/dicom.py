@@ -230,7 +230,7 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
         )
     else:
         if syntax in DCT_JPEG:
-            decoded = _decode_dct_jpeg(ds.PixelData, frames, rows, cols)
+            decoded = decode_dct_jpeg(ds.PixelData, frames, rows, cols)
         else:
             ds.pixel_array_options(decoding_plugin=DECODING_PLUGIN)
             decoded = np.asarray(ds.pixel_array)
@@ -282,7 +282,7 @@ def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int, int, int]:
     raise InputError("malformed", "a JPEG frame has no frame header")
 
 
-def _decode_dct_jpeg(pixel_data: bytes, frames: int, rows: int, cols: int) -> np.ndarray:
+def decode_dct_jpeg(pixel_data: bytes, frames: int, rows: int, cols: int) -> np.ndarray:
     """8-bit grey-scale JPEG Baseline/Extended frames, decoded by libjpeg-turbo (OpenCV); (frames, rows, cols)
     or (rows, cols). Each frame header must say what the data set says before anything is decoded."""
     import cv2
