@@ -284,6 +284,15 @@ def test_a_full_spool_answers_out_of_resources_and_keeps_what_it_answered(tmp_pa
         assoc.release()
         assert statuses == [SUCCESS, OUT_OF_RESOURCES, OUT_OF_RESOURCES]
         assert gateway.spool.depth >= 1 and gateway.spool.full()
+        depth = gateway.spool.depth
+        # dcmtk's storescu is told the same, and nothing is taken from it either.
+        done = subprocess.run(
+            [require_tool("storescu"), "-v", "-aet", MODALITY, "-aec", AET, "127.0.0.1",
+             str(gateway.dicom_intake.port), str(files[1])],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert "Received Store Response (Refused: OutOfResources)" in done.stdout + done.stderr, done.stderr[-500:]
+        assert gateway.spool.depth == depth
     finally:
         gateway.shutdown(flush_timeout_s=0)
     # The answered image is durable: it is still in the spool after a restart.
