@@ -118,3 +118,11 @@ def test_scanner_simulator_dicom_is_valid(shared_data, signed, tmp_path):
     data = scanner_sim.dicom_from_hu(hu, instance=34, spacing_mm=(0.57, 0.57), thickness_mm=5.0, signed=signed)
     assert dciodvfy_errors(data, tmp_path) == set()
     assert dciodvfy_errors(_marked(data, "m"), tmp_path) == set()
+
+
+@pytest.mark.parametrize("name", ["P14SV1_8b.jpeg-baseline.dcm", "eCT_Supplemental.jls-near.dcm"])
+def test_dciodvfy_finds_no_new_error_in_marked_lossy_images(name, dcmtk_files, tmp_path):
+    data = dcmtk_files[name].read_bytes()  # lossy: the marked copy is uncompressed, still flagged lossy
+    before = dciodvfy_errors(data, tmp_path)
+    after = dciodvfy_errors(_marked(data, "m"), tmp_path)
+    assert after <= before, sorted(after - before)
