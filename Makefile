@@ -56,7 +56,7 @@ systemd-root: venv deploy-tools
 
 # ruff (style, imports, likely bugs) over the code and mypy --strict over gateway/; settings in pyproject.toml.
 lint: venv
-	$(VENV)/bin/ruff check gateway
+	$(VENV)/bin/ruff check gateway medshield_tools
 	$(VENV)/bin/mypy
 
 test: lint venv mosquitto openssl dicom-tools zbar systemd-root

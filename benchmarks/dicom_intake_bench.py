@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def _series(directory: Path, count: int, seed: str) -> list[Path]:
     from gateway.resources import shared_data_dir
-    from gateway.scanner_sim import dicom_from_hu
+    from medshield_tools.scanner_sim import dicom_from_hu
 
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as data:
         volume, spacing = data["image_hu"], [float(v) for v in data["spacing_zyx_mm"]]

@@ -36,9 +36,9 @@ from gateway.broker import EmbeddedBroker  # noqa: E402
 from gateway.config import BrokerConfig, parse_config  # noqa: E402
 from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
-from gateway.mqtt import InboundMessage, MqttLink  # noqa: E402
+from gateway.mqtt_link import InboundMessage, MqttLink  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
-from gateway.scanner_sim import ScannerSimulator, dicom_from_hu  # noqa: E402
+from medshield_tools.scanner_sim import ScannerSimulator, dicom_from_hu  # noqa: E402
 
 
 def inputs(fmt: str, count: int) -> list[bytes]:

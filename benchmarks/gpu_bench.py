@@ -45,10 +45,10 @@ sys.path.insert(0, str(REPO))  # models.synth lives in the checkout
 from gateway import codecs  # noqa: E402
 from gateway.bench.machine import describe  # noqa: E402
 from gateway.bench.stats import RepetitionRule, latency_ms, repeat, timed  # noqa: E402
-from gateway.inference import Runner, available_backends, create_runner  # noqa: E402
+from gateway.inference import ModelRunner, available_backends, create_runner  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
 from gateway.resources import MODELS_DIR, shared_data_dir  # noqa: E402
-from gateway.scanner_sim import dicom_from_hu  # noqa: E402
+from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 from gateway.segment import Segmenter, preprocess_hu  # noqa: E402
 
 DSNET = MODELS_DIR / "dsnet" / "dsnet.onnx"
@@ -108,12 +108,12 @@ def versions() -> dict[str, Any]:
     return out
 
 
-def make_runner(variant: tuple[str, dict[str, Any]], model: Path, state_dir: Path) -> Runner:
+def make_runner(variant: tuple[str, dict[str, Any]], model: Path, state_dir: Path) -> ModelRunner:
     backend, options = variant
     if backend == "tensorrt":
         from gateway.inference.tensorrt_native import TensorRTRunner
 
-        runner: Runner = TensorRTRunner(model, state_dir=state_dir, **options)
+        runner: ModelRunner = TensorRTRunner(model, state_dir=state_dir, **options)
         runner.warmup()
         return runner
     return create_runner(model, backend, state_dir=state_dir, **options)
@@ -164,7 +164,7 @@ def identities(count: int) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
 # ---------------------------------------------------------------- DS-Net
 
 
-def segmenter_on(runner: Runner) -> Segmenter:
+def segmenter_on(runner: ModelRunner) -> Segmenter:
     """The served segmenter (manifest, gate, resizing) with `runner` as its network."""
     seg = Segmenter(backend="cpu", threads=1)
     seg.runner = runner
@@ -209,7 +209,7 @@ def key_features(extractor: Any, outs: dict[str, np.ndarray], rows: slice) -> An
                                                 iris=outs["emb_iris"][rows], fused=outs["emb_fused"][rows]))
 
 
-def msenet_parity(cpu: Runner, runner: Runner, inputs: list[tuple[np.ndarray, np.ndarray]], extractor: Any
+def msenet_parity(cpu: ModelRunner, runner: ModelRunner, inputs: list[tuple[np.ndarray, np.ndarray]], extractor: Any
                   ) -> dict[str, Any]:
     """Cosine of every output, and key-release decisions: enrolment (both fuzzy extractors) on the CPU's key
     features, then each genuine and impostor release decided by `keyrelease.raw_secrets` on the CPU's and on

@@ -31,7 +31,7 @@ from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.pipeline import open_, protect  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
-from gateway.scanner_sim import dicom_from_hu  # noqa: E402
+from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 WARMUP = 5

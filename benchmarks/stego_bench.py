@@ -31,7 +31,7 @@ MARGIN_PX = 5
 
 def ct_dicom(hu: np.ndarray) -> bytes:
     """A CT Image Storage file of `hu`: unsigned 12-bit stored values with rescale intercept -1024."""
-    from gateway.scanner_sim import dicom_from_hu
+    from medshield_tools.scanner_sim import dicom_from_hu
 
     return dicom_from_hu(hu, instance=1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=False)
 

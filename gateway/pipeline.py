@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gateway import codecs, container, stego
-from gateway.crypto.envelope import Opened, Origin, Sealer, open_envelope
+from gateway.crypto.envelope import OpenedEnvelope, Origin, Sealer, open_envelope
 from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.crypto.sbbe import SearchParams
@@ -43,7 +43,7 @@ def _hu_estimate(image: codecs.DecodedImage) -> np.ndarray:
 ORDER_LABEL = "stego/order"
 STAMP_LABEL = "stego/stamp"
 
-Segmenter = Callable[[codecs.DecodedImage], np.ndarray]
+MaskFn = Callable[[codecs.DecodedImage], np.ndarray]
 """Anything that maps a decoded image to a boolean lesion mask of the same shape."""
 
 
@@ -80,7 +80,7 @@ def protect(
     signer: GatewayKey,
     suite: str = DEFAULT_SUITE,
     mask: np.ndarray | None = None,
-    segmenter: Segmenter | None = None,
+    segmenter: MaskFn | None = None,
     message_id: str | None = None,
     source: Mapping[str, Any] | None = None,
     sbbe_params: SearchParams = SearchParams(),
@@ -193,7 +193,7 @@ def open_(
     raise OpenError()
 
 
-def _unpack_opened(opened: Opened, restore_original: bool, limits: codecs.Limits) -> OpenedImage:
+def _unpack_opened(opened: OpenedEnvelope, restore_original: bool, limits: codecs.Limits) -> OpenedImage:
     """The steps of `open_` after authentication; any exception means the envelope does not open."""
     header = opened.header
     box = container.unpack(opened.plaintext, header["compression"], max_bytes=container_limit(limits))
@@ -223,7 +223,7 @@ def _unpack_opened(opened: Opened, restore_original: bool, limits: codecs.Limits
     )
 
 
-def _segment(segmenter: Segmenter, image: codecs.DecodedImage) -> np.ndarray:
+def _segment(segmenter: MaskFn, image: codecs.DecodedImage) -> np.ndarray:
     """The lesion mask; a multi-frame image is segmented frame by frame (the model reads one slice)."""
     if image.frames == 1:
         return segmenter(image)

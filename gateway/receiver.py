@@ -37,7 +37,7 @@ from gateway.errors import InputError, OpenError
 from gateway.files import write_atomic
 from gateway.ledger import GENESIS_HASH, Checkpoint, parse_line
 from gateway.logging import get_logger
-from gateway.mqtt import InboundMessage, MqttLink
+from gateway.mqtt_link import InboundMessage, MqttLink
 from gateway.rng import Clock, system_clock
 
 DEFAULT_TOPIC = "medshield/gateways/+/envelopes"

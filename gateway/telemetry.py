@@ -1,7 +1,7 @@
 """Operational telemetry on `prometheus-client`: `/metrics` (with process metrics and `build_info`) and
 `/healthz`.
 
-Not to be confused with `gateway.metrics` (image-security and segmentation metrics). `Registry` owns one
+Not to be confused with `gateway.image_metrics` (image-security and segmentation metrics). `Registry` owns one
 `prometheus_client.CollectorRegistry` per gateway (tests run several in one process) and hands out thin
 wrappers that add what the daemon, the demo and the benchmark read back in process: a counter's value and
 total, a histogram's count, mean and exact quantiles over the most recent observations. Label names are

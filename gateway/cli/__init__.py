@@ -39,10 +39,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.quarantine",
     "gateway.cli.check_config",
     "gateway.cli.receive",
-    "gateway.cli.demo",
+    "medshield_tools.cli.demo",
     "gateway.cli.ledger",
     "gateway.cli.bench",
-    "gateway.cli.report",
+    "medshield_tools.cli.report",
     "gateway.cli.qr",
 )
 

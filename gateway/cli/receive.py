@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def main(args: argparse.Namespace) -> int:
     from gateway.config import TLSConfig, read_secret
     from gateway.logging import configure_logging
-    from gateway.mqtt import broker_from_url
+    from gateway.mqtt_link import broker_from_url
     from gateway.receiver import Receiver, ReceiverService, key_verifier
 
     configure_logging("info")

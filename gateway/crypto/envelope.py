@@ -9,7 +9,7 @@ tag authenticates magic, length, header and plaintext; the gateway's Ed25519 dev
 everything before the signature, so the origin is authenticated to anyone holding the gateway's card,
 without decrypting.
 
-The API, in full: `Sealer` (construct, `derive`, `seal` once → `Sealed`), `open_envelope` (→ `Opened`, with
+The API, in full: `Sealer` (construct, `derive`, `seal` once → `Sealed`), `open_envelope` (→ `OpenedEnvelope`, with
 the verified `Origin`), `verify_origin` (the signature alone, for receivers that hold no recipient key) and
 `peek_header` / `peek` (unauthenticated, for routing and analysis). Every failure to open or verify raises
 `gateway.errors.OpenError`, whatever went wrong, including unexpected exceptions while parsing untrusted bytes.
@@ -336,7 +336,7 @@ class Origin:
 
 
 @dataclass(frozen=True)
-class Opened:
+class OpenedEnvelope:
     """An opened envelope: its (now authenticated) header, origin and plaintext, and `derive(label)` for the
     hiding-stage keys the sealer derived."""
 
@@ -393,7 +393,7 @@ def verify_origin(
 
 def _open(
     data: bytes, private_key: PrivateKey, gateways: TrustedGateways, accept_unknown: bool, max_bytes: int
-) -> Opened:
+) -> OpenedEnvelope:
     if len(data) > max_bytes:
         raise ValueError("too large")
     header, prefix, tag, body, _ = _split(data)
@@ -416,7 +416,7 @@ def _open(
     def derive(label: str, length: int = 32) -> bytes:
         return derive_key(secret, label, length)
 
-    return Opened(header=header, origin=origin, plaintext=plaintext, derive=derive)
+    return OpenedEnvelope(header=header, origin=origin, plaintext=plaintext, derive=derive)
 
 
 def open_envelope(
@@ -426,7 +426,7 @@ def open_envelope(
     gateways: TrustedGateways,
     accept_unknown_origin: bool = False,
     max_bytes: int = MAX_ENVELOPE_BYTES,
-) -> Opened:
+) -> OpenedEnvelope:
     """Verify the origin, then authenticate and decrypt. Any failure at all raises OpenError, with no detail.
 
     The signature must verify and its key must be one of `gateways` (pinned cards) under the device id the

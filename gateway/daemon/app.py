@@ -27,7 +27,7 @@ from gateway.crypto.origin import CARD_SUFFIX, GatewayKey
 from gateway.crypto.parts import split
 from gateway.ledger import LedgerWriter
 from gateway.logging import get_logger, native_stderr_as_log
-from gateway.mqtt import MqttLink, Will
+from gateway.mqtt_link import MqttLink, Will
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock, system_clock
 from gateway.spool import Spool, free_bytes

@@ -35,7 +35,7 @@ from gateway.config import BrokerConfig, CloudSection, GatewayConfig
 from gateway.errors import InputError
 from gateway.ledger import LedgerItem, LedgerWriter
 from gateway.logging import get_logger
-from gateway.mqtt import InboundMessage, MqttLink
+from gateway.mqtt_link import InboundMessage, MqttLink
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock
 from gateway.spool import Attempts, Spool

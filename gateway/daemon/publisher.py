@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.logging import get_logger
-from gateway.mqtt import MqttLink
+from gateway.mqtt_link import MqttLink
 from gateway.spool import OutRow, Spool
 
 from .metrics import EndToEnd, GatewayMetrics

@@ -22,17 +22,17 @@ from pathlib import Path
 
 import structlog
 
-from gateway.inference.base import BackendUnavailable, Runner
+from gateway.inference.base import BackendUnavailable, ModelRunner
 from gateway.inference.ort_cpu import OrtCpuRunner
 from gateway.inference.ort_cuda import OrtCudaRunner
 from gateway.inference.ort_tensorrt import OrtTensorRTRunner
 from gateway.inference.tensorrt_native import TensorRTRunner
 
-__all__ = ["BackendUnavailable", "Runner", "RUNNER_TYPES", "AUTO_ORDER", "available_backends", "create_runner"]
+__all__ = ["BackendUnavailable", "ModelRunner", "RUNNER_TYPES", "AUTO_ORDER", "available_backends", "create_runner"]
 
 log = structlog.get_logger(__name__)
 
-RUNNER_TYPES: dict[str, type[Runner]] = {
+RUNNER_TYPES: dict[str, type[ModelRunner]] = {
     OrtCpuRunner.type_name: OrtCpuRunner,
     OrtCudaRunner.type_name: OrtCudaRunner,
     OrtTensorRTRunner.type_name: OrtTensorRTRunner,
@@ -47,7 +47,7 @@ def available_backends() -> dict[str, str | None]:
 
 
 def create_runner(model_path: str | Path, backend: str = "auto", *, threads: int | None = None,
-                  state_dir: Path | None = None, warmup: bool = True) -> Runner:
+                  state_dir: Path | None = None, warmup: bool = True) -> ModelRunner:
     """A loaded, warmed-up runner for `model_path` on `backend` ("auto" or a key of RUNNER_TYPES).
 
     Raises BackendUnavailable (a ConfigError) when the named backend is missing here, and ValueError for an

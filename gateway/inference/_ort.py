@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from gateway.inference.base import BackendUnavailable, Runner
+from gateway.inference.base import BackendUnavailable, ModelRunner
 
 MAX_DEFAULT_THREADS = 4
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ def session_options(ort: Any, threads: int | None, *, spinning: bool = False) ->
     return options
 
 
-class OrtRunner(Runner):
+class OrtRunner(ModelRunner):
     """A runner backed by one ONNX Runtime InferenceSession with an explicit provider list."""
 
     provider: str = "CPUExecutionProvider"

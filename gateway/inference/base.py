@@ -20,7 +20,7 @@ class BackendUnavailable(ConfigError):
         self.reason = reason
 
 
-class Runner(abc.ABC):
+class ModelRunner(abc.ABC):
     """Runs one ONNX model on one backend.
 
     Inputs and outputs are float32 and named as in the ONNX graph. A dimension given as -1 in

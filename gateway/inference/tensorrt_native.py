@@ -25,7 +25,7 @@ import numpy as np
 import structlog
 
 from gateway.files import write_atomic
-from gateway.inference.base import BackendUnavailable, Runner
+from gateway.inference.base import BackendUnavailable, ModelRunner
 from gateway.inference.cudart import CudaError, CudaRuntime
 from gateway.inference.engine_cache import default_state_dir, engine_key, engine_path, file_sha256, timing_cache_path
 from gateway.inference.trt_api import (
@@ -84,7 +84,7 @@ class _Tensor:
     ptr: int = 0
 
 
-class TensorRTRunner(Runner):
+class TensorRTRunner(ModelRunner):
     type_name = "tensorrt"
 
     def __init__(self, model_path: Path, *, threads: int | None = None, state_dir: Path | None = None,

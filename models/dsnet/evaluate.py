@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gateway.metrics import ConfusionCounts, component_sizes, confusion_counts
+from gateway.image_metrics import ConfusionCounts, component_sizes, confusion_counts
 from gateway.segment import Manifest, Segmenter, verify_model
 
 HERE = Path(__file__).resolve().parent

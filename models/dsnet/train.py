@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gateway.metrics import ConfusionCounts, component_sizes, confusion_counts
+from gateway.image_metrics import ConfusionCounts, component_sizes, confusion_counts
 from gateway.segment import HU_WINDOW, MODEL_SIZE, preprocess_hu, probability_to_mask
 from models.dsnet.data import load_lung1, load_split
 from models.dsnet.model import build

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.broker import current_user, find_mosquitto, free_port
 from gateway.config import parse_config
-from gateway.mqtt import MqttLink
+from gateway.mqtt_link import MqttLink
 
 
 def _openssl(*args: str, cwd: Path) -> None:

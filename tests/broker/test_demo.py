@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.demo import run_demo
-from gateway.scanner_sim import bad_inputs, ct_small, generated_npy, generated_png
+from medshield_tools.demo import run_demo
+from medshield_tools.scanner_sim import bad_inputs, ct_small, generated_npy, generated_png
 
 
 def test_demo_summary_on_a_small_feed() -> None:

@@ -21,7 +21,7 @@ from gateway.crypto.recipients import PrivateKey, generate_recipient, save_recip
 from gateway.daemon import Gateway, pipeline_protect_fn
 from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import system_random
-from gateway.scanner_sim import (
+from medshield_tools.scanner_sim import (
     ScannerSimulator,
     bad_inputs,
     generated_npy,

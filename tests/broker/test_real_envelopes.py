@@ -15,7 +15,7 @@ from gateway.daemon import Gateway
 from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import ScannerSimulator, bad_inputs, generated_npy, generated_png, lung_ct_slices
+from medshield_tools.scanner_sim import ScannerSimulator, bad_inputs, generated_npy, generated_png, lung_ct_slices
 from tests.broker.conftest import gateway_config
 from tests.broker.helpers import Collector, wait_until
 

@@ -15,7 +15,7 @@ from gateway.crypto.parts import split
 from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import generate_recipient, save_recipient
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import generated_npy
+from medshield_tools.scanner_sim import generated_npy
 from tests.broker.helpers import publish_all
 
 

@@ -18,7 +18,7 @@ def bundled(name: str) -> bytes:
 
 def ct_dataset_bytes(hu: np.ndarray, *, signed: bool) -> bytes:
     """A CT Image Storage file holding `hu` (int16 HU): unsigned 12-bit with intercept -1024, or signed."""
-    from gateway.scanner_sim import dicom_from_hu
+    from medshield_tools.scanner_sim import dicom_from_hu
 
     return dicom_from_hu(hu, instance=1, spacing_mm=(0.5703, 0.5703), thickness_mm=5.0, signed=signed)
 

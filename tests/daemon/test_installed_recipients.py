@@ -17,7 +17,7 @@ from gateway.errors import ConfigError
 from gateway.pipeline import open_
 from gateway.recipients_store import ADMIN_SECRET, add_card
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import dicom_from_hu
+from medshield_tools.scanner_sim import dicom_from_hu
 
 
 def _config(state_dir, recipients=()):  # type: ignore[no-untyped-def]

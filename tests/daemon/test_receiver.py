@@ -22,7 +22,7 @@ from gateway.crypto.recipients import generate_recipient
 from gateway.ledger import GENESIS_HASH, LedgerItem, LedgerWriter
 from gateway.receiver import PartLimits, Receiver, key_verifier
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import generated_npy, generated_png
+from medshield_tools.scanner_sim import generated_npy, generated_png
 
 GATEWAY = GatewayKey.generate("gw-1", SeededRandom(b"receiver-gateway"))
 PINNED = TrustedGateways([GATEWAY.card])

@@ -16,7 +16,7 @@ import pytest
 from gateway import systemd
 from gateway.logging import configure_logging, get_logger, redact_secrets
 from gateway.quarantine import Quarantine
-from gateway.scanner_sim import bad_inputs, ct_small, dicom_from_hu, generated_npy, generated_png, png_bomb
+from medshield_tools.scanner_sim import bad_inputs, ct_small, dicom_from_hu, generated_npy, generated_png, png_bomb
 from gateway.telemetry import Registry, TelemetryServer
 
 

@@ -25,7 +25,7 @@ def _card(tmp: Path) -> tuple[Path, Path]:
 
 def _ct(tmp: Path) -> Path:
     """A generated CT slice as DICOM (air around the body: room for the hidden payload)."""
-    from gateway.scanner_sim import dicom_from_hu, generated_ct
+    from medshield_tools.scanner_sim import dicom_from_hu, generated_ct
 
     path = tmp / "ct.dcm"
     path.write_bytes(dicom_from_hu(generated_ct(128, seed=3), instance=1))

@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 
 from gateway.config import BrokerConfig
 from gateway.logging import configure_logging, get_logger
-from gateway.mqtt import MqttLink
+from gateway.mqtt_link import MqttLink
 
 REPO = Path(__file__).resolve().parents[2]
 

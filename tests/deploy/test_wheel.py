@@ -65,7 +65,7 @@ def test_installed_models_list(venv: Path, tmp_path: Path) -> None:
 
 
 def test_installed_protect_with_dsnet_then_open(venv: Path, tmp_path: Path) -> None:
-    from gateway.scanner_sim import dicom_from_hu, generated_ct
+    from medshield_tools.scanner_sim import dicom_from_hu, generated_ct
 
     ct = tmp_path / "slice.dcm"  # a generated CT slice: air around the body carries the hidden payload
     ct.write_bytes(dicom_from_hu(generated_ct(256, seed=5), instance=1))

@@ -15,13 +15,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from gateway import pipeline, scanner_sim
+from gateway import pipeline
 from gateway.broker import EmbeddedBroker
 from gateway.config import parse_config
 from gateway.crypto.envelope import peek_header
 from gateway.daemon import Gateway
 from gateway.dicom.hospital import data_set_bytes
 from gateway.dicom.listener import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from medshield_tools import scanner_sim
 from tests.broker.helpers import Collector, wait_until
 from tests.dicom.conftest import FAST, OPEN, require_tool
 from tests.dicom.reference import pydicom_file

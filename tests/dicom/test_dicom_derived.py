@@ -12,9 +12,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from gateway import codecs, scanner_sim
+from gateway import codecs
 from gateway.codecs import dicom
 from gateway.pipeline import open_, protect
+from medshield_tools import scanner_sim
 from tests.dicom.conftest import FAST, OPEN, require_tool
 from tests.dicom.reference import pydicom_file
 

@@ -3,9 +3,9 @@ Orthanc, every image checked in Orthanc against what storescu sent."""
 
 from __future__ import annotations
 
-from gateway.demo import run_demo
+from medshield_tools.demo import run_demo
 from gateway.dicom import hospital
-from gateway.scanner_sim import generated_npy
+from medshield_tools.scanner_sim import generated_npy
 from tests.dicom.conftest import require_tool
 
 

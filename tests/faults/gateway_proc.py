@@ -31,7 +31,7 @@ from gateway.daemon import ProtectFn, serve
 from gateway.daemon.intake import Intake
 from gateway.daemon.metrics import GatewayMetrics
 from gateway.logging import configure_logging
-from gateway.mqtt import MqttLink
+from gateway.mqtt_link import MqttLink
 from gateway.spool import Spool
 
 STEPS = ("intake", "protect", "commit", "publish", "delete")

@@ -41,7 +41,7 @@ MUTANTS = (
     Mutant(
         "ack_wrong_generation",
         "acknowledge on the wrong connection generation",
-        (("gateway/mqtt.py", "if message.qos == 0 or message.generation != self.state.generation:", "if message.qos == 0:"),),
+        (("gateway/mqtt_link.py", "if message.qos == 0 or message.generation != self.state.generation:", "if message.qos == 0:"),),
     ),
     Mutant(
         "ack_failed_commit",

@@ -9,7 +9,7 @@ import numpy as np
 
 from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import dicom_from_hu
+from medshield_tools.scanner_sim import dicom_from_hu
 
 GATEWAY = GatewayKey.generate("gw-pipeline", SeededRandom(b"pipeline-tests-gateway"))
 PINNED = TrustedGateways([GATEWAY.card])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gateway import codecs
-from gateway.scanner_sim import dicom_from_hu
+from medshield_tools.scanner_sim import dicom_from_hu
 from gateway.segment import (
     DEFAULT_MANIFEST,
     DEFAULT_MODEL,

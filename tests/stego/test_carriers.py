@@ -17,7 +17,7 @@ from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipi
 from gateway.errors import CapacityError
 from gateway.pipeline import open_, protect
 from gateway.rng import SeededRandom
-from gateway.scanner_sim import dicom_from_hu
+from medshield_tools.scanner_sim import dicom_from_hu
 from gateway.stego.carriers import DEFAULT_CARRIER_RULE, body_hull, carrier_exclusion
 from models.data.lesions import insert_lesions
 

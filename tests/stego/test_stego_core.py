@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway import stego
 from gateway.errors import CapacityError, InputError
-from gateway.metrics import ber
+from gateway.image_metrics import ber
 from gateway.stego import RestorationRecord, capacity_bytes, embed, exclusion_mask, extract, restore
 
 KEY = bytes(range(32))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.metrics import psnr, ssim
+from gateway.image_metrics import psnr, ssim
 from gateway.stego import embed, exclusion_mask, extract, restore
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.report import analyse_set, default_image_set, write_report
+from medshield_tools.security_report import write_report
+from medshield_tools.security_report.analysis import analyse_set
+from medshield_tools.security_report.image_set import default_image_set
 
 SEED = bytes(range(16))
 

@@ -1,4 +1,5 @@
-"""Security-metrics reports (`medshield report`): what the protected output looks like to an analyst.
+"""The measurements of a security report: protect an image under seeded key material, change one pixel,
+protect it again, and measure the cipher body, the marked image and the hidden payload.
 
 For one image: protect and open it with a recipient derived from a seed; protect it again with one pixel
 changed by one grey level (its least significant bit flipped) under the same key material (same seed, same
@@ -10,45 +11,35 @@ payload against what was hidden; a bit-exact restore check; compression ratios.
 The envelope body is a byte stream (the compressed container, encrypted), not an image: NPCR/UACI compare the
 common length of the two bodies byte by byte at 8 bits, and correlations arrange a body row by row in the
 largest square it fills.
-
-For a set of images (real CT slices wrapped as DICOM, pydicom's CT_small.dcm, generated slices): the same per
-image, with NPCR/UACI over many one-pixel changes and their pass rate; Markdown and PNG output.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gateway import codecs, metrics
+from gateway import codecs
+from gateway import image_metrics as metrics
 from gateway.crypto import envelope as envelope_mod
 from gateway.crypto.kdf import hkdf
 from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
-from gateway.pipeline import STAMP_LABEL, Protected, open_, protect
+from gateway.pipeline import STAMP_LABEL, MaskFn, Protected, open_, protect
 from gateway.rng import SeededRandom, fixed_clock
 from gateway.stego.carriers import DEFAULT_CARRIER_RULE
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
+from medshield_tools.security_report.image_set import ReportInput
 
 ALPHA = 0.05
 REPORT_CLOCK_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: a fixed clock makes runs reproducible
-SCATTER_PAIRS = 3000
 RECIPIENT_INFO = b"medshield/report/recipient"
 CHANGE_INFO = b"medshield/report/one-pixel-changes"
 GATEWAY_INFO = b"medshield/report/gateway"
-
-MaskFn = Callable[[codecs.DecodedImage], np.ndarray]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Building blocks
 
 
 def report_recipient(seed: bytes) -> tuple[PrivateKey, RecipientCard]:
@@ -324,82 +315,6 @@ def analyse_image(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Image sets
-
-
-@dataclass(frozen=True)
-class ReportInput:
-    name: str
-    data: bytes
-    mask: np.ndarray | None
-    origin: str
-    carrier_rule: str = DEFAULT_CARRIER_RULE
-
-
-def default_image_set(quick: bool = False) -> list[ReportInput]:
-    """Real CT (lung1 slices wrapped as DICOM, 16-bit, and one 8-bit windowed PNG), pydicom's CT_small.dcm,
-    and generated slices at 8 and 16 bits. `quick` keeps one of each kind, at small sizes."""
-    from gateway.bench import images
-
-    out: list[ReportInput] = []
-    try:
-        volume, masks = images.load_lung1()
-        slices = (33,) if quick else (10, 20, 32, 33, 34, 44)
-        for z in slices:
-            hu, mask = volume[z].astype(np.float32), masks[z]
-            if quick:
-                hu, mask = images.resample(hu, mask, 128)
-            stored = images.hu_to_stored(hu, 16)
-            data = images.wrap_dicom(stored, hu_intercept=-images.HU_OFFSET, uid_seed=z, description=f"lung1 slice {z}")
-            out.append(ReportInput(f"lung1_z{z}_dicom16", data, mask, f"real CT (lung1.npz) slice {z}, DICOM 16-bit"))
-        hu, mask = volume[33].astype(np.float32), masks[33]
-        if quick:
-            hu, mask = images.resample(hu, mask, 128)
-        out.append(
-            ReportInput(
-                "lung1_z33_png8",
-                images.encode_png(images.hu_to_stored(hu, 8)),
-                mask,
-                "real CT slice 33, windowed 8-bit PNG",
-            )
-        )
-    except FileNotFoundError:
-        pass
-    try:
-        from pydicom.data import get_testdata_file
-
-        path = get_testdata_file("CT_small.dcm")
-        if path:
-            data = Path(str(path)).read_bytes()
-            out.append(
-                ReportInput(
-                    "pydicom_CT_small",
-                    data,
-                    None,
-                    "pydicom CT_small.dcm (real CT, 128², signed 16-bit); no reference mask: DS-Net's where available; "
-                    "cropped around the spine with no air around the body, so hidden with the paper's carrier rule",
-                    "non-lesion",
-                )
-            )
-    except ImportError:
-        pass
-    side = 128 if quick else 512
-    for seed in (1,) if quick else (1, 2):
-        hu, mask = images.phantom_slice(side, seed)
-        out.append(
-            ReportInput(
-                f"phantom{seed}_png8",
-                images.encode_png(images.hu_to_stored(hu, 8)),
-                mask,
-                f"generated slice (seed {seed}), 8-bit PNG",
-            )
-        )
-        data = images.wrap_dicom(images.hu_to_stored(hu, 16), hu_intercept=-images.HU_OFFSET, uid_seed=1000 + seed)
-        out.append(ReportInput(f"phantom{seed}_dicom16", data, mask, f"generated slice (seed {seed}), DICOM 16-bit"))
-    return out
-
-
 def analyse_set(
     inputs: Sequence[ReportInput],
     *,
@@ -430,220 +345,14 @@ def analyse_set(
     return reports
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Output
-
-
 def expected_entropy(n: int, levels: int = 256) -> float:
     """Expected Shannon entropy (bits) of n uniformly random symbols: log2(levels) − (levels − 1) / (2 n ln 2),
     the first-order bias of the plug-in estimator (an ideal cipher's body sits here, not at 8)."""
     return math.log2(levels) - (levels - 1) / (2 * n * math.log(2))
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A figure for the tables and plot titles: `digits` decimals, or ∞ / n/a where it is not finite."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "∞" if value == math.inf else "n/a"
     return f"{value:.{digits}f}"
-
-
-def _histogram_values(pixels: np.ndarray) -> tuple[np.ndarray, int]:
-    bits = 8 * pixels.dtype.itemsize
-    return pixels.reshape(-1), (1 << bits)
-
-
-def write_plots(reports: Sequence[ImageReport], out_dir: Path, prefix: str = "") -> list[Path]:
-    """Histograms plain vs cipher (paper Fig. 10), adjacent-pair scatter plots plain vs cipher (H/V/D), and
-    for several changes the NPCR/UACI of each against the critical values."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    rows = len(reports)
-    fig, axes = plt.subplots(rows, 2, figsize=(10, 2.3 * rows), squeeze=False)
-    for row, rep in enumerate(reports):
-        values, levels = _histogram_values(rep.plain_pixels)
-        ax = axes[row][0]
-        bins = 256 if levels == 256 else 512
-        ax.hist(values, bins=bins, range=(0, int(values.max()) + 1 if levels > 256 else 256), color="#555555")
-        ax.set_title(f"{rep.name}: plain ({rep.bits}-bit)", fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax = axes[row][1]
-        ax.bar(np.arange(256), np.bincount(body_array(rep.body), minlength=256), width=1.0, color="#2a6fb0")
-        ax.set_title(
-            f"cipher body bytes (entropy {rep.entropy_body:.4f}, χ² p={rep.chi2_body['p_value']:.3f})", fontsize=8
-        )
-        ax.set_xlim(0, 256)
-        ax.tick_params(labelsize=6)
-    fig.tight_layout()
-    path = out_dir / f"{prefix}histograms.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    written.append(path)
-
-    rep = reports[0]
-    fig, axes = plt.subplots(2, 3, figsize=(10, 6.5))
-    rng = np.random.default_rng(0)
-    for row, (label, image) in enumerate((("plain", rep.plain_pixels), ("cipher body", body_square(rep.body)))):
-        corr = rep.correlation_plain if row == 0 else rep.correlation_body
-        for col, (direction, (dy, dx)) in enumerate(
-            (("horizontal", (0, 1)), ("vertical", (1, 0)), ("diagonal", (1, 1)))
-        ):
-            h, w = image.shape[0] - dy, image.shape[1] - dx
-            ys, xs = rng.integers(0, h, SCATTER_PAIRS), rng.integers(0, w, SCATTER_PAIRS)
-            ax = axes[row][col]
-            ax.scatter(image[ys, xs], image[ys + dy, xs + dx], s=1, alpha=0.4)
-            ax.set_title(f"{label} {direction}: r = {_fmt(corr[direction])}", fontsize=8)
-            ax.tick_params(labelsize=6)
-    fig.suptitle(f"Adjacent-pixel correlation, {rep.name} ({SCATTER_PAIRS} random pairs each)", fontsize=9)
-    fig.tight_layout()
-    path = out_dir / f"{prefix}correlation_scatter.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    written.append(path)
-
-    if sum(len(r.differentials) for r in reports) > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for r in reports:
-            axes[0].scatter(
-                [d.compared_bytes for d in r.differentials], [d.npcr for d in r.differentials], s=6, label=r.name
-            )
-            axes[1].scatter(
-                [d.compared_bytes for d in r.differentials], [d.uaci for d in r.differentials], s=6, label=r.name
-            )
-        ns = np.unique([d.compared_bytes for r in reports for d in r.differentials])
-        grid = np.geomspace(max(1, ns.min()), ns.max(), 50) if ns.size > 1 else ns.astype(float)
-        crit = [metrics.wna_critical_values(int(n), 8, ALPHA) for n in grid]
-        axes[0].plot(grid, [c.npcr for c in crit], "r--", label=f"NPCR* (α={ALPHA})")
-        axes[1].plot(grid, [c.uaci_low for c in crit], "r--", label=f"UACI bounds (α={ALPHA})")
-        axes[1].plot(grid, [c.uaci_high for c in crit], "r--")
-        for ax, label in zip(axes, ("NPCR (%)", "UACI (%)"), strict=True):
-            ax.set_xscale("log")
-            ax.set_xlabel("cipher bytes compared")
-            ax.set_ylabel(label)
-            ax.grid(True, alpha=0.3)
-            ax.tick_params(labelsize=7)
-        axes[1].legend(fontsize=6, loc="upper right")
-        fig.suptitle("One-pixel changes: NPCR and UACI of the cipher bodies vs Wu–Noonan–Agaian bounds", fontsize=9)
-        fig.tight_layout()
-        path = out_dir / f"{prefix}npcr_uaci.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def markdown(
-    reports: Sequence[ImageReport], *, title: str, plots: Sequence[Path] = (), notes: Sequence[str] = ()
-) -> str:
-    """The report as Markdown: one table of differential results, one of statistics, one of fidelity."""
-    lines = [f"# {title}", ""]
-    lines += [f"- {n}" for n in notes]
-    if notes:
-        lines.append("")
-    rep0 = reports[0]
-    lines += [
-        (
-            f"Suite `{rep0.suite}`, seed `{rep0.seed_hex}` (every random choice and the clock derive from it; "
-            "the recipient is derived from it too). One-pixel change: one pixel's least significant bit flipped "
-            "(±1 grey level), "
-            "protected again under the same key material. NPCR/UACI compare the two cipher bodies (bytes) over "
-            f"their common length; critical values are Wu–Noonan–Agaian's for that many bytes at 8 bits, α = {ALPHA} "
-            f"(for reference, at 512² they are NPCR* = {rep0.critical_512['npcr']:.4f} %, UACI in "
-            f"{rep0.critical_512['uaci_low']:.4f}–{rep0.critical_512['uaci_high']:.4f} %)."
-        ),
-        "",
-        "## Differential (NPCR / UACI)",
-        "",
-        "| image | bytes compared | changes | NPCR mean % | NPCR* % | NPCR pass | UACI mean % | UACI bounds % "
-        "| UACI pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in reports:
-        d0 = r.differentials[0]
-        lines.append(
-            f"| {r.name} | {d0.compared_bytes} | {len(r.differentials)} "
-            f"| {np.mean([d.npcr for d in r.differentials]):.4f} "
-            f"| {d0.npcr_critical:.4f} | {100 * r.npcr_pass_rate:.0f} % "
-            f"| {np.mean([d.uaci for d in r.differentials]):.4f} "
-            f"| {d0.uaci_low:.4f}–{d0.uaci_high:.4f} | {100 * r.uaci_pass_rate:.0f} % |"
-        )
-    total = sum(len(r.differentials) for r in reports)
-    npcr_ok = sum(d.npcr_pass for r in reports for d in r.differentials)
-    uaci_ok = sum(d.uaci_pass for r in reports for d in r.differentials)
-    lines += [
-        "",
-        (
-            f"Over all {total} one-pixel changes: NPCR passes {npcr_ok}/{total} ({100 * npcr_ok / total:.1f} %), "
-            f"UACI passes {uaci_ok}/{total} ({100 * uaci_ok / total:.1f} %). An ideal cipher passes each test with "
-            f"probability {100 * (1 - ALPHA):.0f} % (two-sided for UACI), so a rate near {100 * (1 - ALPHA):.0f} % is "
-            "what randomness looks like; 100 % over many changes would be suspicious."
-        ),
-        "",
-        "## Cipher body statistics",
-        "",
-        "| image | body bytes | entropy (bits/byte) | ideal for that length | plain entropy (bits/pixel) "
-        f"| χ² (255 dof; {_fmt(rep0.chi2_critical, 2)} at α={ALPHA}) | p-value | corr H | corr V | corr D "
-        "| plain corr H / V / D |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in reports:
-        cb, cp = r.correlation_body, r.correlation_plain
-        lines.append(
-            f"| {r.name} | {r.body_bytes} | {r.entropy_body:.4f} | {expected_entropy(r.body_bytes):.4f} "
-            f"| {r.entropy_plain:.4f} | {r.chi2_body['statistic']:.2f} | {r.chi2_body['p_value']:.4f} "
-            f"| {_fmt(cb['horizontal'])} | {_fmt(cb['vertical'])} | {_fmt(cb['diagonal'])} "
-            f"| {_fmt(cp['horizontal'], 3)} / {_fmt(cp['vertical'], 3)} / {_fmt(cp['diagonal'], 3)} |"
-        )
-    lines += [
-        "",
-        "## Marking fidelity, restoration, size",
-        "",
-        "| image | format | bits | mask | lesion px | PSNR marked dB | SSIM marked | payload bytes | BER | NC "
-        "| restored bit-exact | restored file identical | pixels/plaintext | file/envelope |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
-    ]
-    for r in reports:
-        lines.append(
-            f"| {r.name} | {r.format} | {r.bits} | {r.mask_source} | {r.lesion_pixels} | {_fmt(r.psnr_marked, 2)} "
-            f"| {r.ssim_marked:.6f} | {r.hidden_payload_bytes} | {r.ber_payload:.4g} | {r.nc_payload:.4f} "
-            f"| {'yes' if r.restored_pixels_equal else 'NO'} | {'yes' if r.restored_bytes_equal else 'no'} "
-            f"| {r.compression_ratio_pixels:.3f} | {r.compression_ratio_file:.3f} |"
-        )
-    lines += [
-        "",
-        (
-            'PSNR/SSIM use the dtype\'s full range as peak (255, or 65535 for 16-bit). "restored file identical" '
-            'compares file bytes (an encoder may write the same pixels differently); "restored bit-exact" compares '
-            "pixel values, which is the guarantee."
-        ),
-    ]
-    if plots:
-        lines += ["", "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(
-    reports: Sequence[ImageReport],
-    out_dir: Path,
-    *,
-    title: str,
-    notes: Sequence[str] = (),
-    plots: bool = True,
-    prefix: str = "",
-) -> list[Path]:
-    """`{prefix}report.json`, `{prefix}report.md` and the PNGs in `out_dir`; returns the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = write_plots(reports, out_dir, prefix) if plots else []
-    json_path = out_dir / f"{prefix}report.json"
-    json_path.write_text(
-        json.dumps(
-            {"title": title, "notes": list(notes), "alpha": ALPHA, "images": [r.as_dict() for r in reports]}, indent=1
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    md_path = out_dir / f"{prefix}report.md"
-    md_path.write_text(markdown(reports, title=title, plots=pngs, notes=notes), encoding="utf-8")
-    return [json_path, md_path, *pngs]

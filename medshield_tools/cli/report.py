@@ -74,7 +74,7 @@ def _segmenter() -> Callable[[DecodedImage], np.ndarray] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway import report
+    from medshield_tools.security_report import analysis, image_set, write_report
 
     if (args.image is None) == (not args.set):
         print("medshield report: give one IMAGE or --set", file=sys.stderr)
@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"medshield report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.set:
-        inputs = report.default_image_set(quick=args.quick)
+        inputs = image_set.default_image_set(quick=args.quick)
         changes = args.changes or (3 if args.quick else 20)
-        reports = report.analyse_set(
+        reports = analysis.analyse_set(
             inputs,
             suite=args.suite,
             seed=seed,
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print("medshield report: no --mask given and no segmentation model available", file=sys.stderr)
             return EXIT_USAGE
         reports = [
-            report.analyse_image(
+            analysis.analyse_image(
                 args.image.read_bytes(),
                 name=args.image.name,
                 suite=args.suite,
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         notes = []
         title = f"MedShield security metrics — {args.image.name}, {args.suite}"
-    written = report.write_report(reports, args.out, title=title, notes=notes, plots=not args.no_plots)
+    written = write_report(reports, args.out, title=title, notes=notes, plots=not args.no_plots)
     for r in reports:
         d = r.differentials[0]
         print(

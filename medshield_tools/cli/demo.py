@@ -23,12 +23,12 @@ def main(args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from gateway.demo import run_demo
     from gateway.dicom.hospital import available
     from gateway.errors import ConfigError
     from gateway.logging import configure_logging
     from gateway.resources import reference_ct, shared_data_dir
-    from gateway.scanner_sim import demo_feed
+    from medshield_tools.demo import run_demo
+    from medshield_tools.scanner_sim import demo_feed
 
     # An installed gateway has no reference data: the demo then sends pydicom's CT_small and generated images.
     slices = args.slices

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gateway.metrics import (
+from gateway.image_metrics import (
     adjacent_correlation,
     adjacent_correlations,
     chi2_critical,

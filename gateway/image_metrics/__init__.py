@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.metrics.cipher import (
+from gateway.image_metrics.cipher import (
     DIRECTIONS,
     ChiSquared,
     CriticalValues,
@@ -15,15 +15,15 @@ from gateway.metrics.cipher import (
     uaci,
     wna_critical_values,
 )
-from gateway.metrics.quality import ber, compression_ratio, mse, nc, psnr, ssim
-from gateway.metrics.segmentation import (
+from gateway.image_metrics.quality import ber, compression_ratio, mse, nc, psnr, ssim
+from gateway.image_metrics.segmentation import (
     ConfusionCounts,
     SegmentationScores,
     component_sizes,
     confusion_counts,
     segmentation_scores,
 )
-from gateway.metrics.stats import chi2_critical, chi2_sf, gammainc_lower, gammainc_upper
+from gateway.image_metrics.stats import chi2_critical, chi2_sf, gammainc_lower, gammainc_upper
 
 __all__ = [
     "DIRECTIONS",

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway import codecs, metrics
+from gateway import codecs
+from gateway import image_metrics as metrics
 from gateway.bench import images
-from gateway.report import (
+from medshield_tools.security_report import write_report
+from medshield_tools.security_report.analysis import (
     analyse_image,
     expected_entropy,
     one_pixel_positions,
     split_envelope,
     with_pixel_flipped,
-    write_report,
 )
 
 SEED = bytes.fromhex("4d6564536869656c64207265706f7274")  # fixed, so the test is reproducible
@@ -95,7 +96,7 @@ def test_one_pixel_change_changes_exactly_one_pixel_by_one(ct512: images.BenchIm
 
 def test_same_seed_same_envelope_different_seed_different(ct512: images.BenchImage) -> None:
     """Differential analysis needs same-key determinism: the seed fixes every random choice and the clock."""
-    from gateway.report import protect_seeded, report_recipient
+    from medshield_tools.security_report.analysis import protect_seeded, report_recipient
 
     small = images.ct_image(128, 8)
     _, card = report_recipient(SEED)

@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from gateway.metrics.stats import chi2_sf
+from gateway.image_metrics.stats import chi2_sf
 
 Direction = Literal["horizontal", "vertical", "diagonal"]
 DIRECTIONS: tuple[Direction, ...] = ("horizontal", "vertical", "diagonal")

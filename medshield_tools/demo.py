@@ -25,8 +25,8 @@ from gateway.daemon import Gateway, ProtectFn, pipeline_protect_fn
 from gateway.dicom import hospital as hospital_loop
 from gateway.dicom.hospital import HospitalResult
 from gateway.receiver import Receiver, ReceiverService, Verifier, key_verifier
-from gateway.scanner_sim import ScannerSimulator, SimImage, demo_feed
 from gateway.telemetry import Histogram
+from medshield_tools.scanner_sim import ScannerSimulator, SimImage, demo_feed
 
 
 @dataclass
@@ -218,7 +218,7 @@ def _modality_series(directory: Path, count: int = 6) -> list[Path]:
     import numpy as np
 
     from gateway.resources import shared_data_dir
-    from gateway.scanner_sim import dicom_from_hu
+    from medshield_tools.scanner_sim import dicom_from_hu
 
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as data:
         volume, spacing = data["image_hu"], [float(v) for v in data["spacing_zyx_mm"]]

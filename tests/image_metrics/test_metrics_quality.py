@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gateway.metrics import (
+from gateway.image_metrics import (
     ConfusionCounts,
     ber,
     component_sizes,
@@ -19,7 +19,7 @@ from gateway.metrics import (
     segmentation_scores,
     ssim,
 )
-from gateway.metrics.quality import SSIM_K1, SSIM_K2
+from gateway.image_metrics.quality import SSIM_K1, SSIM_K2
 
 
 def test_psnr_known_values() -> None:
