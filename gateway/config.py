@@ -20,12 +20,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway import topics
 from gateway.broker import EMBEDDED_BROKER_PORT
+from gateway.codecs.types import Limits
+from gateway.crypto.sbbe import SEARCH_BOUNDS, SearchParams
 from gateway.errors import ConfigError
+from gateway.state_layout import DEFAULT_STATE_DIR, StateLayout
 
 ENV_PREFIX = "MEDSHIELD__"
-DEFAULT_TOPIC = "medshield/scanners/+/images"
-DEFAULT_CLOUD_TOPIC = "medshield/gateways/{device_id}/envelopes"
 AWS_IOT_MAX_MESSAGE_BYTES = 128 * 1024
 
 
@@ -74,13 +76,13 @@ class BrokerConfig(_Strict):
 
 class GatewaySection(_Strict):
     device_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-    state_dir: Path = Path("/var/lib/medshield")
+    state_dir: Path = DEFAULT_STATE_DIR
 
 
 class TopicsConfig(_Strict):
-    inbound: list[str] = Field(default_factory=lambda: [DEFAULT_TOPIC], min_length=1)
+    inbound: list[str] = Field(default_factory=lambda: [topics.SCANNER_IMAGES], min_length=1)
     shared_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] | None = None
-    cloud: str = DEFAULT_CLOUD_TOPIC
+    cloud: str = topics.CLOUD_TEMPLATE
 
     @field_validator("inbound")
     @classmethod
@@ -94,10 +96,22 @@ class TopicsConfig(_Strict):
 class SBBEParams(_Strict):
     """The SBBE key search (DESIGN §4): population N, generations G, offspring per generation, sample side."""
 
-    population: Annotated[int, Field(ge=1, le=256)] = 20
-    generations: Annotated[int, Field(ge=0, le=64)] = 3
-    offspring: Annotated[int, Field(ge=1, le=256)] | None = None
-    sample_side: Annotated[int, Field(ge=2, le=512)] = 32
+    population: Annotated[int, Field(ge=SEARCH_BOUNDS["population"][0], le=SEARCH_BOUNDS["population"][1])] = (
+        SearchParams.population
+    )
+    generations: Annotated[int, Field(ge=SEARCH_BOUNDS["generations"][0], le=SEARCH_BOUNDS["generations"][1])] = (
+        SearchParams.generations
+    )
+    offspring: Annotated[int, Field(ge=SEARCH_BOUNDS["offspring"][0], le=SEARCH_BOUNDS["offspring"][1])] | None = (
+        SearchParams.offspring
+    )
+    sample_side: Annotated[int, Field(ge=SEARCH_BOUNDS["sample_side"][0], le=SEARCH_BOUNDS["sample_side"][1])] = (
+        SearchParams.sample_side
+    )
+
+    def search_params(self) -> SearchParams:
+        """The `gateway.crypto.sbbe.SearchParams` these settings give."""
+        return SearchParams(**self.model_dump(exclude_none=True))
 
 
 class ProtectionConfig(_Strict):
@@ -119,9 +133,12 @@ class SegmentationConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
-    max_pixels: Annotated[int, Field(ge=1)] = 4096 * 4096
-    max_side: Annotated[int, Field(ge=1)] = 8192
+    """What one input may cost (defaults: `gateway.codecs.Limits`, which `medshield protect` uses too) and how
+    much work the daemon holds at once."""
+
+    max_bytes: Annotated[int, Field(ge=1)] = Limits.max_bytes
+    max_pixels: Annotated[int, Field(ge=1)] = Limits.max_pixels
+    max_side: Annotated[int, Field(ge=1)] = Limits.max_side
     queue_size: Annotated[int, Field(ge=1, le=10_000)] = 32
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
@@ -131,6 +148,10 @@ class LimitsConfig(_Strict):
     max_interrupted: Annotated[int, Field(ge=1, le=100)] = 5
     # Payload bytes held between the scanner broker and the workers (beyond it, messages wait at the broker).
     queue_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
+
+    def input_limits(self) -> Limits:
+        """The codec limits these settings give."""
+        return Limits(max_bytes=self.max_bytes, max_pixels=self.max_pixels, max_side=self.max_side)
 
 
 class SpoolConfig(_Strict):
@@ -222,12 +243,17 @@ class GatewayConfig(_Strict):
     embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
 
     @property
+    def state(self) -> StateLayout:
+        """What lives where under `gateway.state_dir`."""
+        return StateLayout(self.gateway.state_dir)
+
+    @property
     def spool_path(self) -> Path:
-        return self.spool.path or self.gateway.state_dir / "spool.sqlite3"
+        return self.spool.path or self.state.spool
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.gateway.state_dir / "quarantine"
+        return self.state.quarantine
 
     @property
     def cloud_topic(self) -> str:
@@ -235,15 +261,15 @@ class GatewayConfig(_Strict):
 
     @property
     def status_topic(self) -> str:
-        return f"medshield/gateways/{self.gateway.device_id}/status"
+        return topics.gateway_topic(self.gateway.device_id, topics.STATUS)
 
     @property
     def ledger_topic(self) -> str:
-        return f"medshield/gateways/{self.gateway.device_id}/ledger"
+        return topics.gateway_topic(self.gateway.device_id, topics.LEDGER)
 
     @property
     def ledger_key_path(self) -> Path:
-        return self.ledger.key_file or self.gateway.state_dir / "ledger.key"
+        return self.ledger.key_file or self.state.ledger_key
 
     @property
     def spool_min_free_bytes(self) -> int:
@@ -254,11 +280,11 @@ class GatewayConfig(_Strict):
     @property
     def message_key_path(self) -> Path:
         """The gateway secret that keys message ids (created 0600 on first start)."""
-        return self.gateway.state_dir / "message-id.key"
+        return self.state.message_key
 
     @property
     def errors_topic(self) -> str:
-        return f"medshield/gateways/{self.gateway.device_id}/errors"
+        return topics.gateway_topic(self.gateway.device_id, topics.ERRORS)
 
     def inbound_filters(self) -> list[str]:
         """The subscription filters, wrapped in `$share/<group>/` when a shared group is set."""

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway import topics
 from gateway.crypto.origin import GatewayKey, verify_signature
 from gateway.encoding import b64url_decode, b64url_encode
 
@@ -126,7 +127,7 @@ class LedgerWriter:
         self.key = key
         self.device_id = key.device_id
         self.topic = topic
-        self.checkpoint_topic = f"{topic}/checkpoints"
+        self.checkpoint_topic = topics.checkpoints_of(topic)
 
     def sign(self, entry: LedgerEntry) -> LedgerEntry:
         return replace(entry, signature=b64url_encode(self.key.sign(entry.body())))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import topics
 from gateway.config import BrokerConfig
 from gateway.crypto.envelope import verify_origin
 from gateway.crypto.origin import TrustedGateways
@@ -39,9 +40,6 @@ from gateway.ledger import GENESIS_HASH, Checkpoint, parse_line
 from gateway.logging import get_logger
 from gateway.mqtt_link import InboundMessage, MqttLink
 from gateway.rng import Clock, system_clock
-
-DEFAULT_TOPIC = "medshield/gateways/+/envelopes"
-LEDGER_TOPIC = "medshield/gateways/+/ledger"
 
 
 @dataclass
@@ -515,8 +513,8 @@ class ReceiverService:
         receiver: Receiver,
         broker: BrokerConfig,
         *,
-        topic: str = DEFAULT_TOPIC,
-        ledger_topic: str | None = LEDGER_TOPIC,
+        topic: str = topics.ALL_ENVELOPES,
+        ledger_topic: str | None = topics.ALL_LEDGERS,
         client_id: str = "medshield-receiver",
     ) -> None:
         self.receiver = receiver
@@ -527,7 +525,7 @@ class ReceiverService:
             broker,
             client_id,
             persistent=True,
-            subscriptions=[topic] + ([ledger_topic, f"{ledger_topic}/checkpoints"] if ledger_topic else []),
+            subscriptions=[topic] + ([ledger_topic, topics.checkpoints_of(ledger_topic)] if ledger_topic else []),
             on_message=self._on_message,
             manual_ack=True,
             receive_maximum=256,
@@ -544,7 +542,7 @@ class ReceiverService:
                 message = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if message.topic.endswith(("/ledger", "/ledger/checkpoints")):
+            if topics.is_ledger_topic(message.topic):
                 self.receiver.handle_ledger(message.topic, message.payload)
             else:
                 self.receiver.handle(message.payload)

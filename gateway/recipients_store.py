@@ -29,10 +29,10 @@ from gateway.errors import ConfigError, InputError
 from gateway.files import write_atomic
 from gateway.otp import OtpVerifier, read_secret_file, secret_bytes
 from gateway.rng import Clock, system_clock
+from gateway.state_layout import ADMIN_SECRET, StateLayout
 
 log = structlog.get_logger("gateway.recipients_store")
 
-ADMIN_SECRET = "admin-otp.secret"
 ADMIN_STATE = "admin-otp.state"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "medshield-recipients-manifest"
@@ -50,11 +50,11 @@ class AdminOtpRefused(InputError):
 
 
 def recipients_dir(state_dir: Path) -> Path:
-    return Path(state_dir) / "recipients"
+    return StateLayout(Path(state_dir)).recipients
 
 
 def _admin_secret(state_dir: Path) -> str:
-    path = Path(state_dir) / ADMIN_SECRET
+    path = StateLayout(Path(state_dir)).admin_otp_secret
     try:
         st = path.stat()
     except OSError as exc:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway import topics
 from gateway.resources import shared_data_dir
-
-DEMO_SCANNER_TOPIC = "medshield/scanners/{scanner}/images"
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ class ScannerSimulator:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.topic = DEMO_SCANNER_TOPIC.format(scanner=scanner)
+        self.topic = topics.scanner_images(scanner)
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"scanner-{scanner}", protocol=paho.MQTTv5)
         self._client.connect(host, port)
         self._client.loop_start()

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.state_layout import StateLayout
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("ledger", help="export or verify the signed envelope ledger", description=__doc__)
@@ -45,7 +47,7 @@ def _spool(state_dir: Path) -> Any:
     from gateway.errors import ConfigError
     from gateway.spool import Spool
 
-    path = state_dir / "spool.sqlite3"
+    path = StateLayout(state_dir).spool
     if not path.is_file():
         raise ConfigError(f"{path}: no spool here (is --state-dir the gateway's state directory?)")
     return Spool(path, max_bytes=1 << 62)
@@ -67,7 +69,7 @@ def _export(args: argparse.Namespace) -> int:
     from gateway.crypto.origin import GatewayKey
     from gateway.ledger import LedgerWriter
 
-    key = GatewayKey.load(args.key or args.state_dir / "ledger.key", _device_id(args))
+    key = GatewayKey.load(args.key or StateLayout(args.state_dir).ledger_key, _device_id(args))
     spool = _spool(args.state_dir)
     try:
         lines = spool.ledger_lines()
@@ -88,7 +90,7 @@ def _export(args: argparse.Namespace) -> int:
 def _pubkey(args: argparse.Namespace) -> int:
     from gateway.errors import ConfigError
 
-    path = args.state_dir / "ledger.pub"
+    path = StateLayout(args.state_dir).ledger_public_key
     if not path.is_file():
         raise ConfigError(f"{path}: missing (the gateway creates it on first start)")
     sys.stdout.write(path.read_text())

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway import topics
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("receive", help="cloud side: collect and verify envelopes", description=__doc__)
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         " origin are refused",
     )
     parser.add_argument("--key", type=Path, help="raw-key service recipient (NAME.key) to open and check each envelope")
-    parser.add_argument("--topic", default="medshield/gateways/+/envelopes")
+    parser.add_argument("--topic", default=topics.ALL_ENVELOPES)
     parser.add_argument("--client-id", default="medshield-receiver")
     parser.add_argument("--ca-file", type=Path, help="CA bundle for mqtts://")
     parser.add_argument("--username")

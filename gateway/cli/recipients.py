@@ -7,8 +7,7 @@ from pathlib import Path
 
 from gateway.errors import UsageError
 from gateway.recipients_store import add_card, list_cards
-
-DEFAULT_STATE = Path("/var/lib/medshield")
+from gateway.state_layout import DEFAULT_STATE_DIR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add = sub.add_parser("add", help="install a recipient card (needs the gateway admin's OTP code)")
     add.add_argument("card", type=Path)
     add.add_argument("--admin-otp", required=True, help="current code of the gateway's admin TOTP secret")
-    add.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    add.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     add.set_defaults(func=_add)
     ls = sub.add_parser("list", help="list installed recipient cards")
-    ls.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    ls.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     ls.set_defaults(func=_list)
 
 

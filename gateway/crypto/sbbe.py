@@ -48,6 +48,16 @@ IDEAL_NPCR = 1.0 - 1.0 / 256.0
 IDEAL_UACI = (256.0 * 256.0 - 1.0) / (3.0 * 256.0 * 255.0)
 
 
+SEARCH_BOUNDS: dict[str, tuple[int, int]] = {
+    "population": (1, 256),
+    "generations": (0, 64),
+    "offspring": (1, 256),
+    "sample_side": (2, 512),
+}
+"""Inclusive bounds of each search setting: `SearchParams`, the configuration and an envelope's header obey
+the same ones."""
+
+
 @dataclass(frozen=True)
 class SearchParams:
     """Search settings.
@@ -63,14 +73,10 @@ class SearchParams:
     sample_side: int = 32
 
     def __post_init__(self) -> None:
-        if not 1 <= self.population <= 256:
-            raise ValueError("population must be 1..256")
-        if not 0 <= self.generations <= 64:
-            raise ValueError("generations must be 0..64")
-        if self.offspring is not None and not 1 <= self.offspring <= 256:
-            raise ValueError("offspring must be 1..256")
-        if not 2 <= self.sample_side <= 512:
-            raise ValueError("sample_side must be 2..512")
+        for name, (low, high) in SEARCH_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name} must be {low}..{high}")
 
     @property
     def offspring_count(self) -> int:

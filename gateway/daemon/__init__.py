@@ -14,7 +14,7 @@ dropped; the scanner broker keeps the messages). Modules: `app` (the `Gateway`: 
 
 from .app import Gateway, serve
 from .ids import MessageIds, derived_id
-from .intake import Inbound, Intake, MqttIntake, Outcome, ProtectedLike, ProtectFn, Splitter, scanner_of
+from .intake import Inbound, Intake, MqttIntake, Outcome, ProtectedLike, ProtectFn, Splitter
 from .metrics import GatewayMetrics
 from .protect import pipeline_protect_fn
 
@@ -31,6 +31,5 @@ __all__ = [
     "Splitter",
     "derived_id",
     "pipeline_protect_fn",
-    "scanner_of",
     "serve",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 from gateway import systemd
 from gateway.broker import EmbeddedBroker
 from gateway.config import BrokerConfig, GatewayConfig
-from gateway.crypto.origin import CARD_SUFFIX, GatewayKey
+from gateway.crypto.origin import GatewayKey
 from gateway.crypto.parts import split
 from gateway.ledger import LedgerWriter
 from gateway.logging import get_logger, native_stderr_as_log
@@ -140,7 +140,7 @@ class Gateway:
         else:
             embedded = cfg.embedded_broker
             self._broker = EmbeddedBroker(
-                embedded.port or None, host=embedded.host, persistence_dir=cfg.gateway.state_dir / "broker"
+                embedded.port or None, host=embedded.host, persistence_dir=cfg.state.broker
             )
             local = BrokerConfig(host=self._broker.host, port=self._broker.port)
             inbound_broker, cloud_broker = cfg.inbound or local, cfg.cloud or local
@@ -148,7 +148,7 @@ class Gateway:
         # One device key signs envelopes (the protect step loads it too), part manifests and the ledger; its
         # public card is what receivers and recipients pin.
         key = GatewayKey.load_or_create(cfg.ledger_key_path, cfg.gateway.device_id)
-        key.card.save(cfg.gateway.state_dir / f"{key.device_id}{CARD_SUFFIX}")
+        key.card.save(cfg.state.gateway_card(key.device_id))
         ledger = LedgerWriter(key, cfg.ledger_topic) if cfg.ledger.enabled else None
         self._ledger = ledger
         self._next_checkpoint = time.monotonic() + cfg.ledger.checkpoint_interval_s

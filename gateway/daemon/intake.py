@@ -39,6 +39,7 @@ from gateway.mqtt_link import InboundMessage, MqttLink
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock
 from gateway.spool import Attempts, Spool
+from gateway.topics import scanner_of
 
 from .ids import MessageIds
 from .metrics import EndToEnd, GatewayMetrics
@@ -91,14 +92,6 @@ class Outcome(enum.Enum):
 class _Rejected:
     reason: str
     detail: str
-
-
-def scanner_of(topic: str) -> str:
-    """The scanner id in `medshield/scanners/<id>/images`-shaped topics (the level after 'scanners')."""
-    parts = topic.split("/")
-    if "scanners" in parts[:-1]:
-        return parts[parts.index("scanners") + 1]
-    return parts[-2] if len(parts) >= 2 else ""
 
 
 class Intake:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway import codecs, pipeline
+from gateway import pipeline
 from gateway.config import GatewayConfig
 from gateway.crypto.origin import GatewayKey
 from gateway.crypto.recipients import RecipientCard
-from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError
 from gateway.recipients_store import installed_cards
 from gateway.segment import Segmenter
@@ -52,10 +51,8 @@ def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = 
     segmenter = Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
     if metrics is not None:
         metrics.inference_backend.set(1, requested=seg.backend, backend=segmenter.backend)
-    limits = codecs.Limits(
-        max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
-    )
-    params = SearchParams(**config.protection.sbbe.model_dump(exclude_none=True))
+    limits = config.limits.input_limits()
+    params = config.protection.sbbe.search_params()
     suite, margin = config.protection.suite, config.protection.stego_margin_px
     # The gateway's device key signs every envelope (the same key signs its ledger: gateway.crypto.origin).
     signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from gateway.state_layout import StateLayout
+
 STATE_ENV = "MEDSHIELD_STATE_DIR"
 
 
@@ -43,7 +45,7 @@ def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str
 def engine_path(state_dir: Path, key: dict[str, str]) -> Path:
     """Cache file for `key`: engines/<onnx sha prefix>-<hash of the whole key>.engine under the state dir."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    return state_dir / "engines" / f"{key['onnx_sha256'][:12]}-{digest[:16]}.engine"
+    return StateLayout(state_dir).engines / f"{key['onnx_sha256'][:12]}-{digest[:16]}.engine"
 
 
 def timing_cache_path(engines_dir: Path, trt_version: str, gpu_name: str) -> Path:

@@ -124,3 +124,31 @@ def test_example_configs_in_deploy_are_valid() -> None:
     assert examples, "deploy/ should ship example configurations"
     for example in examples:
         assert isinstance(load_config(example, environ={}), GatewayConfig), example
+
+
+def test_the_daemon_and_medshield_protect_apply_the_same_input_limits(tmp_path: Path) -> None:
+    from gateway import codecs
+
+    # `medshield protect` decodes with codecs.DEFAULT_LIMITS; a default daemon, and the shipped
+    # configuration, must quarantine exactly what it refuses and nothing it accepts.
+    config = load_config(_write(tmp_path, MINIMAL), environ={})
+    assert config.limits.input_limits() == codecs.DEFAULT_LIMITS
+    shipped = load_config(Path(__file__).resolve().parents[2] / "deploy" / "gateway.toml", environ={})
+    assert shipped.limits.input_limits() == codecs.DEFAULT_LIMITS
+
+
+def test_sbbe_settings_have_the_search_defaults_and_bounds() -> None:
+    from gateway.crypto.sbbe import SEARCH_BOUNDS, SearchParams
+
+    base = {"gateway": {"device_id": "gw-1"}}
+    assert parse_config(base, environ={}).protection.sbbe.search_params() == SearchParams()
+    for name, (low, high) in SEARCH_BOUNDS.items():
+        for value, ok in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+            doc = dict(base, protection={"sbbe": {name: value}})
+            if ok:
+                assert getattr(parse_config(doc, environ={}).protection.sbbe.search_params(), name) == value
+                continue
+            with pytest.raises(ConfigError, match=f"protection.sbbe.{name}"):
+                parse_config(doc, environ={})
+            with pytest.raises(ValueError, match=name):
+                SearchParams(**{name: value})

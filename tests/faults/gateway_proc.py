@@ -92,9 +92,7 @@ def real_protect(config: GatewayConfig, killer: Killer, delay_s: float) -> Calla
     def make(_metrics: GatewayMetrics) -> ProtectFn:
         card = RecipientCard.load(config.protection.recipients[0])
         signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
-        limits = codecs.Limits(
-            max_bytes=config.limits.max_bytes, max_pixels=config.limits.max_pixels, max_side=config.limits.max_side
-        )
+        limits = config.limits.input_limits()
 
         def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[pipeline.Protected]:
             if delay_s:

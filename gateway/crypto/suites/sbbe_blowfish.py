@@ -44,9 +44,7 @@ class _Sbbe:
             raise ValueError("genome")
         shape = fields["sample_shape"]
         if not (
-            _is_int(fields["population"], 1, 256)
-            and _is_int(fields["generations"], 0, 64)
-            and _is_int(fields["offspring"], 1, 256)
+            all(_is_int(fields[name], *sbbe.SEARCH_BOUNDS[name]) for name in ("population", "generations", "offspring"))
             and isinstance(shape, list)
             and len(shape) == 2
             and all(_is_int(v, 1, 1 << 20) for v in shape)
