@@ -21,6 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.errors import ContainerError
+
 Compression = Literal["zlib", "none"]
 
 _MAGIC = b"MSC2"
@@ -29,10 +31,6 @@ _FIELDS = 4
 # zlib level 1 keeps most of the ratio of level 6 on CT at a fraction of the time (see benchmarks).
 _ZLIB_LEVEL = 1
 _STEP = 1 << 20  # inflate at most 1 MiB per call, so the output never overshoots the limit by more
-
-
-class ContainerError(ValueError):
-    """The container is malformed or over the limit (only raised after the envelope authenticated)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyotp
 
-from gateway.errors import InputError
+from gateway.errors import AdminError
 from gateway.files import write_atomic
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 
@@ -39,14 +39,14 @@ def generate_secret(rng: RandomSource = system_random) -> str:
 
 
 def secret_bytes(secret: str) -> bytes:
-    """The raw key bytes of a base32 secret; InputError when it is not valid base32 of a sane length."""
+    """The raw key bytes of a base32 secret; AdminError when it is not valid base32 of a sane length."""
     s = secret.strip().replace(" ", "").upper()
     try:
         raw = base64.b32decode(s + "=" * (-len(s) % 8))
     except (ValueError, binascii.Error) as exc:
-        raise InputError("bad_otp_secret", "OTP secret is not valid base32") from exc
+        raise AdminError("bad_otp_secret", "OTP secret is not valid base32") from exc
     if not 10 <= len(raw) <= 64:
-        raise InputError("bad_otp_secret", "OTP secret must be 80 to 512 bits")
+        raise AdminError("bad_otp_secret", "OTP secret must be 80 to 512 bits")
     return raw
 
 
@@ -68,11 +68,11 @@ def qr_png(uri: str) -> bytes:
 
 
 def read_secret_file(path: Path) -> str:
-    """Read a base32 secret written by `provision` (InputError when missing or malformed)."""
+    """Read a base32 secret written by `provision` (AdminError when missing or malformed)."""
     try:
         text = Path(path).read_text("ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("bad_otp_secret", f"cannot read OTP secret file {Path(path).name}") from exc
+        raise AdminError("bad_otp_secret", f"cannot read OTP secret file {Path(path).name}") from exc
     secret_bytes(text)
     return text
 
@@ -87,7 +87,7 @@ class Provisioned:
 def provision(name: str, out_dir: Path, rng: RandomSource = system_random, issuer: str = ISSUER) -> Provisioned:
     """Create NAME.otp.secret, NAME.otp.uri and NAME.otp.png (all 0600: each reveals the secret)."""
     if not name or "/" in name or name.startswith("."):
-        raise InputError("bad_name", "name must be a plain non-empty file name")
+        raise AdminError("bad_name", "name must be a plain non-empty file name")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     secret = generate_secret(rng)

@@ -25,6 +25,7 @@ from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.crypto.sbbe import SearchParams
 from gateway.errors import CapacityError, InputError, OpenError
+from gateway.reasons import Reason
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 from gateway.stego.carriers import CARRIER_RULE_MEANING, DEFAULT_CARRIER_RULE, carrier_exclusion
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
@@ -118,7 +119,7 @@ def protect(
     lesion = np.asarray(mask).astype(bool)
     if lesion.shape != image.pixels.shape:
         raise InputError(
-            "mask_shape", f"lesion mask shape {lesion.shape} differs from image shape {image.pixels.shape}"
+            Reason.MASK_SHAPE, f"lesion mask shape {lesion.shape} differs from image shape {image.pixels.shape}"
         )
     lap("segment")
 

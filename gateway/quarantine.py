@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.files import write_atomic
+from gateway.reasons import Reason
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Quarantine:
         self.device_id = device_id
 
     def put(
-        self, message_id: str, topic: str, payload: bytes, reason: str, detail: str, received_ns: int
+        self, message_id: str, topic: str, payload: bytes, reason: Reason, detail: str, received_ns: int
     ) -> QuarantineRecord:
         record = QuarantineRecord(
             message_id=message_id,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway.crypto.kdf import hkdf
-from gateway.errors import ConfigError, InputError
+from gateway.errors import AdminError, ConfigError
 from gateway.files import write_atomic
 from gateway.otp import OtpVerifier, read_secret_file, secret_bytes
 from gateway.rng import Clock, system_clock
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from gateway.crypto.recipients import RecipientCard
 
 
-class AdminOtpRefused(InputError):
+class AdminOtpRefused(AdminError):
     """The admin OTP was wrong, replayed, or the admin secret is locked out."""
 
     def __init__(self) -> None:
@@ -115,7 +115,7 @@ def add_card(state_dir: Path, card_path: Path, admin_code: str, *, clock: Clock 
     if dest.exists():
         existing = RecipientCard.load(dest)
         if existing.key_id != card.key_id:
-            raise InputError("card_exists", f"a different card named {card.name} is already installed")
+            raise AdminError("card_exists", f"a different card named {card.name} is already installed")
     else:
         write_atomic(dest, card.to_json().encode("utf-8"), mode=0o644)  # a card is public
     cards = _read_manifest(state_dir)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from gateway.errors import ConfigError, InputError
+from gateway.reasons import Reason
 from gateway.resources import MODELS_DIR
 
 DEFAULT_MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
@@ -346,21 +347,21 @@ def pixels_to_hu(pixels: np.ndarray, signed: bool, window: tuple[float, float], 
         return pixels.astype(np.float32) + uint16_intercept
     if np.issubdtype(pixels.dtype, np.floating) or np.issubdtype(pixels.dtype, np.signedinteger):
         return pixels.astype(np.float32)  # already Hounsfield units (e.g. an HU .npy)
-    raise InputError("unsupported_pixel_type", f"cannot segment pixels of type {pixels.dtype}")
+    raise InputError(Reason.UNSUPPORTED_PIXEL_TYPE, f"cannot segment pixels of type {pixels.dtype}")
 
 
 def check_slice(hu: np.ndarray) -> np.ndarray:
     """The slice as float32 (H, W), or InputError when it is not a usable 2-D image."""
     arr = np.asarray(hu)
     if arr.ndim != 2:
-        raise InputError("not_a_slice", f"expected a 2-D slice, got {arr.ndim} dimensions")
+        raise InputError(Reason.NOT_A_SLICE, f"expected a 2-D slice, got {arr.ndim} dimensions")
     if min(arr.shape) < 8 or max(arr.shape) > MAX_SIDE:
-        raise InputError("bad_dimensions", f"slice size {arr.shape[0]}x{arr.shape[1]} is out of range")
+        raise InputError(Reason.BAD_DIMENSIONS, f"slice size {arr.shape[0]}x{arr.shape[1]} is out of range")
     if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
-        raise InputError("unsupported_pixel_type", f"cannot segment values of type {arr.dtype}")
+        raise InputError(Reason.UNSUPPORTED_PIXEL_TYPE, f"cannot segment values of type {arr.dtype}")
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
-        raise InputError("non_finite", "slice contains NaN or infinite values")
+        raise InputError(Reason.NON_FINITE, "slice contains NaN or infinite values")
     return arr
 
 
@@ -400,7 +401,7 @@ class Segmenter:
             sy, sx = float(spacing_mm[0]), float(spacing_mm[1])
             if np.isfinite(sy) and np.isfinite(sx) and 0.05 <= sy <= 20 and 0.05 <= sx <= 20:
                 return sy, sx
-            raise InputError("bad_pixel_spacing", f"pixel spacing {spacing_mm} mm is out of range")
+            raise InputError(Reason.BAD_PIXEL_SPACING, f"pixel spacing {spacing_mm} mm is out of range")
         side = self.manifest.assumed_field_of_view_mm / max(shape)
         return side, side
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gateway.biometrics.preprocess import fingerprint_input, iris_input, load_capture
-from gateway.errors import ConfigError, InputError
+from gateway.errors import BiometricError, ConfigError
 from gateway.resources import MODELS_DIR
 
 DEFAULT_MODEL = MODELS_DIR / "msenet" / "msenet.onnx"
@@ -39,7 +39,7 @@ def _capture(c: Capture) -> np.ndarray:
         try:
             c = path.read_bytes()
         except OSError as exc:
-            raise InputError("unreadable", f"cannot read capture {path.name}: {exc.strerror}") from None
+            raise BiometricError("unreadable", f"cannot read capture {path.name}: {exc.strerror}") from None
     return load_capture(c)
 
 
@@ -122,11 +122,11 @@ class FeatureExtractor:
         self._sess, self.sha256, self.whitening = _session(str(self.path))
 
     def inputs(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> tuple[np.ndarray, np.ndarray]:
-        """Preprocessed network inputs; InputError on bad captures or mismatched counts."""
+        """Preprocessed network inputs; BiometricError on bad captures or mismatched counts."""
         if not fingerprints or len(fingerprints) != len(irises):
-            raise InputError("bad_capture", "give the same number (at least one) of fingerprint and iris captures")
+            raise BiometricError("bad_capture", "give the same number (at least one) of fingerprint and iris captures")
         if len(fingerprints) > MAX_CAPTURES:
-            raise InputError("bad_capture", f"at most {MAX_CAPTURES} capture pairs")
+            raise BiometricError("bad_capture", f"at most {MAX_CAPTURES} capture pairs")
         fp = np.stack([fingerprint_input(_capture(c)) for c in fingerprints]).astype(np.float32)
         ir = np.stack([iris_input(_capture(c)) for c in irises]).astype(np.float32)
         return fp, ir

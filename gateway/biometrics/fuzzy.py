@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from gateway.errors import InputError
+from gateway.errors import BiometricError
 from gateway.rng import RandomSource
 
 MAX_SELECTED_FRACTION = 0.5
@@ -55,7 +55,7 @@ class CodeParams:
 
     def check(self) -> None:
         if not (2 <= self.m <= 10 and 1 <= self.blocks <= 256):
-            raise InputError("bad_profile", "fuzzy extractor code parameters out of range")
+            raise BiometricError("bad_profile", "fuzzy extractor code parameters out of range")
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ def generate(enrol_features: np.ndarray, params: CodeParams, rng: RandomSource) 
     params.check()
     feats = np.atleast_2d(np.asarray(enrol_features, np.float64))
     if feats.shape[0] < 1 or not np.all(np.isfinite(feats)):
-        raise InputError("bad_capture", "enrolment features are empty or not finite")
+        raise BiometricError("bad_capture", "enrolment features are empty or not finite")
     dim = feats.shape[1]
     if params.n > MAX_SELECTED_FRACTION * dim:
-        raise InputError("bad_profile", f"code needs {params.n} bits: more than {MAX_SELECTED_FRACTION:.0%} of "
+        raise BiometricError("bad_profile", f"code needs {params.n} bits: more than {MAX_SELECTED_FRACTION:.0%} of "
                                         f"the {dim} coordinates, so no selection would happen")
     seed = rng(32)
     z = rotated(feats, seed)

@@ -37,7 +37,7 @@ from gateway.biometrics import profile as profiles
 from gateway.biometrics.features import Capture, FeatureExtractor, KeyFeatures
 from gateway.crypto.kdf import hkdf
 from gateway.crypto.recipients import PrivateKey, RecipientCard, recipient_from_seed
-from gateway.errors import InputError, MedShieldError, OpenError
+from gateway.errors import BiometricError, MedShieldError, OpenError
 from gateway.files import write_atomic
 from gateway.keyserver.service import NONCE_BYTES, SHARE_BYTES, bio_key, release_proof, share_pad
 from gateway.rng import RandomSource, system_random
@@ -56,7 +56,7 @@ RECOVERY_BYTES = 20  # 160 bits, printed as 32 base32 characters
 def k_enc(r: bytes, k_secret: bytes, device_id: str) -> bytes:
     """Paper eq. 15: SHA-256((R ⊕ K_secret) ‖ D_addr), R and K_secret 32 bytes each."""
     if not device_id:
-        raise InputError("bad_device_id", "device id must not be empty")
+        raise BiometricError("bad_device_id", "device id must not be empty")
     if len(r) != 32 or len(k_secret) != 32:
         raise ValueError("R and K_secret must be 32 bytes")
     return hashlib.sha256(bytes(a ^ b for a, b in zip(r, k_secret, strict=True)) + device_id.encode("utf-8")).digest()
@@ -80,9 +80,9 @@ def local_device_id() -> str:
     try:
         mid = Path("/etc/machine-id").read_text("ascii").strip()
     except OSError as exc:
-        raise InputError("bad_device_id", f"no device id: set ${DEVICE_ENV} or pass one") from exc
+        raise BiometricError("bad_device_id", f"no device id: set ${DEVICE_ENV} or pass one") from exc
     if not mid:
-        raise InputError("bad_device_id", f"no device id: set ${DEVICE_ENV} or pass one")
+        raise BiometricError("bad_device_id", f"no device id: set ${DEVICE_ENV} or pass one")
     return mid
 
 
@@ -96,15 +96,15 @@ def format_recovery_key(raw: bytes) -> str:
 
 def parse_recovery_key(text: str) -> bytes:
     """Inverse of `format_recovery_key` (case ignored; the key may stand inside other text, such as the
-    NAME.recovery.txt enrolment writes); InputError when there is no valid key."""
+    NAME.recovery.txt enrolment writes); BiometricError when there is no valid key."""
     found = re.search(r"\b[A-Z2-7]{4}(?:-[A-Z2-7]{4}){7}\b", text.upper())
     s = found.group(0).replace("-", "") if found else "".join(text.split()).replace("-", "").upper()
     try:
         raw = base64.b32decode(s + "=" * (-len(s) % 8))
     except ValueError:
-        raise InputError("bad_recovery_key", "recovery key is not valid") from None
+        raise BiometricError("bad_recovery_key", "recovery key is not valid") from None
     if len(raw) != RECOVERY_BYTES:
-        raise InputError("bad_recovery_key", "recovery key is not valid")
+        raise BiometricError("bad_recovery_key", "recovery key is not valid")
     return raw
 
 
@@ -135,9 +135,9 @@ def enrol_features(name: str, feats: KeyFeatures, device_id: str, keyserver: pro
                    r_kdf: slowkdf.Argon2Params = slowkdf.DEFAULT) -> Enrolment:
     """Pure core of enrolment: key features of several capture pairs → profile, card and the shares."""
     if feats.fingerprint.ndim != 2 or feats.fingerprint.shape[0] < MIN_ENROL_CAPTURES:
-        raise InputError("bad_capture", f"enrolment needs at least {MIN_ENROL_CAPTURES} capture pairs")
+        raise BiometricError("bad_capture", f"enrolment needs at least {MIN_ENROL_CAPTURES} capture pairs")
     if not device_id:
-        raise InputError("bad_device_id", "device id must not be empty")
+        raise BiometricError("bad_device_id", "device id must not be empty")
     r_fp, helper_fp = fuzzy.generate(feats.fingerprint, codes["fingerprint"], rng)
     r_ir, helper_ir = fuzzy.generate(feats.iris, codes["iris"], rng)
     r_salt = rng(slowkdf.SALT_BYTES)
@@ -150,7 +150,7 @@ def enrol_features(name: str, feats: KeyFeatures, device_id: str, keyserver: pro
     try:
         _, card = recipient_from_seed(name, k_enc(r, k_secret, device_id))
     except ValueError as exc:
-        raise InputError("bad_name", str(exc)) from None
+        raise BiometricError("bad_name", str(exc)) from None
     prof = profiles.Profile(name=name, key_id=card.key_id, device_id=device_id, model_sha256=model_sha256,
                             helper_fingerprint=helper_fp, helper_iris=helper_ir, r_salt=r_salt, r_kdf=r_kdf,
                             client_share=client_share, recovery_wrap=wrap, keyserver=keyserver)
@@ -174,9 +174,9 @@ def enrol(name: str, fingerprints: Sequence[Capture], irises: Sequence[Capture],
     try:
         accepted = client.enrol(keyserver.account, enrol_token, e.service_share, e.service_bio_key)
     except OSError as exc:
-        raise InputError("keyserver_unreachable", f"key-release service unreachable: {keyserver.url}") from exc
+        raise BiometricError("keyserver_unreachable", f"key-release service unreachable: {keyserver.url}") from exc
     if not accepted:
-        raise InputError("enrolment_refused", "the key-release service refused the enrolment token")
+        raise BiometricError("enrolment_refused", "the key-release service refused the enrolment token")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     profile_path = profiles.save(out / f"{name}.profile", e.profile, passphrase, rng=rng, kdf=kdf)
@@ -263,7 +263,7 @@ def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], iri
     `passphrase` defaults to $MEDSHIELD_PROFILE_PASS; `device_id` to `local_device_id()`.
     """
     if (otp_code is None) == (recovery_key is None):
-        raise InputError("bad_credentials", "give an OTP code or the recovery key")
+        raise BiometricError("bad_credentials", "give an OTP code or the recovery key")
     try:
         pw = passphrase if passphrase is not None else profiles.passphrase_from(None)
         prof = profiles.load(Path(profile_path), pw)

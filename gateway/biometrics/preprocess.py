@@ -24,7 +24,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from gateway.errors import InputError
+from gateway.errors import BiometricError
 
 FINGERPRINT_SIZE = 96
 FINGERPRINT_WINDOW = 224  # pixels at 500 dpi (about 11.4 mm), centred on the print
@@ -33,16 +33,16 @@ MAX_SIDE = 4096
 
 
 def load_capture(data: bytes | np.ndarray) -> np.ndarray:
-    """A capture (PNG/JPEG/... bytes or an array) as a 2-D uint8 grey image; bad input → InputError."""
+    """A capture (PNG/JPEG/... bytes or an array) as a 2-D uint8 grey image; bad input → BiometricError."""
     if isinstance(data, np.ndarray):
         img = data
     else:
         buf = np.frombuffer(data, np.uint8)
         if buf.size == 0:
-            raise InputError("not_an_image", "empty biometric capture")
+            raise BiometricError("not_an_image", "empty biometric capture")
         decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         if decoded is None:
-            raise InputError("not_an_image", "biometric capture is not a readable image")
+            raise BiometricError("not_an_image", "biometric capture is not a readable image")
         img = decoded
     if img.ndim == 3:
         if img.shape[2] == 4:
@@ -55,11 +55,11 @@ def load_capture(data: bytes | np.ndarray) -> np.ndarray:
         elif img.shape[2] == 1:
             img = img[..., 0]
     if img.ndim != 2 or min(img.shape) < 32 or max(img.shape) > MAX_SIDE:
-        raise InputError("bad_capture", "biometric capture must be a 2-D image between 32 and 4096 pixels a side")
+        raise BiometricError("bad_capture", "biometric capture must be a 2-D image between 32 and 4096 pixels a side")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise InputError("bad_capture", "biometric capture must be 8- or 16-bit")
+        raise BiometricError("bad_capture", "biometric capture must be 8- or 16-bit")
     return np.ascontiguousarray(img)
 
 
@@ -177,7 +177,7 @@ def fingerprint_pose(img: np.ndarray) -> tuple[float, float, float]:
     g = load_capture(img).astype(np.float32)
     fg = _foreground(g)
     if fg.sum() < 0.02 * fg.size:
-        raise InputError("no_fingerprint", "no fingerprint ridge area found in the capture")
+        raise BiometricError("no_fingerprint", "no fingerprint ridge area found in the capture")
     return _pose(g, fg)
 
 
@@ -186,7 +186,7 @@ def fingerprint_input(img: np.ndarray) -> np.ndarray:
     g = load_capture(img).astype(np.float32)
     fg = _foreground(g)
     if fg.sum() < 0.02 * fg.size:
-        raise InputError("no_fingerprint", "no fingerprint ridge area found in the capture")
+        raise BiometricError("no_fingerprint", "no fingerprint ridge area found in the capture")
     cx, cy, tilt = _pose(g, fg)
     half = FINGERPRINT_WINDOW / 2
     # One affine map: rotate about the core by -tilt, then move the core to the window centre.
@@ -214,16 +214,16 @@ class IrisCircles:
 
 
 def localise_iris(img: np.ndarray) -> IrisCircles:
-    """Find pupil and limbus in a grey eye image; InputError when no eye can be found."""
+    """Find pupil and limbus in a grey eye image; BiometricError when no eye can be found."""
     g = cv2.GaussianBlur(load_capture(img), (5, 5), 1.5)
     lo = float(np.percentile(g, 1))
     if float(np.median(g)) - lo < 40:
-        raise InputError("no_iris", "no dark pupil in the eye image")
+        raise BiometricError("no_iris", "no dark pupil in the eye image")
     dark: np.ndarray = (g < lo + 35).astype(np.uint8)
     dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     n, labels, stats, cents = cv2.connectedComponentsWithStats(dark)
     if n < 2:
-        raise InputError("no_iris", "no pupil found in the eye image")
+        raise BiometricError("no_iris", "no pupil found in the eye image")
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     blob = (labels == best).astype(np.uint8)
     # Fill specular highlights inside the pupil before measuring it.
@@ -232,7 +232,7 @@ def localise_iris(img: np.ndarray) -> IrisCircles:
     (px, py), _ = cv2.minEnclosingCircle(hull)
     pr = float(np.sqrt(cv2.contourArea(hull) / np.pi))
     if pr < 4 or np.pi * pr * pr > 0.25 * g.size:
-        raise InputError("no_iris", "no plausible pupil in the eye image")
+        raise BiometricError("no_iris", "no plausible pupil in the eye image")
     h, w = g.shape
     gf = g.astype(np.float32)
     radii = np.arange(pr * 1.4, min(pr * 4.5, max(h, w)), 1.0)
@@ -244,7 +244,7 @@ def localise_iris(img: np.ndarray) -> IrisCircles:
                      borderMode=cv2.BORDER_REPLICATE)
     profile = np.convolve(vals.mean(axis=1), np.ones(3) / 3, mode="same")
     if profile.size < 5:
-        raise InputError("no_iris", "no iris boundary found in the eye image")
+        raise BiometricError("no_iris", "no iris boundary found in the eye image")
     jump = profile[2:] - profile[:-2]
     ri = float(radii[1 + int(np.argmax(jump[1:-1])) + 1])
     return IrisCircles(pupil=(float(px), float(py), pr), iris=(float(px), float(py), ri))

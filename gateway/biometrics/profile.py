@@ -27,7 +27,7 @@ from Crypto.Cipher import AES
 from gateway.biometrics import slowkdf
 from gateway.biometrics.fuzzy import CodeParams, Helper
 from gateway.encoding import b64url_decode, b64url_encode
-from gateway.errors import InputError, OpenError
+from gateway.errors import BiometricError, OpenError
 from gateway.files import write_atomic
 from gateway.rng import RandomSource, system_random
 
@@ -143,20 +143,21 @@ class Profile:
 
 
 def check_passphrase(passphrase: bytes, user_inputs: tuple[str, ...] = ()) -> None:
-    """InputError unless the passphrase has ≥ 12 characters and zxcvbn estimates ≥ 10^10 guesses for it
+    """BiometricError unless the passphrase has ≥ 12 characters and zxcvbn estimates ≥ 10^10 guesses for it
     (`user_inputs`, e.g. the recipient's name, count as known to the attacker)."""
     from zxcvbn import zxcvbn
 
     try:
         text = passphrase.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError("weak_passphrase", "profile passphrase must be UTF-8 text") from None
+        raise BiometricError("weak_passphrase", "profile passphrase must be UTF-8 text") from None
     if len(text) < MIN_PASSPHRASE_CHARS:
-        raise InputError("weak_passphrase", f"profile passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")
+        raise BiometricError(
+            "weak_passphrase", f"profile passphrase must have at least {MIN_PASSPHRASE_CHARS} characters")
     # zxcvbn's cost grows quickly with length; its estimate for the first 100 characters is a lower bound.
     guesses = float(zxcvbn(text[:100], user_inputs=list(user_inputs))["guesses"])
     if guesses < MIN_PASSPHRASE_GUESSES:
-        raise InputError("weak_passphrase", "profile passphrase is too easy to guess (dictionary words, names, "
+        raise BiometricError("weak_passphrase", "profile passphrase is too easy to guess (dictionary words, names, "
                                             "dates or patterns): use four or more unrelated words")
 
 
@@ -187,7 +188,7 @@ def unseal(data: bytes, passphrase: bytes) -> Profile:
         key = slowkdf.derive(passphrase, b64url_decode(header["kdf"]["salt"]), kdf, length=64)
         plain = siv_open(key, Wrapped.from_doc(doc), json.dumps(header, sort_keys=True).encode())
         return Profile.from_json(plain)
-    except (ValueError, KeyError, TypeError, AttributeError, InputError):
+    except (ValueError, KeyError, TypeError, AttributeError, BiometricError):
         raise OpenError() from None
 
 
@@ -209,16 +210,16 @@ def load(path: Path, passphrase: bytes) -> Profile:
 
 
 def passphrase_from(pass_file: Path | None = None) -> bytes:
-    """The profile passphrase: first line of `pass_file`, else $MEDSHIELD_PROFILE_PASS; InputError if neither."""
+    """The profile passphrase: first line of `pass_file`, else $MEDSHIELD_PROFILE_PASS; BiometricError if neither."""
     if pass_file is not None:
         try:
             text = Path(pass_file).read_bytes().splitlines()
         except OSError as exc:
-            raise InputError("no_passphrase", f"cannot read passphrase file {Path(pass_file).name}") from exc
+            raise BiometricError("no_passphrase", f"cannot read passphrase file {Path(pass_file).name}") from exc
         if text and text[0]:
             return text[0]
-        raise InputError("no_passphrase", "passphrase file is empty")
+        raise BiometricError("no_passphrase", "passphrase file is empty")
     env = os.environb.get(PASS_ENV.encode())
     if env:
         return env
-    raise InputError("no_passphrase", f"give --profile-pass-file or set ${PASS_ENV}")
+    raise BiometricError("no_passphrase", f"give --profile-pass-file or set ${PASS_ENV}")

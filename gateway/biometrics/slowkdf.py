@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from argon2.low_level import Type, hash_secret_raw
 
-from gateway.errors import InputError
+from gateway.errors import BiometricError
 
 MAX_MEMORY_KIB = 1 << 20  # 1 GiB: the most a profile may ask a workstation to allocate
 MIN_MEMORY_KIB = 8  # argon2's own floor is 8 * p KiB; test parameters sit here
@@ -35,23 +35,23 @@ class Argon2Params:
     p: int = 4
 
     def check(self) -> None:
-        """InputError when outside what this implementation accepts (a hostile or corrupted record)."""
+        """BiometricError when outside what this implementation accepts (a hostile or corrupted record)."""
         if not (1 <= self.t <= 16 and 1 <= self.p <= 16 and 8 * self.p <= self.m_kib <= MAX_MEMORY_KIB
                 and self.m_kib >= MIN_MEMORY_KIB):
-            raise InputError("bad_profile", "Argon2id parameters out of range")
+            raise BiometricError("bad_profile", "Argon2id parameters out of range")
 
     def to_doc(self) -> dict[str, int | str]:
         return {"name": "argon2id", "version": 19, "t": self.t, "m_kib": self.m_kib, "p": self.p}
 
     @classmethod
     def from_doc(cls, doc: dict) -> Argon2Params:  # type: ignore[type-arg]
-        """Parse and bound-check a recorded parameter set (InputError on anything else)."""
+        """Parse and bound-check a recorded parameter set (BiometricError on anything else)."""
         try:
             if doc["name"] != "argon2id" or int(doc["version"]) != 19:
-                raise InputError("bad_profile", "unsupported KDF")
+                raise BiometricError("bad_profile", "unsupported KDF")
             params = cls(t=int(doc["t"]), m_kib=int(doc["m_kib"]), p=int(doc["p"]))
         except (KeyError, TypeError, ValueError):
-            raise InputError("bad_profile", "malformed KDF parameters") from None
+            raise BiometricError("bad_profile", "malformed KDF parameters") from None
         params.check()
         return params
 
@@ -64,6 +64,6 @@ def derive(secret: bytes, salt: bytes, params: Argon2Params, *, length: int = 32
     """Argon2id(secret, salt) → `length` bytes; `salt` must be 16 bytes, `params` in range."""
     params.check()
     if len(salt) != SALT_BYTES:
-        raise InputError("bad_profile", "Argon2id salt must be 16 bytes")
+        raise BiometricError("bad_profile", "Argon2id salt must be 16 bytes")
     return hash_secret_raw(bytes(secret), bytes(salt), time_cost=params.t, memory_cost=params.m_kib,
                            parallelism=params.p, hash_len=length, type=Type.ID, version=19)

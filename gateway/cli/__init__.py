@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.errors import ConfigError, InputError, OpenError, UsageError
+from gateway.errors import CodedError, ConfigError, OpenError, UsageError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.keys",
@@ -51,7 +51,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# InputError reasons that mean the command was called with something unusable rather than a bad image (and
+# Error codes that mean the command was called with something unusable rather than a bad image (and
 # any "<what>_unreadable").
 USAGE_INPUT_REASONS = frozenset({"unreadable", "no_passphrase"})
 
@@ -91,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except OpenError as exc:
         return _fail(str(exc), EXIT_FAILED)
-    except InputError as exc:
+    except CodedError as exc:
         # An input that could not be read at all, or a missing passphrase, is the caller's to fix (usage);
-        # an image that cannot be protected is a failure of the operation.
+        # an image that cannot be protected, a refused capture or admin request, is a failure of the operation.
         usage = exc.reason in USAGE_INPUT_REASONS or exc.reason.endswith("_unreadable")
         code = EXIT_USAGE if usage else EXIT_FAILED
         return _fail(f"{exc} ({exc.reason})", code)

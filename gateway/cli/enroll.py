@@ -12,14 +12,14 @@ from pathlib import Path
 
 from gateway.biometrics.keyrelease import MIN_ENROL_CAPTURES, enrol
 from gateway.biometrics.profile import PASS_ENV, KeyServerRef, passphrase_from
-from gateway.errors import InputError
+from gateway.errors import BiometricError
 
 
 def _read(path: Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise InputError("unreadable", f"cannot read {path}: {exc.strerror}") from None
+        raise BiometricError("unreadable", f"cannot read {path}: {exc.strerror}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,13 +15,14 @@ import cv2
 import numpy as np
 
 from gateway.errors import ConfigError, InputError
+from gateway.reasons import Reason
 
 
 def _load_hu_npy(path: Path) -> np.ndarray:
     try:
         arr: np.ndarray = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError("not_an_image", f"{path.name} is not a readable .npy array") from exc
+        raise InputError(Reason.NOT_AN_IMAGE, f"{path.name} is not a readable .npy array") from exc
     return arr
 
 
@@ -30,7 +31,7 @@ def read_input(path: Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError("unreadable", f"cannot read {path.name}: {exc.strerror}") from exc
+        raise InputError(Reason.UNREADABLE, f"cannot read {path.name}: {exc.strerror}") from exc
     try:
         codecs = importlib.import_module("gateway.codecs")
     except ModuleNotFoundError:
@@ -38,7 +39,7 @@ def read_input(path: Path) -> Any:
     if codecs is not None:
         return codecs.decode(data)
     if path.suffix.lower() != ".npy":
-        raise InputError("unsupported_format", "only .npy Hounsfield-unit arrays can be read in this build")
+        raise InputError(Reason.UNSUPPORTED_FORMAT, "only .npy Hounsfield-unit arrays can be read in this build")
     return _load_hu_npy(path)
 
 

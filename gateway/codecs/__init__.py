@@ -15,6 +15,7 @@ import numpy as np
 from gateway.codecs import dicom, npy, png
 from gateway.codecs.types import DecodedImage, Format, Limits
 from gateway.errors import InputError
+from gateway.reasons import Reason
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -54,7 +55,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DecodedImage:
     limits.check_bytes(len(data))
     kind = sniff(data)
     if kind is None:
-        raise InputError("not_an_image", "the input is not a DICOM, PNG or NPY file")
+        raise InputError(Reason.NOT_AN_IMAGE, "the input is not a DICOM, PNG or NPY file")
     return _DECODERS[kind](data, limits)
 
 

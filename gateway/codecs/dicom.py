@@ -40,6 +40,7 @@ import numpy as np
 
 from gateway.codecs.types import DecodedImage, Limits, check_new_pixels
 from gateway.errors import InputError
+from gateway.reasons import Reason
 
 PIXEL_DATA = 0x7FE00010
 _EXTENDED_OFFSET_TABLE = (0x7FE00001, 0x7FE00002)
@@ -141,13 +142,13 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - pydicom raises many unrelated types on bad bytes
-            raise InputError("malformed", f"not a readable DICOM file ({type(exc).__name__})") from None
+            raise InputError(Reason.MALFORMED, f"not a readable DICOM file ({type(exc).__name__})") from None
         except BaseException as exc:
             # A decoder written in Rust (pylibjpeg-rle) panics on some hostile pixel data, and pyo3 surfaces a
             # panic as PanicException, a BaseException: still bad input, never a reason to stop a worker.
             if type(exc).__name__ != "PanicException":
                 raise
-            raise InputError("malformed", "the pixel data could not be decoded (decoder panic)") from None
+            raise InputError(Reason.MALFORMED, "the pixel data could not be decoded (decoder panic)") from None
 
 
 def _check_inflated_size(data: bytes, limits: Limits) -> None:
@@ -160,46 +161,47 @@ def _check_inflated_size(data: bytes, limits: Limits) -> None:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = inflater.decompress(data[fp.tell() :], limits.max_bytes + 1)
     if len(inflated) > limits.max_bytes:
-        raise InputError("too_large", f"the deflated data set inflates beyond the limit of {limits.max_bytes} bytes")
+        raise InputError(
+            Reason.TOO_LARGE, f"the deflated data set inflates beyond the limit of {limits.max_bytes} bytes")
 
 
 def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
     meta = getattr(ds, "file_meta", None)
     syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if syntax is None:
-        raise InputError("malformed", "the DICOM file has no Transfer Syntax UID")
+        raise InputError(Reason.MALFORMED, "the DICOM file has no Transfer Syntax UID")
     if syntax not in ACCEPTED_SYNTAXES:
         raise InputError(
-            "unsupported_transfer_syntax",
+            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
             f"transfer syntax {syntax} is not supported (see docs/DICOM_CONFORMANCE.md for those that are)",
         )
     if syntax == DEFLATED_LE:
         _check_inflated_size(data, limits)
     if PIXEL_DATA not in ds:
-        raise InputError("no_pixel_data", "the DICOM file has no Pixel Data")
+        raise InputError(Reason.NO_PIXEL_DATA, "the DICOM file has no Pixel Data")
     samples = int(ds.get("SamplesPerPixel", 1))
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InputError(
-            "not_monochrome",
+            Reason.NOT_MONOCHROME,
             f"only grey-scale images are supported (got {samples} samples per pixel, '{photometric}')",
         )
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames < 1:
-        raise InputError("malformed", f"invalid Number of Frames {frames}")
+        raise InputError(Reason.MALFORMED, f"invalid Number of Frames {frames}")
     bits_allocated = int(ds.BitsAllocated)
     bits_stored = int(ds.get("BitsStored", bits_allocated))
     representation = int(ds.get("PixelRepresentation", 0))
     if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
         raise InputError(
-            "unsupported_bit_depth",
+            Reason.UNSUPPORTED_BIT_DEPTH,
             f"only 8- or 16-bit pixels are supported (allocated {bits_allocated}, stored {bits_stored})",
         )
     if representation not in (0, 1):
-        raise InputError("malformed", f"invalid Pixel Representation {representation}")
+        raise InputError(Reason.MALFORMED, f"invalid Pixel Representation {representation}")
     if syntax in DCT_JPEG and bits_stored > 8:
         raise InputError(
-            "unsupported_transfer_syntax",
+            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
             f"JPEG Extended with {bits_stored}-bit samples is not supported; send it JPEG Lossless, JPEG-LS,"
             " JPEG 2000 or uncompressed (see docs/DICOM_CONFORMANCE.md)",
         )
@@ -207,7 +209,7 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
     limits.check_shape(rows, cols)
     if frames * rows * cols > limits.max_pixels:
         raise InputError(
-            "too_many_pixels",
+            Reason.TOO_MANY_PIXELS,
             f"the image has {frames} frames of {rows} x {cols}, more than the limit of {limits.max_pixels} pixels",
         )
 
@@ -218,12 +220,12 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
         raw = ds.PixelData
         needed = count * dtype.itemsize
         if not isinstance(raw, bytes) or len(raw) < needed:
-            raise InputError("truncated", f"Pixel Data holds {len(raw)} bytes, {needed} are needed")
+            raise InputError(Reason.TRUNCATED, f"Pixel Data holds {len(raw)} bytes, {needed} are needed")
         wire = dtype.newbyteorder(">") if syntax == EXPLICIT_BE else dtype.newbyteorder("<")
         pixels = np.frombuffer(raw, dtype=wire, count=count).astype(dtype).reshape(frames * rows, cols)
         offset = getattr(element, "value_tell", None)
         if offset is None or data[offset : offset + needed] != raw[:needed]:
-            raise InputError("malformed", "the Pixel Data could not be located in the file")
+            raise InputError(Reason.MALFORMED, "the Pixel Data could not be located in the file")
         order = b">" if syntax == EXPLICIT_BE else b"<"
         recipe = _RECIPE.pack(_RECIPE_MAGIC, _SPLICE, offset, order) + (
             data[:offset] + data[offset + needed :]
@@ -236,7 +238,7 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
             decoded = np.asarray(ds.pixel_array)
         expected = (frames, rows, cols) if frames > 1 else (rows, cols)
         if decoded.shape != expected or decoded.dtype.itemsize != dtype.itemsize:
-            raise InputError("malformed", "the decoded pixel data does not match Rows, Columns, Frames and Bits")
+            raise InputError(Reason.MALFORMED, "the decoded pixel data does not match Rows, Columns, Frames and Bits")
         pixels = decoded.astype(decoded.dtype.newbyteorder("="), copy=False).view(dtype).reshape(frames * rows, cols)
         pixels = np.ascontiguousarray(pixels)
         recipe = _RECIPE.pack(_RECIPE_MAGIC, _VERBATIM, 0, b"<") + data
@@ -247,7 +249,7 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
         hu = np.empty_like(values)
         for i, (slope, intercept) in enumerate(_rescale_per_frame(ds, frames)):
             if not (np.isfinite(slope) and np.isfinite(intercept)):
-                raise InputError("malformed", "Rescale Slope/Intercept are not finite numbers")
+                raise InputError(Reason.MALFORMED, "Rescale Slope/Intercept are not finite numbers")
             band = slice(i * rows, (i + 1) * rows)
             hu[band] = values[band] * np.float32(slope) + np.float32(intercept)
 
@@ -267,7 +269,7 @@ def _decode_dataset(ds: Any, data: bytes, limits: Limits) -> DecodedImage:
 def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int, int, int]:
     """(SOF marker, sample precision, lines, samples per line, components) of a JPEG codestream."""
     if not stream.startswith(_JPEG_SOI):
-        raise InputError("malformed", "a JPEG frame does not start with a JPEG codestream")
+        raise InputError(Reason.MALFORMED, "a JPEG frame does not start with a JPEG codestream")
     i = len(_JPEG_SOI)
     while i + 4 <= len(stream) and stream[i] == 0xFF:
         marker = stream[i + 1]
@@ -279,7 +281,7 @@ def _jpeg_frame_header(stream: bytes) -> tuple[int, int, int, int, int]:
             return marker, precision, lines, samples, components
         (length,) = struct.unpack_from(">H", stream, i + 2)
         i += 2 + length
-    raise InputError("malformed", "a JPEG frame has no frame header")
+    raise InputError(Reason.MALFORMED, "a JPEG frame has no frame header")
 
 
 def decode_dct_jpeg(pixel_data: bytes, frames: int, rows: int, cols: int) -> np.ndarray:
@@ -292,17 +294,17 @@ def decode_dct_jpeg(pixel_data: bytes, frames: int, rows: int, cols: int) -> np.
     count = 0
     for stream in generate_frames(pixel_data, number_of_frames=frames):
         if count == frames:
-            raise InputError("malformed", f"the Pixel Data holds more than its {frames} frames")
+            raise InputError(Reason.MALFORMED, f"the Pixel Data holds more than its {frames} frames")
         marker, precision, lines, samples, components = _jpeg_frame_header(stream)
         if marker not in _JPEG_SOF_DCT or precision != 8 or components != 1 or (lines, samples) != (rows, cols):
-            raise InputError("malformed", "a JPEG frame header does not match the syntax, Rows, Columns and Bits")
+            raise InputError(Reason.MALFORMED, "a JPEG frame header does not match the syntax, Rows, Columns and Bits")
         decoded = cv2.imdecode(np.frombuffer(stream, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
         if decoded is None or decoded.shape != (rows, cols) or decoded.dtype != np.uint8:
-            raise InputError("malformed", "a JPEG frame could not be decoded")
+            raise InputError(Reason.MALFORMED, "a JPEG frame could not be decoded")
         out[count] = decoded
         count += 1
     if count != frames:
-        raise InputError("truncated", f"the Pixel Data holds {count} of its {frames} frames")
+        raise InputError(Reason.TRUNCATED, f"the Pixel Data holds {count} of its {frames} frames")
     return out if frames > 1 else out[0]
 
 

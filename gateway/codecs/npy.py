@@ -16,6 +16,7 @@ import numpy as np
 
 from gateway.codecs.types import DecodedImage, Limits, check_new_pixels
 from gateway.errors import InputError
+from gateway.reasons import Reason
 
 MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 10_000  # numpy's own default for np.load
@@ -37,36 +38,36 @@ def is_npy(data: bytes) -> bool:
 
 def _read_header(data: bytes) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     if len(data) < 10:
-        raise InputError("truncated", "the NPY file ends inside its header")
+        raise InputError(Reason.TRUNCATED, "the NPY file ends inside its header")
     major = data[6]
     if major == 1:
         (size,) = struct.unpack("<H", data[8:10])
         start = 10
     elif major in (2, 3):
         if len(data) < 12:
-            raise InputError("truncated", "the NPY file ends inside its header")
+            raise InputError(Reason.TRUNCATED, "the NPY file ends inside its header")
         (size,) = struct.unpack("<I", data[8:12])
         start = 12
     else:
-        raise InputError("malformed", f"unknown NPY format version {major}")
+        raise InputError(Reason.MALFORMED, f"unknown NPY format version {major}")
     if size > _MAX_HEADER:
-        raise InputError("malformed", f"the NPY header has {size} bytes, more than {_MAX_HEADER}")
+        raise InputError(Reason.MALFORMED, f"the NPY header has {size} bytes, more than {_MAX_HEADER}")
     if start + size > len(data):
-        raise InputError("truncated", "the NPY file ends inside its header")
+        raise InputError(Reason.TRUNCATED, "the NPY file ends inside its header")
     try:
         text = data[start : start + size].decode("utf-8" if major == 3 else "latin1")
         header = ast.literal_eval(text)
     except (UnicodeDecodeError, ValueError, SyntaxError, MemoryError, RecursionError):
-        raise InputError("malformed", "the NPY header is not a valid dictionary") from None
+        raise InputError(Reason.MALFORMED, "the NPY header is not a valid dictionary") from None
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
-        raise InputError("malformed", "the NPY header does not have exactly descr, fortran_order and shape")
+        raise InputError(Reason.MALFORMED, "the NPY header does not have exactly descr, fortran_order and shape")
     descr, fortran, shape = header["descr"], header["fortran_order"], header["shape"]
     if not isinstance(descr, str) or descr not in _ALLOWED:
-        raise InputError("unsupported_dtype", f"only uint8, uint16 or int16 arrays are supported (got {descr!r})")
+        raise InputError(Reason.UNSUPPORTED_DTYPE, f"only uint8, uint16 or int16 arrays are supported (got {descr!r})")
     if not isinstance(fortran, bool):
-        raise InputError("malformed", "the NPY fortran_order is not a boolean")
+        raise InputError(Reason.MALFORMED, "the NPY fortran_order is not a boolean")
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
-        raise InputError("malformed", "the NPY shape is not a tuple of integers")
+        raise InputError(Reason.MALFORMED, "the NPY shape is not a tuple of integers")
     return _ALLOWED[descr], shape, fortran, start + size
 
 
@@ -75,18 +76,18 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     limits.check_bytes(len(data))
     dtype, shape, _fortran, offset = _read_header(data)
     if len(shape) != 2:
-        raise InputError("unsupported_shape", f"only 2-D arrays are supported (got {len(shape)}-D)")
+        raise InputError(Reason.UNSUPPORTED_SHAPE, f"only 2-D arrays are supported (got {len(shape)}-D)")
     rows, cols = shape
     limits.check_shape(rows, cols)
     needed = rows * cols * dtype.itemsize
     if len(data) - offset < needed:
-        raise InputError("truncated", f"the NPY data holds {len(data) - offset} bytes, {needed} are needed")
+        raise InputError(Reason.TRUNCATED, f"the NPY data holds {len(data) - offset} bytes, {needed} are needed")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError("malformed", f"the NPY file could not be read ({type(exc).__name__})") from None
+        raise InputError(Reason.MALFORMED, f"the NPY file could not be read ({type(exc).__name__})") from None
     if array.shape != (rows, cols) or array.dtype != dtype:
-        raise InputError("malformed", "the NPY array does not match its header")
+        raise InputError(Reason.MALFORMED, "the NPY array does not match its header")
     signed = dtype.kind == "i"
     native = np.ascontiguousarray(array.astype(dtype.newbyteorder("="), copy=False))
     hu = native.astype(np.float32) if signed else None

@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.codecs.types import DecodedImage, Limits, check_new_pixels
 from gateway.errors import InputError
+from gateway.reasons import Reason
 
 MAGIC = b"\x89PNG\r\n\x1a\n"
 _GREY = 0
@@ -29,14 +30,14 @@ def is_png(data: bytes) -> bool:
 def read_header(data: bytes) -> tuple[int, int, int, int]:
     """(width, height, bit depth, colour type) from the IHDR chunk, which PNG requires to come first."""
     if len(data) < 33:
-        raise InputError("truncated", "the PNG file ends inside its header")
+        raise InputError(Reason.TRUNCATED, "the PNG file ends inside its header")
     length, kind = struct.unpack(">I4s", data[8:16])
     if kind != b"IHDR" or length != 13:
-        raise InputError("malformed", "the PNG file does not start with a valid IHDR chunk")
+        raise InputError(Reason.MALFORMED, "the PNG file does not start with a valid IHDR chunk")
     body = data[16:29]
     (crc,) = struct.unpack(">I", data[29:33])
     if zlib.crc32(data[12:29]) != crc:
-        raise InputError("malformed", "the PNG IHDR chunk fails its CRC")
+        raise InputError(Reason.MALFORMED, "the PNG IHDR chunk fails its CRC")
     width, height, depth, colour = struct.unpack(">IIBB", body[:10])
     return width, height, depth, colour
 
@@ -47,11 +48,11 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     width, height, depth, colour = read_header(data)
     if colour != _GREY:
         raise InputError(
-            "not_monochrome",
+            Reason.NOT_MONOCHROME,
             f"only grey-scale PNG is supported (got {_COLOUR_NAMES.get(colour, f'colour type {colour}')})",
         )
     if depth not in (8, 16):
-        raise InputError("unsupported_bit_depth", f"only 8- or 16-bit PNG is supported (got {depth}-bit)")
+        raise InputError(Reason.UNSUPPORTED_BIT_DEPTH, f"only 8- or 16-bit PNG is supported (got {depth}-bit)")
     limits.check_shape(height, width)
 
     import cv2
@@ -61,11 +62,11 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     except cv2.error:
         pixels = None
     if pixels is None:
-        raise InputError("malformed", "the PNG image data could not be decoded (corrupt or truncated)")
+        raise InputError(Reason.MALFORMED, "the PNG image data could not be decoded (corrupt or truncated)")
     expected = np.uint8 if depth == 8 else np.uint16
     if pixels.ndim != 2 or pixels.shape != (height, width) or pixels.dtype != expected:
         # OpenCV must agree with the header we checked; anything else is not what the limits judged
-        raise InputError("not_monochrome", "the PNG did not decode to one grey channel of its declared size")
+        raise InputError(Reason.NOT_MONOCHROME, "the PNG did not decode to one grey channel of its declared size")
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format="png")
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gateway.errors import InputError
+from gateway.reasons import Reason
 
 Format = Literal["dicom", "png", "npy"]
 
@@ -34,22 +35,22 @@ class Limits:
     def check_bytes(self, size: int) -> None:
         """Refuse empty or oversized input (reasons `empty`, `too_large`)."""
         if size == 0:
-            raise InputError("empty", "the input is empty")
+            raise InputError(Reason.EMPTY, "the input is empty")
         if size > self.max_bytes:
-            raise InputError("too_large", f"the input has {size} bytes, more than the limit of {self.max_bytes}")
+            raise InputError(Reason.TOO_LARGE, f"the input has {size} bytes, more than the limit of {self.max_bytes}")
 
     def check_shape(self, rows: int, cols: int) -> None:
         """Refuse degenerate or oversized dimensions (reasons `malformed`, `too_many_pixels`)."""
         if rows <= 0 or cols <= 0:
-            raise InputError("malformed", f"the image has no pixels ({rows} x {cols})")
+            raise InputError(Reason.MALFORMED, f"the image has no pixels ({rows} x {cols})")
         if rows > self.max_side or cols > self.max_side:
             raise InputError(
-                "too_many_pixels",
+                Reason.TOO_MANY_PIXELS,
                 f"the image is {rows} x {cols}; a side may be at most {self.max_side} pixels",
             )
         if rows * cols > self.max_pixels:
             raise InputError(
-                "too_many_pixels",
+                Reason.TOO_MANY_PIXELS,
                 f"the image has {rows * cols} pixels, more than the limit of {self.max_pixels}",
             )
 

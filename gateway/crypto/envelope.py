@@ -35,6 +35,7 @@ from gateway.crypto.origin import SIGNATURE_BYTES, GatewayKey, TrustedGateways, 
 from gateway.crypto.recipients import PrivateKey, RecipientCard, key_id_of
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import InputError, OpenError
+from gateway.reasons import Reason
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 
 MAGIC = b"MSH2"
@@ -284,7 +285,7 @@ class Sealer:
         t_start = time.perf_counter()
         plaintext = bytes(plaintext)
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
-            raise InputError("too_large", f"plaintext larger than {MAX_PLAINTEXT_BYTES} bytes")
+            raise InputError(Reason.TOO_LARGE, f"plaintext larger than {MAX_PLAINTEXT_BYTES} bytes")
         if not _TOKEN.fullmatch(compression):
             raise ValueError("compression must be a short lowercase token")
         suite = suites.get(self.suite)

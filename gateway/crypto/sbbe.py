@@ -27,6 +27,7 @@ from Crypto.Cipher import Blowfish
 
 from gateway.crypto.kdf import hkdf
 from gateway.errors import InputError, OpenError
+from gateway.reasons import Reason
 from gateway.rng import RandomSource
 
 SUITE = "sbbe-blowfish"
@@ -133,7 +134,7 @@ def _tag(mac_key: bytes, aad: bytes, plaintext: bytes) -> bytes:
 def _check_length(n: int) -> None:
     if n > MAX_PLAINTEXT_BYTES:
         raise InputError(
-            "too_large", f"SBBE refuses more than 2^26 Blowfish blocks ({MAX_PLAINTEXT_BYTES} bytes) per key"
+            Reason.TOO_LARGE, f"SBBE refuses more than 2^26 Blowfish blocks ({MAX_PLAINTEXT_BYTES} bytes) per key"
         )
 
 
@@ -182,7 +183,7 @@ def sample_matrix(sample: np.ndarray | bytes, side: int) -> np.ndarray:
     elif arr.ndim > 2:
         arr = arr.reshape(arr.shape[0], -1)
     if arr.size == 0 or arr.dtype.kind not in "uif":
-        raise InputError("bad_sample", "the SBBE sample must be a non-empty numeric array")
+        raise InputError(Reason.BAD_SAMPLE, "the SBBE sample must be a non-empty numeric array")
     h, w = arr.shape
     top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
     crop = arr[top : top + side, left : left + side]

@@ -37,6 +37,7 @@ from gateway.ledger import LedgerItem, LedgerWriter
 from gateway.logging import get_logger
 from gateway.mqtt_link import InboundMessage, MqttLink
 from gateway.quarantine import Quarantine
+from gateway.reasons import Reason
 from gateway.rng import Clock
 from gateway.spool import Attempts, Spool
 from gateway.topics import scanner_of
@@ -90,7 +91,7 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class _Rejected:
-    reason: str
+    reason: Reason
     detail: str
 
 
@@ -156,9 +157,9 @@ class Intake:
     def _poison(self, attempts: Attempts) -> _Rejected | None:
         """Earlier starts of this message that never finished: too many faults, or too many deaths."""
         if attempts.faults >= self._max_attempts:
-            return _Rejected("repeated_faults", f"{attempts.faults} attempts ended in a fault")
+            return _Rejected(Reason.REPEATED_FAULTS, f"{attempts.faults} attempts ended in a fault")
         if attempts.interrupted >= self._max_interrupted:
-            return _Rejected("repeated_crashes", f"the process died during {attempts.interrupted} attempts")
+            return _Rejected(Reason.REPEATED_CRASHES, f"the process died during {attempts.interrupted} attempts")
         return None
 
     def _protect(self, message: Inbound, message_id: str, attempts: Attempts) -> Sequence[ProtectedLike] | _Rejected:
@@ -176,7 +177,7 @@ class Intake:
                     "protect_fault", error=type(exc).__name__, message_id=message_id, faults=attempts.faults
                 )
                 if attempts.faults >= self._max_attempts:
-                    return _Rejected("repeated_faults", f"{type(exc).__name__} on {attempts.faults} attempts")
+                    return _Rejected(Reason.REPEATED_FAULTS, f"{type(exc).__name__} on {attempts.faults} attempts")
                 attempts = self._spool.start_attempt(message_id)
 
     def _protect_once(self, message: Inbound, message_id: str, source: Mapping[str, str]) -> Sequence[ProtectedLike]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.crypto.kdf import hkdf
-from gateway.errors import InputError
+from gateway.errors import AdminError
 from gateway.otp import generate_secret, match_step
 from gateway.rng import Clock, RandomSource, system_clock, system_random
 
@@ -83,7 +83,7 @@ def share_pad(key: bytes, account: str, nonce: bytes) -> bytes:
 
 def check_account_name(name: str) -> str:
     if not (1 <= len(name) <= _NAME_MAX) or not all(c.isalnum() or c in "-_." for c in name) or name[0] == ".":
-        raise InputError("bad_name", "account name: 1-64 letters, digits, '-', '_' or '.'")
+        raise AdminError("bad_name", "account name: 1-64 letters, digits, '-', '_' or '.'")
     return name
 
 
@@ -175,7 +175,7 @@ class KeyService:
     # --- administration -------------------------------------------------------------------------------------
 
     def add_account(self, name: str) -> NewAccount:
-        """Create an account with a fresh TOTP secret and one-time enrolment token (InputError if it exists)."""
+        """Create an account with a fresh TOTP secret and one-time enrolment token (AdminError if it exists)."""
         check_account_name(name)
         secret = generate_secret(self._rng)
         token = self._rng(20).hex()
@@ -184,7 +184,7 @@ class KeyService:
             db.execute("INSERT INTO accounts (name, totp_secret, enrol_token_hash, created_ns) VALUES (?, ?, ?, ?)",
                        (name, secret, hashlib.sha256(token.encode()).digest(), self._clock()))
         except sqlite3.IntegrityError:
-            raise InputError("account_exists", f"account {name} already exists") from None
+            raise AdminError("account_exists", f"account {name} already exists") from None
         self._audit("add_account", name, "ok", "")
         return NewAccount(name, secret, token)
 
@@ -193,7 +193,7 @@ class KeyService:
         cur = self._db().execute("UPDATE accounts SET failures = 0, lockouts = 0, locked_until_ns = 0 WHERE name = ?",
                                  (name,))
         if cur.rowcount != 1:
-            raise InputError("no_account", f"no account {name}")
+            raise AdminError("no_account", f"no account {name}")
         self._audit("unlock", name, "ok", "")
 
     # --- client requests ------------------------------------------------------------------------------------
@@ -285,5 +285,5 @@ class KeyService:
         row = self._db().execute("SELECT failures, lockouts, locked_until_ns, share IS NOT NULL FROM accounts "
                                  "WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise InputError("no_account", f"no account {name}")
+            raise AdminError("no_account", f"no account {name}")
         return {"failures": row[0], "lockouts": row[1], "locked_until_ns": row[2], "enrolled": int(row[3])}

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.errors import InputError
+from gateway.errors import CodedError
 from gateway.qr.base45 import b45decode, b45encode
 
 MAGIC = b"MSQ1"
@@ -55,7 +55,7 @@ RECOVERY_KEY_FORMAT = "medshield-recovery-key"
 RECOVERY_KEY_SUFFIXES = (".recovery", ".recovery-key", ".rkey")
 
 
-class QRError(InputError):
+class QRError(CodedError):
     """A QR sequence that cannot be made or joined; `reason` says which rule failed."""
 
 

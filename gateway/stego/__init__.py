@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.errors import CapacityError, InputError
+from gateway.reasons import Reason
 from gateway.stego.masks import pack_mask, unpack_mask
 
 __all__ = [
@@ -141,10 +142,10 @@ class RestorationRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RestorationRecord:
-        """Parse `to_bytes` output strictly: any deviation raises `InputError("bad_restoration_record")`."""
+        """Parse `to_bytes` output strictly: any deviation raises `InputError(Reason.BAD_RESTORATION_RECORD)`."""
 
         def bad(why: str) -> InputError:
-            return InputError("bad_restoration_record", f"invalid restoration record: {why}")
+            return InputError(Reason.BAD_RESTORATION_RECORD, f"invalid restoration record: {why}")
 
         data = bytes(data)
         if len(data) < _RECORD_HEADER.size:
@@ -216,18 +217,18 @@ def extract(marked: np.ndarray, exclusion: np.ndarray, order_key: bytes) -> byte
     usable = exclusion.size - int(np.count_nonzero(exclusion))
     flat = np.ascontiguousarray(marked).reshape(-1)
     if usable < 8 * FRAME_OVERHEAD_BYTES:
-        raise InputError("hidden_payload_not_found", "too few usable pixels to hold a hidden payload")
+        raise InputError(Reason.HIDDEN_PAYLOAD_NOT_FOUND, "too few usable pixels to hold a hidden payload")
     header = _read_bits(flat, _positions(exclusion, usable, _HEADER_BITS, key))
     magic, length = struct.unpack(">4sI", header)
     if magic != FRAME_MAGIC:
-        raise InputError("hidden_payload_not_found", "no hidden payload under this key (frame magic absent)")
+        raise InputError(Reason.HIDDEN_PAYLOAD_NOT_FOUND, "no hidden payload under this key (frame magic absent)")
     total_bits = 8 * (length + FRAME_OVERHEAD_BYTES)
     if total_bits > usable:
-        raise InputError("hidden_payload_corrupt", "the hidden frame claims more bits than the image can hold")
+        raise InputError(Reason.HIDDEN_PAYLOAD_CORRUPT, "the hidden frame claims more bits than the image can hold")
     frame = _read_bits(flat, _positions(exclusion, usable, total_bits, key))
     (crc,) = struct.unpack(">I", frame[-4:])
     if zlib.crc32(frame[:-4]) != crc:
-        raise InputError("hidden_payload_corrupt", "the hidden payload fails its CRC-32")
+        raise InputError(Reason.HIDDEN_PAYLOAD_CORRUPT, "the hidden payload fails its CRC-32")
     return frame[8:-4]
 
 
@@ -236,14 +237,14 @@ def restore(marked: np.ndarray, record: RestorationRecord, order_key: bytes) -> 
     _check_pixels(marked)
     if marked.shape != record.shape or marked.dtype != record.dtype:
         raise InputError(
-            "record_mismatch",
+            Reason.RECORD_MISMATCH,
             f"the restoration record is for {record.dtype} {record.shape}, the image is {marked.dtype} {marked.shape}",
         )
     key = _check_key(order_key)
     exclusion = np.ascontiguousarray(record.exclusion)
     usable = exclusion.size - int(np.count_nonzero(exclusion))
     if record.n_bits > usable:
-        raise InputError("record_mismatch", "the restoration record has more bits than usable pixels")
+        raise InputError(Reason.RECORD_MISMATCH, "the restoration record has more bits than usable pixels")
     where = _positions(exclusion, usable, record.n_bits, key)
     original = np.array(marked, copy=True, order="C")
     flat = original.reshape(-1)

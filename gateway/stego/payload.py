@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.errors import InputError
+from gateway.reasons import Reason
 from gateway.stego.masks import pack_mask, unpack_mask
 
 __all__ = ["HiddenPayload", "make_stamp", "pixel_sha256", "verify_stamp"]
@@ -101,10 +102,10 @@ class HiddenPayload:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> HiddenPayload:
-        """Parse `to_bytes` output strictly: any deviation raises `InputError("bad_hidden_payload")`."""
+        """Parse `to_bytes` output strictly: any deviation raises `InputError(Reason.BAD_HIDDEN_PAYLOAD)`."""
 
         def bad(why: str) -> InputError:
-            return InputError("bad_hidden_payload", f"invalid hidden payload: {why}")
+            return InputError(Reason.BAD_HIDDEN_PAYLOAD, f"invalid hidden payload: {why}")
 
         data = bytes(data)
         if len(data) < _HEAD.size + 2:

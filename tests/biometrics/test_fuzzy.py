@@ -88,7 +88,7 @@ def test_selection_keeps_the_most_reliable_coordinates_and_secret_random() -> No
 
 
 def test_a_code_must_leave_coordinates_unselected() -> None:
-    from gateway.errors import InputError
+    from gateway.errors import BiometricError
 
-    with pytest.raises(InputError):
+    with pytest.raises(BiometricError):
         fuzzy.generate(np.stack([_person(1, 64)] * 3), fuzzy.CodeParams(m=3, blocks=5), SeededRandom(b"c"))

@@ -17,11 +17,21 @@ from structlog.testing import capture_logs
 from gateway.biometrics import profile as profiles
 from gateway.biometrics import slowkdf
 from gateway.biometrics.features import FeatureExtractor, KeyFeatures
-from gateway.biometrics.keyrelease import (RELEASE_CAPTURES, Enrolment, enrol, enrol_features, k_enc,
-                                           parse_recovery_key, raw_secrets, recovery_share_source, release_k_enc,
-                                           release_private_key, stretch)
+from gateway.biometrics.keyrelease import (
+    RELEASE_CAPTURES,
+    Enrolment,
+    enrol,
+    enrol_features,
+    k_enc,
+    parse_recovery_key,
+    raw_secrets,
+    recovery_share_source,
+    release_k_enc,
+    release_private_key,
+    stretch,
+)
 from gateway.crypto.recipients import RecipientCard, recipient_from_seed
-from gateway.errors import InputError, OpenError
+from gateway.errors import BiometricError, OpenError
 from gateway.keyserver.http import KeyServer
 from gateway.keyserver.service import KeyService, Policy, bio_key, release_proof, share_pad
 from gateway.otp import STEP_S, totp_at
@@ -187,7 +197,7 @@ def test_profile_sealed_with_argon2id_0600_and_strong_passphrase(enrolled, tmp_p
         with pytest.raises(OpenError):  # header is associated data; out-of-range costs refused before use
             profiles.load(tmp_path / "t.profile", PASS)
     for weak in (b"short pass", b"password1234", b"alicealice12", b"qwertyuiop123"):
-        with pytest.raises(InputError):
+        with pytest.raises(BiometricError):
             profiles.seal(e.profile, weak, kdf=slowkdf.TEST_PARAMS)
     assert slowkdf.DEFAULT == slowkdf.Argon2Params(t=3, m_kib=65536, p=4)
 
@@ -199,7 +209,7 @@ def test_recovery_key_round_trip() -> None:
     text = format_recovery_key(raw)
     assert len(text) == 39 and parse_recovery_key(text.lower()) == raw
     assert parse_recovery_key(f"MedShield recovery key for x:\n\n    {text}\n") == raw
-    with pytest.raises(InputError):
+    with pytest.raises(BiometricError):
         parse_recovery_key("AAAA-BBBB")
 
 

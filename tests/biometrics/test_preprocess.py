@@ -8,9 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.biometrics.preprocess import (FINGERPRINT_SIZE, IRIS_STRIP, fingerprint_input, iris_input,
-                                           load_capture, localise_iris)
-from gateway.errors import InputError
+from gateway.biometrics.preprocess import (
+    FINGERPRINT_SIZE,
+    IRIS_STRIP,
+    fingerprint_input,
+    iris_input,
+    load_capture,
+    localise_iris,
+)
+from gateway.errors import BiometricError
 from models.synth import fingerprint, iris
 
 
@@ -50,14 +56,14 @@ def test_iris_input_shape_on_generated_eye() -> None:
 @pytest.mark.parametrize("data", [b"", b"not an image at all", np.zeros((10, 10), np.uint8),
                                   np.zeros((64, 64), np.float32)])
 def test_bad_captures_raise_input_error(data: bytes | np.ndarray) -> None:
-    with pytest.raises(InputError):
+    with pytest.raises(BiometricError):
         load_capture(data)
 
 
 def test_blank_images_raise_input_error() -> None:
-    with pytest.raises(InputError):
+    with pytest.raises(BiometricError):
         fingerprint_input(np.full((500, 400), 255, np.uint8))
-    with pytest.raises(InputError):
+    with pytest.raises(BiometricError):
         iris_input(np.full((240, 320), 255, np.uint8))
 
 

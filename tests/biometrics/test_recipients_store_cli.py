@@ -13,7 +13,7 @@ import pytest
 from gateway.biometrics.keyrelease import RELEASE_CAPTURES
 from gateway.cli import main
 from gateway.crypto.recipients import generate_recipient
-from gateway.errors import ConfigError, InputError
+from gateway.errors import AdminError, ConfigError
 from gateway.files import write_atomic
 from gateway.otp import STEP_S, generate_secret, totp_at
 from gateway.recipients_store import ADMIN_SECRET, AdminOtpRefused, add_card, list_cards
@@ -58,7 +58,7 @@ def test_different_card_same_name_is_not_replaced(tmp_path: Path, gateway_state:
     state, secret = gateway_state
     add_card(state, _card(tmp_path, "dr.bob", b"1"), totp_at(secret, T0 // STEP_NS), clock=lambda: T0)
     t1 = T0 + STEP_NS
-    with pytest.raises(InputError):
+    with pytest.raises(AdminError):
         add_card(state, _card(tmp_path, "dr.bob", b"9"), totp_at(secret, t1 // STEP_NS), clock=lambda: t1)
 
 

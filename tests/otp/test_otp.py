@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import InputError
+from gateway.errors import AdminError
 from gateway.otp import STEP_S, OtpVerifier, generate_secret, provision, read_secret_file, totp_at
 from gateway.rng import SeededRandom
 
@@ -49,11 +49,11 @@ def test_provision_writes_private_files(tmp_path: Path) -> None:
 
 def test_secret_is_160_bits_and_bad_secret_refused(tmp_path: Path) -> None:
     assert len(generate_secret()) == 32
-    with pytest.raises(InputError):
+    with pytest.raises(AdminError):
         OtpVerifier("not base32!!", tmp_path / "s")
     bad = tmp_path / "bad.secret"
     bad.write_text("AAAA")
-    with pytest.raises(InputError):
+    with pytest.raises(AdminError):
         read_secret_file(bad)
 
 
