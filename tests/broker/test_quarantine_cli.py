@@ -12,7 +12,8 @@ from gateway.cli import main as cli
 from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.errors import InputError
-from tests.broker.helpers import Collector, TaggingProtect, Tagged, publish_all, untag
+from gateway.reasons import Reason
+from tests.broker.helpers import Collector, Tagged, TaggingProtect, publish_all, untag
 
 TOPIC = "medshield/scanners/ct3/images"
 
@@ -24,7 +25,7 @@ class RejectsUntilFixed(TaggingProtect):
 
     def __call__(self, data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[Tagged]:
         if self.broken:
-            raise InputError("unsupported_transfer_syntax", "not supported (yet)")
+            raise InputError(Reason.UNSUPPORTED_TRANSFER_SYNTAX, "not supported (yet)")
         return super().__call__(data, message_id=message_id, source=source)
 
 
