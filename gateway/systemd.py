@@ -38,10 +38,6 @@ def stopping(status: str = "stopping") -> bool:
     return notify(f"STOPPING=1\nSTATUS={status}")
 
 
-def status(text: str) -> bool:
-    return notify(f"STATUS={text}")
-
-
 def watchdog_ping() -> bool:
     return notify("WATCHDOG=1")
 
