@@ -1,7 +1,8 @@
 """The `medshield` command line.
 
-Each command lives in its own module under `gateway.cli` and exposes `register(subparsers)`, which adds its
-parser and sets `func(args) -> int`. The list below is explicit and ordered (it is the help's order).
+Each command lives in its own module under `gateway.cli` (the tooling's `demo` and `report` under
+`medshield_tools.cli`) and exposes `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+The list below is explicit and ordered (it is the help's order).
 Exit codes, for every command (errors are one line on stderr, `medshield: ...`, never a traceback):
 
     0    success
