@@ -8,8 +8,9 @@ DICOMweb STOW-RS, each behind its own durable retry queue.
 Nothing is lost while a PACS is down: a row stays until that PACS answered success (C-STORE 0x0000 or a
 warning 0xB000-0xBFFF; STOW-RS 200 with no failed instance). Failures back off exponentially (capped); a row
 refused `max_attempts` times for a reason a retry cannot fix is kept, marked `held`, and reported, never
-dropped. The queue also remembers which envelopes it has taken, so a receiver that died between storing an
-envelope and queueing it catches up at the next start (`catch_up`).
+dropped; held rows are tried again at the next start (once an administrator fixed what was refused). The
+queue also remembers which envelopes it has taken, so a receiver that died between storing an envelope and
+queueing it catches up at the next start (`catch_up`).
 
 Destinations (TOML, `medshield receive --pacs FILE`):
 
@@ -257,6 +258,12 @@ class DeliveryQueue:
                 (next_try, error[:200], 1 if hold else 0, seq),
             )
 
+    def release_held(self) -> int:
+        """Make every held row due again with a fresh attempt count; returns how many there were."""
+        with self._lock:
+            cursor = self._db.execute("UPDATE queue SET held=0, attempts=0, next_try=0 WHERE held=1")
+            return int(cursor.rowcount)
+
     def depth(self, destination: str | None = None, *, held: bool | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM queue WHERE 1=1", list[str | int]()
         if destination is not None:
@@ -340,6 +347,9 @@ class Delivery:
         return count
 
     def start(self) -> Delivery:
+        released = self.queue.release_held()
+        if released:
+            self._log.warning("held_released", rows=released)
         for thread in self._threads:
             thread.start()
         return self

@@ -190,6 +190,30 @@ def test_tls_pacs_with_a_bearer_token(tmp_path, dicom_recipient):
             assert same_elements(stored[uid], data)
 
 
+def test_held_rows_are_tried_again_at_the_next_start(orthanc, tmp_path, dicom_recipient):
+    private_key, card = dicom_recipient
+    orthanc.start()
+    queue, opener = tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"])
+    message_id, envelope, _ = envelopes(card)[0]
+    # A wrong service root: Orthanc answers 404, which no retry changes; the row is held after 3 tries.
+    wrong = Destination(name="web", kind="stow", what="marked", url=orthanc.url + "/no-such-root", timeout_s=10)
+    delivery = Delivery([wrong], queue, opener).start()
+    try:
+        delivery.offer(message_id, envelope)
+        assert wait_until(lambda: delivery.queue.depth("web", held=True) == 1, 30)
+    finally:
+        delivery.stop()
+    assert orthanc.instances() == []
+    # The administrator fixes the URL and restarts the receiver: the held image is delivered.
+    fixed = Destination(name="web", kind="stow", what="marked", url=orthanc.dicomweb, timeout_s=10)
+    delivery = Delivery([fixed], queue, opener).start()
+    try:
+        assert wait_until(lambda: delivery.queue.depth() == 0, 30)
+    finally:
+        delivery.stop()
+    assert len(orthanc.instances()) == 1
+
+
 def test_destination_files_are_checked(tmp_path):
     good = tmp_path / "pacs.toml"
     good.write_text('[[destination]]\nname = "a"\nkind = "stow"\nurl = "http://127.0.0.1:8042/dicom-web"\n')
