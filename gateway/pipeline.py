@@ -87,7 +87,7 @@ def protect(
     sbbe_params: SearchParams = SearchParams(),
     margin_px: int = DEFAULT_MARGIN_PX,
     carrier_rule: str = DEFAULT_CARRIER_RULE,
-    compression: container.Compression = "zlib",
+    compression: container.Compression = container.DEFAULT_COMPRESSION,
     limits: codecs.Limits = codecs.DEFAULT_LIMITS,
     rng: RandomSource = system_random,
     clock: Clock = system_clock,

@@ -72,3 +72,24 @@ def test_decompression_bomb_stays_within_the_configured_limit(bomb: bytes, recip
     assert bound < BOMB_BYTES // 4
     # The inflated bytes stop one step (1 MiB) past the limit; the rest is the envelope and its plaintext.
     assert peak < bound * 1.3 + 3 * len(bomb) + (4 << 20), f"peak {peak / 2**20:.1f} MiB, limit {bound / 2**20:.1f} MiB"
+
+
+@pytest.fixture(scope="module")
+def zstd_bomb(recipient) -> bytes:  # type: ignore[no-untyped-def]
+    """A signed envelope whose `shuffle2-zstd` container is 1 GiB of zeros (a streamed frame, about 32 KB)."""
+    import zstandard
+
+    deflate = zstandard.ZstdCompressor(level=1).compressobj()
+    block = bytes(1 << 20)
+    stream = b"".join(deflate.compress(block) for _ in range(BOMB_BYTES >> 20)) + deflate.flush()
+    assert len(stream) < 1 << 20
+    return Sealer(recipient[1], GATEWAY, "aes-256-siv", rng=SeededRandom(b"zstd-bomb")).seal(
+        stream, compression="shuffle2-zstd"
+    ).envelope
+
+
+def test_zstd_bomb_stays_within_the_configured_limit(zstd_bomb: bytes, recipient) -> None:  # type: ignore[no-untyped-def]
+    limits = codecs.Limits(max_bytes=1 << 20, max_pixels=1 << 20, max_side=1024)
+    peak = _peak_while_opening(zstd_bomb, recipient[0], limits)
+    bound = container_limit(limits)
+    assert peak < bound * 1.3 + 3 * len(zstd_bomb) + (4 << 20), f"peak {peak / 2**20:.1f} MiB, limit {bound / 2**20:.1f} MiB"

@@ -105,6 +105,14 @@ PIPELINE_CASE = {
     "carrier_rule": "non-lesion",
     "source": {"topic": "medshield/scanners/ct-1/images", "scanner_id": "ct-1"},
 }
+# The same image under the gateway's default compression (docs/ENVELOPE.md §10, `shuffle2-zstd`).
+PIPELINE_ZSTD_CASE = {
+    **PIPELINE_CASE,
+    "name": "pipeline-npy-aes-256-siv-shuffle2-zstd",
+    "seed": "pipeline-2",
+    "created_ns": 1767225600000000003,
+    "compression": "shuffle2-zstd",
+}
 
 
 def _gateway(case: dict[str, Any]) -> GatewayKey:
@@ -200,6 +208,7 @@ def compute_pipeline(case: dict[str, Any]) -> dict[str, Any]:
         margin_px=case["margin_px"],
         carrier_rule=case["carrier_rule"],
         source=case["source"],
+        compression=case.get("compression", "zlib"),
         rng=SeededRandom(case["seed"].encode()),
         clock=fixed_clock(case["created_ns"]),
     )
@@ -211,8 +220,11 @@ def compute_pipeline(case: dict[str, Any]) -> dict[str, Any]:
     plaintext = envelope.open_envelope(
         result.envelope, key, gateways=TrustedGateways([gateway.card])
     ).plaintext
-    raw = zlib.decompress(plaintext)
-    box = container.unpack(plaintext, "zlib", max_bytes=1 << 24)
+    compression = case.get("compression", "zlib")
+    raw = container.unshuffle2(container.unzstd(plaintext, 1 << 24)) if compression == "shuffle2-zstd" else (
+        zlib.decompress(plaintext)
+    )
+    box = container.unpack(plaintext, compression, max_bytes=1 << 24)
     record = stego.RestorationRecord.from_bytes(box.record)
     hidden = opened.hidden.to_bytes()
     assert HiddenPayload.from_bytes(hidden) == opened.hidden
@@ -276,20 +288,22 @@ def negatives(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
     expected = {}
     for case in CASES:
         doc = {"case": case, "expected": compute(case)}
         expected[case["name"]] = doc["expected"]
-        (HERE / f"{case['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        (out / f"{case['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     envelope_hex = expected[PARTS_CASE["envelope_of"]]["envelope"]
     doc = {"case": PARTS_CASE, "expected": compute_parts(envelope_hex, CASES[2], PARTS_CASE["max_bytes"])}
-    (HERE / f"{PARTS_CASE['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    doc = {"case": PIPELINE_CASE, "expected": compute_pipeline(PIPELINE_CASE)}
-    (HERE / f"{PIPELINE_CASE['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    (HERE / "negative.json").write_text(json.dumps(negatives(expected), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(CASES) + 3} vector files to {HERE}")
+    (out / f"{PARTS_CASE['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    for pipeline_case in (PIPELINE_CASE, PIPELINE_ZSTD_CASE):
+        doc = {"case": pipeline_case, "expected": compute_pipeline(pipeline_case)}
+        (out / f"{pipeline_case['name']}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    (out / "negative.json").write_text(json.dumps(negatives(expected), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(CASES) + 4} vector files to {out}")
 
 
 if __name__ == "__main__":
-    main()
+    # An optional directory to write to instead (to check that a change leaves the committed files alone).
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
