@@ -137,3 +137,17 @@ def test_bad_sample() -> None:
 def test_bad_params(kw: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         sbbe.SearchParams(**kw)
+
+
+def test_default_search_stays_in_the_papers_range_at_30_candidates() -> None:
+    """The defaults bound the seal's cost by the number of candidates scored (two key schedules each), and the
+    daemon's configuration defaults are the same settings."""
+    from gateway.config import SBBEParams
+
+    params = sbbe.SearchParams()
+    assert 20 <= params.population <= 50  # BioMedShield's N
+    sample = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    r = sbbe.search(S, sample, MID, params, SeededRandom(b"defaults"))
+    assert r.evaluations <= 30 and len(r.trace) == params.generations + 1
+    configured = SBBEParams().model_dump()
+    assert sbbe.SearchParams(**{k: v for k, v in configured.items() if v is not None}) == params
