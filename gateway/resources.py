@@ -69,3 +69,11 @@ def reference_ct() -> Path | None:
     """The real chest CT (`ct/lung1.npz`) when the reference data is present, else None."""
     path = shared_data_dir() / "ct" / "lung1.npz"
     return path if path.is_file() else None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and systemd's CPUAffinity set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -15,7 +15,6 @@ Session settings (CPU work; measured by benchmarks/ort_session_bench.py, benchma
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import structlog
 
 from gateway.inference.base import BackendUnavailable, ModelRunner
+from gateway.resources import usable_cores
 
 MAX_DEFAULT_THREADS = 4
 log = structlog.get_logger(__name__)
@@ -46,14 +46,6 @@ def provider_missing(provider: str) -> str | None:
     if provider not in ort.get_available_providers():
         return f"ONNX Runtime here has no {provider} (install onnxruntime-gpu with a matching CUDA)"
     return None
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and systemd's CPUAffinity set)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def default_threads(cores: int | None = None) -> int:

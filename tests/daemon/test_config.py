@@ -152,3 +152,16 @@ def test_sbbe_settings_have_the_search_defaults_and_bounds() -> None:
                 parse_config(doc, environ={})
             with pytest.raises(ValueError, match=name):
                 SearchParams(**{name: value})
+
+
+def test_workers_default_by_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One protection worker per usable core (affinity, as containers and systemd set it), at most four; an
+    explicit setting wins."""
+    import os
+
+    from gateway.config import LimitsConfig
+
+    for cores, expected in ((1, 1), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert LimitsConfig().workers == expected
+    assert LimitsConfig(workers=1).workers == 1
