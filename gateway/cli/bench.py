@@ -15,8 +15,15 @@ from gateway.errors import ConfigError
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-DEFAULT_OUT = Path("benchmarks/results/bench")  # where the committed full run lives
-QUICK_OUT = Path("benchmarks/results/tmp/quick")  # ignored by git: quick figures are not results
+COMMITTED_OUT = Path("benchmarks/results/bench")  # where the committed full run lives (written only with -o)
+TMP_OUT = Path("benchmarks/results/tmp")  # ignored by git: a default run goes to a fresh directory here
+
+
+def _fresh_out(kind: str) -> Path:
+    """A new directory under benchmarks/results/tmp/, so a default run never overwrites a committed result."""
+    from datetime import UTC, datetime
+
+    return TMP_OUT / f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -59,8 +66,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--note", help="free text stored with the machine description (e.g. 'shared CPU')")
     parser.add_argument(
-        "-o", "--out", type=Path, help=f"output directory (default {DEFAULT_OUT}; with --quick {QUICK_OUT})"
+        "-o", "--out", type=Path,
+        help=f"output directory, refused if not empty (default: a fresh one under {TMP_OUT}/; the committed runs"
+        f" live in {COMMITTED_OUT} and benchmarks/results/daemon)",
     )
+    daemon = parser.add_argument_group(
+        "daemon", "--daemon: the daemon itself through real mosquitto, interleaved with a base tree, the"
+        " AES-GCM alternative and the floors (gateway/bench/daemon.py)"
+    )
+    daemon.add_argument("--daemon", action="store_true", help="measure the daemon (512² 16-bit real CT)")
+    daemon.add_argument("--base", type=Path, help="another checkout to compare with (its .venv is used)")
+    daemon.add_argument("--base-python", type=Path, help="the base checkout's interpreter (default BASE/.venv)")
+    daemon.add_argument("--rounds", type=int, help="measured rounds after the warm-up round (default 4)")
+    daemon.add_argument("--latency-images", type=int, help="images per latency phase (default 12)")
+    daemon.add_argument("--burst-images", type=int, help="images per burst phase (default 40)")
+    daemon.add_argument("--overload-images", type=int, help="images in the final over-capacity burst (default 200)")
+    daemon.add_argument("--workers", type=int, help="limits.workers for the daemons (default: their own default)")
     parser.set_defaults(func=run)
 
 
@@ -123,7 +144,42 @@ class _Bar:
             self.bar.close()
 
 
+def run_daemon(args: argparse.Namespace) -> int:
+    from gateway.bench.daemon import DaemonBenchConfig
+    from gateway.bench.daemon import run as run_daemon_bench
+    from gateway.resources import REPO_DIR
+
+    fields: dict[str, object] = {
+        "rounds": args.rounds, "latency_images": args.latency_images, "burst_images": args.burst_images,
+        "overload_images": args.overload_images, "workers": args.workers, "base": args.base,
+        "base_python": args.base_python, "note": args.note,
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    for name in ("rounds", "latency_images", "burst_images", "overload_images", "workers"):
+        if name in given and int(given[name]) < (3 if name == "latency_images" else 1):  # type: ignore[call-overload]
+            raise ConfigError(f"--{name.replace('_', '-')} is too small")
+    config = DaemonBenchConfig.quick(**given) if args.quick else DaemonBenchConfig(**given)  # type: ignore[arg-type]
+    out = args.out or _fresh_out("daemon")
+    try:
+        result = run_daemon_bench(config, out, REPO_DIR, Path(sys.executable))
+    except FileExistsError as exc:
+        raise ConfigError(str(exc)) from None
+    s = result["summary"]
+    for name, v in result["variants"].items():
+        print(f"{name:12s} e2e p50 {v['latency_ms']['p50']:7.1f} ms  p95 {v['latency_ms']['p95']:7.1f} ms  "
+              f"{v['images_per_s']['median']:6.1f} images/s  ({v['workers']} workers)")
+    print(f"sum of floors {s['sum_of_floors_ms']:.1f} ms: e2e / floors = {s['e2e_p50_over_sum_of_floors']:.2f}; "
+          f"images/s / CPU-floor capacity = {s['images_per_s_over_cpu_floor_capacity']:.2f}; "
+          f"seal p50 {s['seal_p50_ms']:.1f} ms")
+    if "images_per_s_over_base" in s:
+        print(f"against base: images/s x{s['images_per_s_over_base']:.2f}, e2e p50 x{s['e2e_p50_over_base']:.2f}")
+    print(f"wrote {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.daemon:
+        return run_daemon(args)
     from gateway.bench.harness import run as run_bench
     from gateway.bench.output import summary_lines, write_all
 
@@ -139,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
         result = run_bench(config, progress=bar)
     finally:
         bar.close()
-    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    out = args.out or _fresh_out("quick" if args.quick else "bench")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty: a benchmark result is never overwritten")
     written = write_all(result, out, plots=not args.no_plots)
     print(f"warm-up: first {config.rule.warmup} repetitions of each case discarded; figures are p50 of the rest")
     for line in summary_lines(result):

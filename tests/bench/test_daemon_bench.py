@@ -1,0 +1,89 @@
+"""`medshield bench --daemon --quick`: the daemon through real mosquitto with its floors and the alternative,
+end to end; a result is never overwritten; and killing the harness leaves none of its processes behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+pytestmark = pytest.mark.broker
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for a reaper does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("daemon-bench")
+    assert main(["bench", "--daemon", "--quick", "--note", "test", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_run_measures_every_variant_floor_and_phase(quick_run: Path) -> None:
+    result = json.loads((quick_run / "daemon.json").read_text())
+    assert set(result["variants"]) == {"current", "alternative"}
+    current = result["variants"]["current"]
+    assert current["latency_ms"]["n"] == 1  # 3 images, the first 2 warm-ups dropped
+    # Stage figures per phase, never pooled: the latency phase's come from its own images only.
+    assert {"decode", "segment", "hide", "pack", "seal"} <= set(current["stages_ms_p50"]["latency"])
+    assert {"decode", "segment", "seal"} <= set(current["stages_ms_p50"]["burst"])
+    assert set(result["floors_ms"]) >= {"mqtt hop (input)", "mqtt hop (envelope)", "network alone (envelope)",
+                                        "model alone", "compression alone", "cipher alone", "spool commit"}
+    assert all(f["n"] == 2 for f in result["floors_ms"].values())  # the warm-up round's sample dropped
+    summary = result["summary"]
+    assert summary["sum_of_floors_ms"] == pytest.approx(
+        sum(result["floors_ms"][n]["p50"] for n in summary["sum_of_floors_terms"])
+    )
+    assert summary["e2e_p50_over_sum_of_floors"] > 0 and summary["images_per_s_over_cpu_floor_capacity"] > 0
+    assert result["machine"]["usable_cores"] >= 1 and len(result["load_average"]["before"]) == 3
+    assert "unsigned" in result["inputs"]["format"] and result["inputs"]["distinct_slices"] >= 48
+    assert result["overload"]["images"] == 6
+    assert not (quick_run / "pids.json").exists()
+
+
+def test_an_existing_result_is_never_overwritten(quick_run: Path) -> None:
+    before = (quick_run / "daemon.json").read_bytes()
+    assert main(["bench", "--daemon", "--quick", "--out", str(quick_run)]) == 2
+    assert (quick_run / "daemon.json").read_bytes() == before
+
+
+def test_killing_the_harness_leaves_no_process(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "bench", "--daemon", "--quick", "--rounds", "3", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    pids: list[int] = []
+    deadline = time.monotonic() + 120
+    try:
+        # Both variants' runners and their four brokers started: the harness is mid-run.
+        while len(pids) < 6 and time.monotonic() < deadline and harness.poll() is None:
+            time.sleep(0.2)
+            try:
+                pids = json.loads((out / "pids.json").read_text())
+            except (FileNotFoundError, ValueError):
+                pids = []
+        assert len(pids) >= 6, f"the harness did not start its processes: {pids}"
+        assert all(_alive(p) for p in pids)
+    finally:
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in pids if _alive(p)] == []
