@@ -41,7 +41,7 @@ from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError, InputError
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
-DEFAULT_SIZES = (128, 256, 512, 1024, 2048)
+DEFAULT_SIZES = (128, 256, 512, 1024, 2048, 4096)
 DEFAULT_BITS = (8, 16)
 QUICK_SIZES = (128, 256)
 PAPER_POPULATION = 50
@@ -545,7 +545,7 @@ def run(
                 for suite in config.suites:
                     for backend in backends:
                         attempt(image, suite, backend)
-                    if suite == "sbbe-blowfish":
+                    if suite == "sbbe-blowfish" and config.paper_population:  # 0: not measured
                         paper = replace(SearchParams(), population=config.paper_population)
                         attempt(image, suite, backends[0], f"pipeline-N{config.paper_population}", paper)
                     plaintext_bytes, envelope_bytes = runner.payload_sizes(image, suite)

@@ -165,19 +165,25 @@ def wrap_dicom(
 def ct_image(
     size: int, bits: int, *, fmt: str | None = None, slice_index: int = LUNG1_LESION_SLICE, seed: int = 0
 ) -> BenchImage:
-    """A CT slice of size×size at 8 or 16 bits, from the real lung1 CT when present, else generated.
+    """A CT slice of size×size at 8 or 16 bits: the real lung1 CT when present and at least that large
+    (area-averaged down, never up), else a slice generated at its own resolution (`phantom_slice`): an
+    upsampled slice holds no detail its size implies and would flatter compression.
 
     `fmt` defaults to DICOM for 16-bit (what scanners send) and PNG for 8-bit renderings.
     """
     try:
-        volume, masks = load_lung1()
-        hu, mask = volume[slice_index].astype(np.float32), masks[slice_index]
-        origin = f"lung1.npz slice {slice_index}, resampled to {size}x{size}"
+        real: tuple[np.ndarray, np.ndarray] | None = load_lung1()
+    except FileNotFoundError:
+        real = None
+    if real is not None and size <= max(real[0].shape[1:]):
+        hu, mask = real[0][slice_index].astype(np.float32), real[1][slice_index]
+        origin = f"lung1.npz slice {slice_index}"
         if hu.shape != (size, size):
             hu, mask = resample(hu, mask, size)
-    except FileNotFoundError:
+            origin += f", area-averaged to {size}x{size}"
+    else:
         hu, mask = phantom_slice(size, seed)
-        origin = f"generated phantom (seed {seed})"
+        origin = f"generated phantom at {size}x{size} (seed {seed})"
     pixels = hu_to_stored(hu, bits)
     fmt = fmt or ("dicom" if bits == 16 else "png")
     if fmt == "dicom":

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--suites", type=_names, help=f"cipher suites (default {','.join(SUITES)})")
     parser.add_argument("--backends", type=_names, help="inference backends (default: every available one)")
     parser.add_argument(
-        "--paper-population", type=int, default=PAPER_POPULATION, help="SBBE population of the paper's setting"
+        "--paper-population", type=int, default=PAPER_POPULATION,
+        help="SBBE population of the paper's setting (0: do not measure that case)"
     )
     parser.add_argument("--budget", type=float, help="seconds of measured work per case (default 10)")
     parser.add_argument("--warmup", type=int, help="discarded warm-up repetitions per case (default 2)")
