@@ -7,8 +7,10 @@ CT slices from the real lung CT (shared/data/ct/lung1.npz) as DICOM (or NPY uint
     .venv/bin/python benchmarks/e2e_bench.py [--n 50] [--burst 60] [--format dicom|npy] [--suite ...]
 
 Latency: one image in flight at a time, p50/p95/p99 over --n images (after warm-up). Throughput: --burst
-images published back to back, images/s until the last envelope arrived. Writes JSON under
-benchmarks/results/ with the machine's description. Targets (CPU): p50 ≤ 60 ms, ≥ 20 images/s.
+images published back to back, images/s until the last envelope arrived. Writes JSON (default: a fresh file under
+benchmarks/results/tmp/, never over an existing one) with the machine's description. Its stage figures pool
+the latency and burst phases; `medshield bench --daemon` (gateway/bench/daemon.py) keeps them apart, runs
+the comparison and the alternative interleaved, and is the daemon benchmark of record. Targets (CPU): p50 ≤ 60 ms, ≥ 20 images/s.
 """
 
 from __future__ import annotations
@@ -117,8 +119,14 @@ def main() -> int:
                         help="copy this state dir's engines/ and ort-trt-cache/ in first (engines from"
                              " `medshield models build-engines --state-dir DIR`), so the gateway reuses them")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "e2e.json")
+    parser.add_argument(
+        "--out", type=Path,
+        default=REPO / "benchmarks" / "results" / "tmp" / f"e2e-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json",
+        help="output file (default: a fresh one under benchmarks/results/tmp/; an existing file is refused)",
+    )
     args = parser.parse_args()
+    if args.out.exists():
+        parser.error(f"{args.out} exists: a result is never overwritten")
 
     configure_logging("warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     from gateway.crypto.recipients import generate_recipient, save_recipient
