@@ -42,6 +42,9 @@ port = {scanner_port}
 port = {cloud_port}
 [telemetry]
 port = 0
+[limits]
+# One worker quarantines slice A before slice B, the order the assertions name them in.
+workers = 1
 """
     )
     return path
