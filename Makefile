@@ -54,9 +54,10 @@ deploy-tools:
 systemd-root: venv deploy-tools
 	$(SUDO) tests/deploy/make_root.sh $(TEST_ROOT) $(PY)
 
-# ruff (style, imports, likely bugs) over the code and mypy --strict over gateway/; settings in pyproject.toml.
+# ruff (style, imports, likely bugs) over every Python file and mypy --strict over gateway/ and
+# medshield_tools/; settings in pyproject.toml.
 lint: venv
-	$(VENV)/bin/ruff check gateway medshield_tools
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test: lint venv mosquitto openssl dicom-tools zbar systemd-root

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.bench.stats import latency_ms, time_calls
-from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics import profile as profiles
+from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol_features, release_k_enc
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
 from gateway.keyserver.service import KeyService, bio_key, release_proof, share_pad
@@ -53,7 +53,7 @@ def main() -> None:
         pw = b"benchmark passphrase, long enough"
         ref = profiles.KeyServerRef(url="https://127.0.0.1:1", account="bench", ca_pem="")
         enrol_t = []
-        for i in range(max(3, a.repeats // 4)):
+        for _ in range(max(3, a.repeats // 4)):
             t = time.perf_counter()
             e = enrol_features("bench", ext.key_features(fps[:4], eyes[:4]), "ws-bench", ref, ext.sha256)
             profiles.save(Path(tmp) / "bench.profile", e.profile, pw)
@@ -68,10 +68,12 @@ def main() -> None:
             code = totp_at(acct.totp_secret, now[0] // (STEP_S * 1_000_000_000))
             nonce = os.urandom(16)
             padded = svc.release("bench", code, nonce, release_proof(bio_key(r), "bench", code, nonce))
-            return None if padded is None else bytes(x ^ y for x, y in zip(padded, share_pad(bio_key(r), "bench", nonce)))
+            if padded is None:
+                return None
+            return bytes(x ^ y for x, y in zip(padded, share_pad(bio_key(r), "bench", nonce), strict=False))
 
         rel_t = []
-        for i in range(max(3, a.repeats // 4)):
+        for _ in range(max(3, a.repeats // 4)):
             now[0] += STEP_S * 1_000_000_000  # a fresh step per release (replay refusal)
             t = time.perf_counter()
             prof = profiles.load(Path(tmp) / "bench.profile", pw)

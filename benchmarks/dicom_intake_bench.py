@@ -5,8 +5,8 @@ byte to the envelope committed in the spool, for a 512² CT series, through the 
 
 One gateway (the real `Gateway`, `pipeline_protect_fn` with DS-Net on the CPU, one worker) with both intakes on
 a private mosquitto. Its cloud link points at a port nobody listens on, so envelopes stay in the spool and the
-publisher's work does not blur the measure. Images go one at a time (a modality's C-STORE is synchronous), the two intakes in turn, so both see the same
-machine load; throughput is images over the time spent in that intake:
+publisher's work does not blur the measure. Images go one at a time (a modality's C-STORE is synchronous),
+the two intakes in turn, so both see the same machine load; throughput is images over the time spent in that intake:
 - C-STORE: pynetdicom sends each slice on one association; the time is send to the Success response, which
   the gateway answers only after the spool commit.
 - MQTT: each slice is published at QoS 1 to the scanner topic; the time is publish to the gateway's
@@ -114,7 +114,7 @@ def main() -> None:
             cstore: list[float] = []
             mqtt: list[float] = []
             busy = {"cstore": 0.0, "mqtt": 0.0}
-            for dicom_path, mqtt_path in zip(dicom_files, mqtt_files):
+            for dicom_path, mqtt_path in zip(dicom_files, mqtt_files, strict=False):
                 t0 = time.perf_counter()
                 status = assoc.send_c_store(dicom_path)
                 assert status and status.Status == 0, status

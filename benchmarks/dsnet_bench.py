@@ -75,7 +75,9 @@ def main() -> None:
         segs = {name: Segmenter(onnx, manifest, backend=backend, threads=args.threads)
                 for name, (onnx, manifest) in models.items()}
         x = np.zeros(next(iter(segs.values())).runner.input_shape, np.float32)
-        calls: dict[str, object] = {f"{name}/network_256": (lambda s=seg: s.runner.run(x)) for name, seg in segs.items()}
+        calls: dict[str, object] = {
+            f"{name}/network_256": (lambda s=seg, x=x: s.runner.run(x)) for name, seg in segs.items()
+        }
         for sname, (hu, sp) in slices.items():
             calls.update({f"{name}/predict_{sname}": (lambda s=seg, h=hu, p=sp: s.predict_hu(h, p))
                           for name, seg in segs.items()})

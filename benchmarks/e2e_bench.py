@@ -114,7 +114,9 @@ def main() -> int:
     parser.add_argument("--format", choices=["dicom", "npy"], default="dicom")
     parser.add_argument("--suite", default="sbbe-blowfish")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--backend", default="auto", help="segmentation.backend (auto, cpu, cuda, tensorrt-ep, tensorrt)")
+    parser.add_argument(
+        "--backend", default="auto", help="segmentation.backend (auto, cpu, cuda, tensorrt-ep, tensorrt)"
+    )
     parser.add_argument("--state-seed", type=Path,
                         help="copy this state dir's engines/ and ort-trt-cache/ in first (engines from"
                              " `medshield models build-engines --state-dir DIR`), so the gateway reuses them")

@@ -48,8 +48,8 @@ from gateway.bench.stats import RepetitionRule, latency_ms, repeat, timed  # noq
 from gateway.inference import ModelRunner, available_backends, create_runner  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
 from gateway.resources import MODELS_DIR, shared_data_dir  # noqa: E402
-from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 from gateway.segment import Segmenter, preprocess_hu  # noqa: E402
+from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 
 DSNET = MODELS_DIR / "dsnet" / "dsnet.onnx"
 MSENET = MODELS_DIR / "msenet" / "msenet.onnx"
@@ -88,7 +88,7 @@ def versions() -> dict[str, Any]:
         cuda_rt = CudaRuntime()
         out["cuda"] = cuda_rt.versions()
         out["gpu"] = cuda_rt.device_name()
-        out["compute_capability"] = "%d.%d" % cuda_rt.compute_capability()
+        out["compute_capability"] = "{:d}.{:d}".format(*cuda_rt.compute_capability())
     except Exception as exc:  # noqa: BLE001 - record why, whatever it is
         out["cuda"] = f"unavailable: {exc}"
     try:
@@ -185,7 +185,7 @@ def dsnet_parity(ref_masks: list[np.ndarray], ref_probs: np.ndarray, seg: Segmen
     return {
         "dice_pooled": dice(a, b), "pass": dice(a, b) >= DICE_MIN, "threshold": DICE_MIN,
         "mask_pixels": int(a.sum()), "mask_pixels_cpu": int(b.sum()),
-        "slices_differing": int(sum(bool((m != r).any()) for m, r in zip(masks, ref_masks))),
+        "slices_differing": int(sum(bool((m != r).any()) for m, r in zip(masks, ref_masks, strict=False))),
         "slices": len(masks),
         "prob_max_abs_diff": float(diff.max()), "prob_mean_abs_diff": float(diff.mean()),
     }
@@ -401,14 +401,18 @@ def summary_line(name: str, v: dict[str, Any]) -> str:
     if "error" in v:
         return f"{name:14s} ERROR {v['error']}"
     lat = v["latency_ms"]
-    parts = [f"{name:14s} DS-Net 256² p50 {lat['dsnet_network_256']['p50_ms']:7.3f} p95 "
-             f"{lat['dsnet_network_256']['p95_ms']:7.3f} | served 512² p50 {lat['dsnet_served_512_16bit']['p50_ms']:7.2f}"
-             f" | MSE-Net b1 p50 {lat['msenet_network_batch1']['p50_ms']:7.3f} ms"]
+    parts = [
+        f"{name:14s} DS-Net 256² p50 {lat['dsnet_network_256']['p50_ms']:7.3f} p95 "
+        f"{lat['dsnet_network_256']['p95_ms']:7.3f} | served 512² p50 {lat['dsnet_served_512_16bit']['p50_ms']:7.2f}"
+        f" | MSE-Net b1 p50 {lat['msenet_network_batch1']['p50_ms']:7.3f} ms"
+    ]
     if "dsnet_parity" in v:
         parts.append(f"Dice {v['dsnet_parity']['dice_pooled']:.4f}")
     if "msenet_parity" in v:
         mp = v["msenet_parity"]
-        parts.append(f"cos {min(mp['cosine_min'].values()):.5f} decisions {mp['decisions_agree']}/{mp['release_attempts']}")
+        parts.append(
+            f"cos {min(mp['cosine_min'].values()):.5f} decisions {mp['decisions_agree']}/{mp['release_attempts']}"
+        )
     return "  ".join(parts)
 
 
@@ -450,7 +454,9 @@ def summarize(out: Path, steps_path: Path | None) -> int:
             steps[name] = {"status": status, "seconds": seconds, "note": note}  # a rerun's row replaces
     log = out / "log.txt"
     if "pytest-gpu" in steps and log.is_file():
-        tests = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("pytest-gpu summary:")]
+        tests = [
+            line for line in log.read_text(errors="replace").splitlines() if line.startswith("pytest-gpu summary:")
+        ]
         if tests:
             steps["pytest-gpu"]["note"] = tests[-1].split(":", 1)[1].strip()
     found = _load(out / "versions.json") or {}
@@ -472,7 +478,11 @@ def summarize(out: Path, steps_path: Path | None) -> int:
     lines += ["", "| check | result |", "|---|---|"]
     for c in checks_:
         verdict = {True: "ok", False: "FAILED" if not c.get("target") else "missed", None: "not run"}[c["ok"]]
-        extra = f" ({c['value_ms']:.3f} ms)" if c.get("value_ms") is not None else (f" ({c['why']})" if c.get("why") else "")
+        extra = (
+            f" ({c['value_ms']:.3f} ms)"
+            if c.get("value_ms") is not None
+            else (f" ({c['why']})" if c.get("why") else "")
+        )
         lines.append(f"| {c['check']} | {verdict}{extra} |")
     lines += ["", "p50 / p95 in ms (warm-up excluded):", "",
               "| variant | DS-Net 256² | DS-Net served 512² 16-bit | MSE-Net b1 | MSE-Net b3 | MSE-Net served pair |",

@@ -127,7 +127,7 @@ def main() -> None:
             "inferences_per_s": round(s.inferences / s.wall_s, 2),
         }
     base = results[CASES[0].name]
-    for name, r in results.items():
+    for r in results.values():
         r["p50_vs_case0"] = round(r["latency"]["p50_ms"] / base["latency"]["p50_ms"], 3)
         r["cpu_vs_case0"] = round(r["cpu_ms_per_inference"] / base["cpu_ms_per_inference"], 3)
     report = {

@@ -148,7 +148,11 @@ def degrade(code: Code, axis: str, value: float, rng: np.random.Generator, work:
         return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=255)
     if axis == "scale":
         f = value / MODULE_PX
-        return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f != 1 else img
+        return (
+            cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+            if f != 1
+            else img
+        )
     if axis == "occlusion":
         if not value:
             return img
@@ -159,7 +163,9 @@ def degrade(code: Code, axis: str, value: float, rng: np.random.Generator, work:
         for _ in range(1000):
             bx, by = rng.integers(0, side - block + 1, 2)
             corners = [(0, 0), (side - finder, 0), (0, side - finder)]
-            if all(bx >= fx + finder or bx + block <= fx or by >= fy + finder or by + block <= fy for fx, fy in corners):
+            if all(
+                bx >= fx + finder or bx + block <= fx or by >= fy + finder or by + block <= fy for fx, fy in corners
+            ):
                 break
         else:
             # Too large to miss every finder pattern: centre it (it then covers part of one or more).
@@ -333,7 +339,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    colours = dict(zip(qf.LEVELS, ("tab:red", "tab:orange", "tab:green", "tab:blue")))
+    colours = dict(zip(qf.LEVELS, ("tab:red", "tab:orange", "tab:green", "tab:blue"), strict=False))
     for name, pick, title in (
         ("robustness.png", lambda r: r["decoder"] == "medshield",
          "medshield qr decode: success vs degradation (solid: version 40, dashed: version 10)"),
@@ -341,7 +347,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
          "decoders compared (solid: level Q version 40, dashed: level M version 10)"),
     ):
         fig, axes = plt.subplots(3, 3, figsize=(15, 12))
-        for ax, axis in zip(axes.ravel(), AXES):
+        for ax, axis in zip(axes.ravel(), AXES, strict=False):
             sel = [r for r in rows if r["axis"] == axis and pick(r)]
             groups = sorted({(r["level"], r["version"], r["decoder"]) for r in sel},
                             key=lambda g: (-g[1], qf.LEVELS.index(g[0]), g[2]))
@@ -393,7 +399,14 @@ def markdown(rows: list[dict[str, Any]], st: list[dict[str, Any]], size_rows: li
     for level, version in [c for c in CONFIGS if any((x["level"], x["version"]) == c for x in st)]:
         cells = []
         for a in axes:
-            s = next((x for x in st if (x["level"], x["version"], x["decoder"], x["axis"]) == (level, version, "medshield", a)), None)
+            s = next(
+                (
+                    x
+                    for x in st
+                    if (x["level"], x["version"], x["decoder"], x["axis"]) == (level, version, "medshield", a)
+                ),
+                None,
+            )
             cells.append("n/a" if s is None else f"{_fmt(s['all_decode_up_to'])} / {_fmt(s['none_decode_from'])}")
         lines.append(f"| {level} | {version} | " + " | ".join(cells) + " |")
     lines += ["", "## Decoders (mean decode rate over every axis and value)", "",
@@ -406,9 +419,13 @@ def markdown(rows: list[dict[str, Any]], st: list[dict[str, Any]], size_rows: li
             cells.append(f"{np.mean(sel):.3f}" if sel else "—")
         every = [r["rate"] for r in rows if r["decoder"] == dec and (r["level"], r["version"]) in COMPARE]
         lines.append(f"| {dec} | " + " | ".join(cells) + f" | {np.mean(every):.3f} |")
-    lines += ["", "## Codes needed per file size (version ≤ 40, default limit "
-              f"{qf.DEFAULT_MAX_CODES} codes)", "", "| bytes | " + " | ".join(f"{lv}: codes (version)" for lv in qf.LEVELS) + " |",
-              "|---|" + "---|" * len(qf.LEVELS)]
+    lines += [
+        "",
+        f"## Codes needed per file size (version ≤ 40, default limit {qf.DEFAULT_MAX_CODES} codes)",
+        "",
+        "| bytes | " + " | ".join(f"{lv}: codes (version)" for lv in qf.LEVELS) + " |",
+        "|---|" + "---|" * len(qf.LEVELS),
+    ]
     for size in SIZES:
         cells = []
         for lv in qf.LEVELS:
@@ -420,9 +437,12 @@ def markdown(rows: list[dict[str, Any]], st: list[dict[str, Any]], size_rows: li
     for r in real:
         lines.append(f"| {r['what']} | {r['bytes']} | " + " | ".join(str(r[f'codes_{lv}']) for lv in qf.LEVELS) + " |")
     if timing:
-        lines += ["", f"One {timing['bytes']}-byte envelope at level {timing['level']}: {timing['codes']} codes of version "
-                  f"{timing['version']}; encode {timing['encode_s']} s, decode (reversed order) {timing['decode_s']} s "
-                  "on this machine."]
+        lines += [
+            "",
+            f"One {timing['bytes']}-byte envelope at level {timing['level']}: {timing['codes']} codes of version "
+            f"{timing['version']}; encode {timing['encode_s']} s, decode (reversed order) {timing['decode_s']} s "
+            "on this machine.",
+        ]
     return "\n".join(lines) + "\n"
 
 

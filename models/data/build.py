@@ -75,7 +75,7 @@ def to_store(x: np.ndarray, *masks: np.ndarray) -> tuple[np.ndarray, ...]:
     x0, x1 = span(w, int(xs.mean()))
     oy, ox = (STORE - (y1 - y0)) // 2, (STORE - (x1 - x0)) // 2
     out[0][oy:oy + y1 - y0, ox:ox + x1 - x0] = x[y0:y1, x0:x1]
-    for o, m in zip(out[1:], masks):
+    for o, m in zip(out[1:], masks, strict=False):
         o[oy:oy + y1 - y0, ox:ox + x1 - x0] = m[y0:y1, x0:x1]
     return tuple(out)
 

@@ -49,7 +49,7 @@ class SCC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
-        for scale, branch in zip(self.scales, self.branches):
+        for scale, branch in zip(self.scales, self.branches, strict=False):
             if scale == 1:
                 feats.append(branch(x))
             else:

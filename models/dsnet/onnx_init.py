@@ -25,7 +25,7 @@ def _conv_bn_pairs(net: nn.Module) -> dict[str, str]:
     for name, mod in net.named_modules():
         if isinstance(mod, nn.Sequential):
             kids = list(mod.named_children())
-            for (a, ma), (b, mb) in zip(kids, kids[1:]):
+            for (a, ma), (b, mb) in zip(kids, kids[1:], strict=False):
                 if isinstance(ma, nn.Conv2d) and isinstance(mb, nn.BatchNorm2d):
                     pairs[f"{name}.{a}" if name else a] = f"{name}.{b}" if name else b
     return pairs
@@ -58,7 +58,7 @@ def load_onnx_weights(net: nn.Module, onnx_path: Path, size: int = 256) -> list[
     state = net.state_dict()
     loaded = set()
     folded = []
-    for cname, node in zip(order, convs):
+    for cname, node in zip(order, convs, strict=False):
         conv = modules[cname]
         w = inits[node.input[1]]
         b = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else None

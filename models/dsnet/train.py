@@ -148,7 +148,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor
     model.train()
     for batch in batches:
         model(batch)
-    for m, mom in zip(norms, saved):
+    for m, mom in zip(norms, saved, strict=False):
         m.momentum = mom
     model.eval()
 
@@ -162,7 +162,7 @@ def whole_slice_batches(inputs: np.ndarray, batch: int = 8) -> Iterator[torch.Te
 def evaluate_generated(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
     prob = predict_prob(model, x)
     total = ConfusionCounts()
-    for p, t in zip(prob, y):
+    for p, t in zip(prob, y, strict=False):
         total = total + confusion_counts(p >= threshold, t > 0)
     return total.percentages()
 
@@ -174,7 +174,7 @@ def evaluate_split(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, thresho
     prob = predict_prob(model, x, batch=4)
     total = ConfusionCounts()
     per: dict[str, dict[str, Any]] = {}
-    for i, (p, t) in enumerate(zip(prob, y)):
+    for i, (p, t) in enumerate(zip(prob, y, strict=False)):
         pred, truth = p >= threshold, t > 0
         c = confusion_counts(pred, truth)
         total = total + c
@@ -368,9 +368,21 @@ def main() -> None:
             best = score
             torch.save({"model": model.state_dict(), "epoch": epoch, "arch": args.arch, "base": args.base,
                         "val": gen, "val_per_patient": real, "config": config}, out / "best.pt")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "epoch": epoch, "best": best, "arch": args.arch,
-                    "base": args.base, "config": config}, last)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "best": best,
+                "arch": args.arch,
+                "base": args.base,
+                "config": config,
+            },
+            last,
+        )
 
 
 if __name__ == "__main__":

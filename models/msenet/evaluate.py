@@ -260,7 +260,10 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeP
         for t, tg in enumerate(targets):
             for s in range(sets):
                 sl = slice(ENROL + s * size, ENROL + (s + 1) * size)
-                ok = tg.match("fingerprint", kf.fingerprint[t:t + 1, sl])[0] and tg.match("iris", kf.iris[t:t + 1, sl])[0]
+                ok = (
+                    tg.match("fingerprint", kf.fingerprint[t : t + 1, sl])[0]
+                    and tg.match("iris", kf.iris[t : t + 1, sl])[0]
+                )
                 n += 1
                 fails += int(not ok)
         genuine[f"frr_{size}_captures"] = _rate(fails, n)

@@ -92,31 +92,55 @@ def main() -> None:
     got = sess.run(None, {"fingerprint": fp.numpy(), "iris": ir.numpy()})
     with torch.no_grad():
         ref = [t.numpy() for t in model(fp, ir)]
-    err = max(float(np.abs(g - r).max() / max(1.0, np.abs(r).max())) for g, r in zip(got, ref))
+    err = max(float(np.abs(g - r).max() / max(1.0, np.abs(r).max())) for g, r in zip(got, ref, strict=False))
     if err > 1e-4:
         raise SystemExit(f"ONNX Runtime disagrees with torch: max abs error {err}")
     manifest_path = a.out.with_name("manifest.json")
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.pop("metrics", None)  # metrics belong to the previous weights; evaluate.py writes new ones
-    manifest.update({
-        "model": "MSE-Net (fingerprint + iris multimodal embedding)",
-        "file": a.out.name,
-        "sha256": hashlib.sha256(a.out.read_bytes()).hexdigest(),
-        "bytes": a.out.stat().st_size,
-        "opset": OPSET,
-        "inputs": {"fingerprint": {"shape": ["batch", 1, FINGERPRINT_SIZE, FINGERPRINT_SIZE], "dtype": "float32",
-                                   "preprocess": f"gateway.biometrics.preprocess.fingerprint_input: {FINGERPRINT_WINDOW}px window at 500 dpi, area-resized, z-scored over the print"},
-                   "iris": {"shape": ["batch", 1, *IRIS_STRIP], "dtype": "float32",
-                            "preprocess": "gateway.biometrics.preprocess.iris_input: pupil/limbus localisation, Daugman rubber sheet, z-scored"}},
-        "outputs": {k: {"shape": ["batch", EMBED_DIM], "dtype": "float32", "norm": "L2 = 1"}
-                    for k in ("emb_fingerprint", "emb_iris", "emb_fused")}
-        | {"key_features": {"shape": ["batch", 2 * EMBED_DIM], "dtype": "float32",
-                            "what": "(emb_fingerprint ‖ emb_iris − train mean) @ PCA whitening (train set); binarised by the fuzzy extractor",
-                            "whiten_reg": a.whiten_reg}},
-        "onnx_vs_torch_max_rel_error": err,
-        "training": {"script": "models/msenet/train.py", "data": "models/msenet/dataset.py (generated identities, seeds 10000+)",
-                     "steps_done": step, "log": "models/msenet/results/train_log.jsonl"},
-    })
+    manifest.update(
+        {
+            "model": "MSE-Net (fingerprint + iris multimodal embedding)",
+            "file": a.out.name,
+            "sha256": hashlib.sha256(a.out.read_bytes()).hexdigest(),
+            "bytes": a.out.stat().st_size,
+            "opset": OPSET,
+            "inputs": {
+                "fingerprint": {
+                    "shape": ["batch", 1, FINGERPRINT_SIZE, FINGERPRINT_SIZE],
+                    "dtype": "float32",
+                    "preprocess": f"gateway.biometrics.preprocess.fingerprint_input: {FINGERPRINT_WINDOW}px window at "
+                    "500 dpi, area-resized, z-scored over the print",
+                },
+                "iris": {
+                    "shape": ["batch", 1, *IRIS_STRIP],
+                    "dtype": "float32",
+                    "preprocess": "gateway.biometrics.preprocess.iris_input: pupil/limbus localisation, Daugman "
+                    "rubber sheet, z-scored",
+                },
+            },
+            "outputs": {
+                k: {"shape": ["batch", EMBED_DIM], "dtype": "float32", "norm": "L2 = 1"}
+                for k in ("emb_fingerprint", "emb_iris", "emb_fused")
+            }
+            | {
+                "key_features": {
+                    "shape": ["batch", 2 * EMBED_DIM],
+                    "dtype": "float32",
+                    "what": "(emb_fingerprint ‖ emb_iris − train mean) @ PCA whitening (train set); binarised by "
+                    "the fuzzy extractor",
+                    "whiten_reg": a.whiten_reg,
+                }
+            },
+            "onnx_vs_torch_max_rel_error": err,
+            "training": {
+                "script": "models/msenet/train.py",
+                "data": "models/msenet/dataset.py (generated identities, seeds 10000+)",
+                "steps_done": step,
+                "log": "models/msenet/results/train_log.jsonl",
+            },
+        }
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(json.dumps({"sha256": manifest["sha256"], "bytes": manifest["bytes"], "max_abs_error": err}))
 

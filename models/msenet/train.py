@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.msenet.model import MSENet
@@ -48,7 +47,9 @@ def embed_all(model: MSENet, fp: np.ndarray, ir: np.ndarray, bs: int = 128) -> l
     model.eval()
     outs: list[list[np.ndarray]] = [[], [], []]
     for i in range(0, len(fp), bs):
-        res = model(torch.from_numpy(fp[i:i + bs].astype(np.float32)), torch.from_numpy(ir[i:i + bs].astype(np.float32)))
+        res = model(
+            torch.from_numpy(fp[i : i + bs].astype(np.float32)), torch.from_numpy(ir[i : i + bs].astype(np.float32))
+        )
         for k in range(3):
             outs[k].append(res[k].numpy())
     model.train()
@@ -149,7 +150,8 @@ def main() -> None:
             save()
         if step % a.eval_every == 0 or step == a.steps:
             embs = embed_all(model, va["fingerprint"], va["iris"])
-            eers = {name: eer(*pair_scores(e, va["labels"])) for name, e in zip(("fingerprint", "iris", "fused"), embs)}
+            names = ("fingerprint", "iris", "fused")
+            eers = {name: eer(*pair_scores(e, va["labels"])) for name, e in zip(names, embs, strict=False)}
             rec = {"step": step, "loss_ema": round(running, 4), "lr": sched.get_last_lr()[0],
                    "val_eer": {k: round(v, 4) for k, v in eers.items()}, "elapsed_s": round(time.time() - t0, 1)}
             log.write(json.dumps(rec) + "\n")

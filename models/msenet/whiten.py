@@ -7,7 +7,8 @@ often than half the time; whitening spreads the impostor bit-error rate around 0
 The regulariser (eigenvalues + reg x mean eigenvalue) keeps noise-only directions from dominating; it was chosen
 on validation identities (models/msenet/MODEL_CARD.md).
 
-    .venv/bin/python -m models.msenet.dataset --split train --identities 200 --captures 4 --out runs/msenet/train200x4.npz
+    .venv/bin/python -m models.msenet.dataset --split train --identities 200 --captures 4 \\
+        --out runs/msenet/train200x4.npz
     .venv/bin/python -m models.msenet.whiten --train runs/msenet/train200x4.npz --reg 1.0
 """
 

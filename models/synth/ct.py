@@ -162,7 +162,9 @@ def generate_slice(rng: np.random.Generator, *, lesion_probability: float = 0.8,
     ry, rx = size * rng.uniform(0.28, 0.36), size * rng.uniform(0.40, 0.47)
     body = _ellipse_mask(shape, cy, cx, ry, rx, rng.uniform(-0.05, 0.05), rng.uniform(2.0, 3.0))
     fat_w = rng.uniform(6, 30) * s
-    inner = cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(fat_w) * 2 + 1,) * 2)) > 0
+    inner = (
+        cv2.erode(body.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(fat_w) * 2 + 1,) * 2)) > 0
+    )
     hu[body] = rng.uniform(-120, -80)
     hu[inner] = rng.uniform(20, 60)
     muscle_tex = _smooth_noise(rng, shape, 4.0)

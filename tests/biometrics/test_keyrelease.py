@@ -84,7 +84,7 @@ class Service:
             padded = self.svc.release("alice", c, nonce, release_proof(bio_key(r), "alice", c, nonce))
             if padded is None:
                 return None
-            return bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(r), "alice", nonce)))
+            return bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(r), "alice", nonce), strict=False))
         return get
 
 
@@ -123,7 +123,7 @@ def test_stolen_profile_passphrase_and_genuine_captures_open_nothing(enrolled, f
     stolen = profiles.load(path, PASS)  # the thief has the file and the passphrase
     plain = stolen.to_json()
     # Nothing in it is the service's share, K_secret or a TOTP secret, in any encoding.
-    k_secret = bytes(x ^ y for x, y in zip(e.service_share, stolen.client_share))
+    k_secret = bytes(x ^ y for x, y in zip(e.service_share, stolen.client_share, strict=False))
     for secret in (e.service_share, k_secret, base64.b32decode(service.secret)):
         for enc in (secret.hex(), base64.urlsafe_b64encode(secret).rstrip(b"=").decode(),
                     base64.b32encode(secret).decode().rstrip("=")):
@@ -134,7 +134,7 @@ def test_stolen_profile_passphrase_and_genuine_captures_open_nothing(enrolled, f
     r = stretch(raw[0], raw[1], stolen.r_salt, stolen.r_kdf)
     assert bio_key(r) == e.service_bio_key  # the thief does reproduce R ...
     for guess in (bytes(32), stolen.client_share, SeededRandom(b"guess")(32)):
-        key = k_enc(r, bytes(x ^ y for x, y in zip(stolen.client_share, guess)), DEVICE)
+        key = k_enc(r, bytes(x ^ y for x, y in zip(stolen.client_share, guess, strict=False)), DEVICE)
         assert recipient_from_seed("alice", key)[1].key_id != e.card.key_id
     with pytest.raises(OpenError):  # ... the service refuses without a valid code
         release_k_enc(stolen, feats["alice_fresh"], DEVICE, ext.sha256, service.source(code="123456"))
@@ -243,8 +243,15 @@ def test_enrol_and_open_over_https(tmp_path: Path, ext: FeatureExtractor, tls_ce
         server.stop()
         # The service is gone: only the printed recovery key still opens.
         with pytest.raises(OpenError):
-            release_private_key(profile_path, fresh_fp, fresh_eye, otp_code=totp_at(acct.totp_secret, T0 // STEP_NS + 1),
-                                device_id=DEVICE, passphrase=PASS, extractor=ext)
+            release_private_key(
+                profile_path,
+                fresh_fp,
+                fresh_eye,
+                otp_code=totp_at(acct.totp_secret, T0 // STEP_NS + 1),
+                device_id=DEVICE,
+                passphrase=PASS,
+                extractor=ext,
+            )
         rkey = release_private_key(profile_path, fresh_fp, fresh_eye, recovery_key=recovery_path.read_text(),
                                    device_id=DEVICE, passphrase=PASS, extractor=ext)
         assert rkey.card() == card

@@ -36,7 +36,7 @@ def _ask(svc: KeyService, secret: str, clock: Clock, r: bytes = R, code: str | N
     padded = svc.release("alice", code, nonce, release_proof(bio_key(r), "alice", code, nonce))
     if padded is None:
         return None
-    return bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(r), "alice", nonce)))
+    return bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(r), "alice", nonce), strict=False))
 
 
 def test_share_released_only_for_fresh_code_and_proof(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_https_service_with_pinned_certificate(tmp_path: Path, tls_cert: tuple[P
         nonce = b"m" * 16
         padded = client.release("alice", code, nonce, release_proof(bio_key(R), "alice", code, nonce))
         assert padded is not None
-        assert bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(R), "alice", nonce))) == SHARE
+        assert bytes(a ^ b for a, b in zip(padded, share_pad(bio_key(R), "alice", nonce), strict=False)) == SHARE
         assert client.release("alice", code, nonce, release_proof(bio_key(R), "alice", code, nonce)) is None
         # A client that pins another certificate refuses to talk to this server.
         other = tmp_path / "other.pem"

@@ -65,7 +65,9 @@ def test_different_card_same_name_is_not_replaced(tmp_path: Path, gateway_state:
 def test_admin_secret_must_be_private_and_card_valid(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
     state, secret = gateway_state
     bad = tmp_path / "bad.card"
-    bad.write_text('{"format": "medshield-recipient-card", "version": 1, "name": "x", "key_id": "00", "public_key": "AA"}')
+    bad.write_text(
+        '{"format": "medshield-recipient-card", "version": 1, "name": "x", "key_id": "00", "public_key": "AA"}'
+    )
     with pytest.raises(ConfigError):
         add_card(state, bad, totp_at(secret, T0 // STEP_NS), clock=lambda: T0)
     os.chmod(state / ADMIN_SECRET, 0o644)
@@ -109,7 +111,7 @@ def test_cli_provision_enroll_and_recipients(tmp_path: Path, capsys: pytest.Capt
     assert secret not in capsys.readouterr().out
     out = tmp_path / "alice"
     fps, eyes = [], []
-    for i, (f, e) in enumerate(zip(fingerprint.impressions(3_000_005, 3), iris.captures(3_000_005, 3))):
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(3_000_005, 3), iris.captures(3_000_005, 3), strict=False)):
         fps.append(tmp_path / f"fp{i}.png")
         eyes.append(tmp_path / f"eye{i}.png")
         cv2.imwrite(str(fps[-1]), f)
@@ -160,7 +162,7 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
     secret = _totp_secret(tmp_path / "admin" / "dr.otp.uri")
     seed = 3_000_001
     caps = []
-    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 4), iris.captures(seed, 4))):
+    for i, (f, e) in enumerate(zip(fingerprint.impressions(seed, 4), iris.captures(seed, 4), strict=False)):
         fp_path, eye_path = tmp_path / f"fp{i}.png", tmp_path / f"eye{i}.png"
         cv2.imwrite(str(fp_path), f)
         cv2.imwrite(str(eye_path), e)
@@ -168,7 +170,7 @@ def test_cli_clinician_opens_envelope_with_profile(tmp_path: Path, monkeypatch: 
     # Fresh captures for opening: not among the enrolment captures.
     fresh: list[str] = []
     for i, (f_new, e_new) in enumerate(zip(fingerprint.impressions(seed, RELEASE_CAPTURES, first_capture=20),
-                                           iris.captures(seed, RELEASE_CAPTURES, first_capture=20))):
+                                           iris.captures(seed, RELEASE_CAPTURES, first_capture=20), strict=False)):
         cv2.imwrite(str(tmp_path / f"fresh_fp{i}.png"), f_new)
         cv2.imwrite(str(tmp_path / f"fresh_eye{i}.png"), e_new)
         fresh += ["--fingerprint", str(tmp_path / f"fresh_fp{i}.png"), "--iris", str(tmp_path / f"fresh_eye{i}.png")]

@@ -13,14 +13,16 @@ from pathlib import Path
 
 from gateway.daemon import Gateway
 from tests.broker.conftest import gateway_config
-from tests.faults.disk import fill
 from tests.broker.helpers import Collector, TaggingProtect, publish_all, untag, wait_until
+from tests.faults.disk import fill
 
 TOPIC = "medshield/scanners/ct5/images"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_disk_filled_by_another_writer_loses_nothing_and_kills_no_thread(tmp_path, small_disk, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+def test_disk_filled_by_another_writer_loses_nothing_and_kills_no_thread(
+    tmp_path, small_disk, scanner_broker, cloud_broker
+) -> None:  # type: ignore[no-untyped-def]
     disk = small_disk(48 * 1024 * 1024)
     config = gateway_config(
         tmp_path, scanner_broker.port, cloud_broker.port,
@@ -52,7 +54,9 @@ def test_disk_filled_by_another_writer_loses_nothing_and_kills_no_thread(tmp_pat
         collector.close()
 
 
-def test_start_on_a_full_disk_waits_with_one_clear_line_then_runs(tmp_path, small_disk, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+def test_start_on_a_full_disk_waits_with_one_clear_line_then_runs(
+    tmp_path, small_disk, scanner_broker, cloud_broker
+) -> None:  # type: ignore[no-untyped-def]
     disk = small_disk(2 * 1024 * 1024)
     filler = fill(disk)
     config = tmp_path / "gateway.toml"

@@ -13,7 +13,9 @@ TOPIC = "medshield/scanners/ct1/images"
 PACKET_IDS = 65535
 
 
-def test_a_row_published_after_the_packet_id_wrap_waits_for_its_own_puback(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+def test_a_row_published_after_the_packet_id_wrap_waits_for_its_own_puback(
+    tmp_path, scanner_broker, cloud_broker
+) -> None:  # type: ignore[no-untyped-def]
     config = gateway_config(tmp_path, scanner_broker.port, cloud_broker.port, spool={"publish_window": 1000})
     gw = Gateway(config, TaggingProtect())
     gw.start()

@@ -65,7 +65,8 @@ def test_release_reinjects_through_the_spool(tmp_path, scanner_broker, cloud_bro
         capsys.readouterr()
         assert cli(["quarantine", "--config", str(path), "list"]) == 0
         listed = capsys.readouterr().out.splitlines()
-        assert [line.split()[0] for line in listed] == ids and all("unsupported_transfer_syntax" in l for l in listed)
+        assert [line.split()[0] for line in listed] == ids
+        assert all("unsupported_transfer_syntax" in line for line in listed)
         assert cli(["quarantine", "--config", str(path), "show", ids[0]]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert shown["topic"] == TOPIC and shown["size"] == len(b"slice A") and "slice A" not in json.dumps(shown)
@@ -82,7 +83,9 @@ def test_release_reinjects_through_the_spool(tmp_path, scanner_broker, cloud_bro
         gw.shutdown(flush_timeout_s=1)
 
 
-def test_release_while_the_daemon_is_down_is_processed_at_the_next_start(tmp_path, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
+def test_release_while_the_daemon_is_down_is_processed_at_the_next_start(
+    tmp_path, scanner_broker, cloud_broker
+) -> None:  # type: ignore[no-untyped-def]
     path = _config(tmp_path, scanner_broker.port, cloud_broker.port)
     protect = RejectsUntilFixed()
     gw = Gateway(load_config(path), protect)

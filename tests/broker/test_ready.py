@@ -34,11 +34,15 @@ port = 0
     return path
 
 
-def _start(config: Path, tmp_path: Path, watchdog_usec: str = "400000") -> tuple[subprocess.Popen[bytes], socket.socket]:
+def _start(
+    config: Path, tmp_path: Path, watchdog_usec: str = "400000"
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(0.5)
-    env = dict(os.environ, PYTHONPATH=str(REPO), NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC=watchdog_usec)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO), NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC=watchdog_usec
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.broker.gateway_proc", str(config)],
         cwd=REPO,

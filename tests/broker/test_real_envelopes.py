@@ -10,9 +10,9 @@ import numpy as np
 
 from gateway import codecs, pipeline
 from gateway.config import BrokerConfig
+from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.crypto.recipients import generate_recipient
 from gateway.daemon import Gateway
-from gateway.crypto.origin import GatewayKey, TrustedGateways
 from gateway.receiver import Receiver, ReceiverService, key_verifier
 from gateway.rng import SeededRandom
 from medshield_tools.scanner_sim import ScannerSimulator, bad_inputs, generated_npy, generated_png, lung_ct_slices

@@ -11,8 +11,8 @@ import numpy as np
 
 from gateway import codecs, pipeline
 from gateway.cli import main
-from gateway.crypto.parts import split
 from gateway.crypto.origin import GatewayKey
+from gateway.crypto.parts import split
 from gateway.crypto.recipients import generate_recipient, save_recipient
 from gateway.rng import SeededRandom
 from medshield_tools.scanner_sim import generated_npy

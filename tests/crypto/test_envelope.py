@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from gateway.crypto import envelope as env_mod
 from gateway.crypto.envelope import Sealer, open_envelope, peek, peek_header
-from gateway.crypto.suites import names
 from gateway.crypto.recipients import PrivateKey, RecipientCard
 from gateway.crypto.sbbe import SearchParams
+from gateway.crypto.suites import names
 from gateway.errors import InputError, OpenError
 from gateway.rng import SeededRandom
 

@@ -5,8 +5,8 @@ The attack: anyone holding a recipient's public card could seal an envelope that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

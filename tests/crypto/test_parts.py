@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -90,7 +90,7 @@ def test_any_order_and_duplicates(tmp_path: Path, envelope: bytes) -> None:
 
 def test_interleaved_sets(tmp_path: Path, envelope: bytes, other: bytes) -> None:
     a, b = split(envelope, 1200, GATEWAY), split(other, 1200, GATEWAY)
-    feed = [p for pair in zip(a, b) for p in pair] + a[len(b):] + b[len(a):]
+    feed = [p for pair in zip(a, b, strict=False) for p in pair] + a[len(b):] + b[len(a):]
     assert sorted(_feed_all(_store(tmp_path), feed)) == sorted([envelope, other])
 
 
@@ -177,8 +177,14 @@ def test_wrong_index_is_not_a_wrong_envelope(tmp_path: Path, envelope: bytes) ->
 
 @pytest.mark.parametrize(
     "bad",
-    [b"", b"MSP2", b"MSPX" + bytes(70), b"MSP2" + bytes(24), b"MSP2" + bytes(16) + (5).to_bytes(4, "big") + (5).to_bytes(4, "big") + bytes(33),
-     b"MSP2" + bytes(16) + (0).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(10)],
+    [
+        b"",
+        b"MSP2",
+        b"MSPX" + bytes(70),
+        b"MSP2" + bytes(24),
+        b"MSP2" + bytes(16) + (5).to_bytes(4, "big") + (5).to_bytes(4, "big") + bytes(33),
+        b"MSP2" + bytes(16) + (0).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes(10),
+    ],
 )
 def test_malformed_parts(bad: bytes) -> None:
     with pytest.raises(OpenError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -66,7 +66,9 @@ def test_random_json_headers(alice: Keys, obj: object) -> None:
 @SETTINGS
 @given(
     suite=st.sampled_from(["sbbe-blowfish", "aes-256-siv"]),
-    edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), min_size=1, max_size=4),
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), min_size=1, max_size=4
+    ),
     cut=st.none() | st.integers(min_value=0),
 )
 def test_mutated_envelopes(alice: Keys, sealed: dict[str, bytes], suite: str, edits: list[tuple[int, int]],
@@ -86,7 +88,8 @@ def test_mutated_envelopes(alice: Keys, sealed: dict[str, bytes], suite: str, ed
     max_bytes=st.integers(min_value=900, max_value=2000),
     seed=st.integers(),
     drop=st.booleans(),
-    flip=st.none() | st.tuples(st.integers(min_value=0), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
+    flip=st.none()
+    | st.tuples(st.integers(min_value=0), st.integers(min_value=0), st.integers(min_value=1, max_value=255)),
 )
 def test_reassembly_never_wrong(sealed: dict[str, bytes], max_bytes: int, seed: int, drop: bool,
                                 flip: tuple[int, int, int] | None) -> None:

@@ -33,7 +33,7 @@ def test_encrypt_is_eq24() -> None:
     assert tag == hmac.digest(mk, b"aad" + b"plaintext bytes", "sha256")
     k_img = hkdf(k, salt=b"", info=b"sbbe/enc" + tag, length=56)
     keystream = Blowfish.new(k_img, Blowfish.MODE_ECB).encrypt(b"".join(i.to_bytes(8, "big") for i in range(2)))
-    assert body == bytes(a ^ b for a, b in zip(b"plaintext bytes", keystream))
+    assert body == bytes(a ^ b for a, b in zip(b"plaintext bytes", keystream, strict=False))
     assert sbbe.decrypt(k, b"aad", tag, body) == b"plaintext bytes"
 
 
@@ -72,7 +72,7 @@ def test_operators() -> None:
     assert sbbe.rotate(a, 0) == a and sbbe.rotate(a, 128) == a
     assert sbbe.rotate(sbbe.rotate(a, 5), 123) == a
     assert sbbe.rotate(b"\x80" + bytes(15), 1) == bytes(15) + b"\x01"
-    assert sbbe.recombine(a, a, 8) == bytes(x ^ y for x, y in zip(a, a[1:] + a[:1]))
+    assert sbbe.recombine(a, a, 8) == bytes(x ^ y for x, y in zip(a, a[1:] + a[:1], strict=False))
     m = sbbe.mutate(bytes(16), 0b0101, b"\xff" * 16)
     assert m == b"\xff" * 4 + bytes(4) + b"\xff" * 4 + bytes(4)
     inj = sbbe.inject(a, 3, MID, b"r" * 16)

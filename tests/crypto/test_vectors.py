@@ -80,7 +80,9 @@ def _no_dup(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def doc_open(data: bytes, r: bytes, cards: list[dict[str, Any]], accept_unknown: bool = False) -> tuple[dict[str, Any], bytes, bytes]:
+def doc_open(
+    data: bytes, r: bytes, cards: list[dict[str, Any]], accept_unknown: bool = False
+) -> tuple[dict[str, Any], bytes, bytes]:
     """(header, plaintext, S), or Refused."""
     try:
         if data[:4] != b"MSH2":
@@ -123,7 +125,7 @@ def doc_open(data: bytes, r: bytes, cards: list[dict[str, Any]], accept_unknown:
             k_img = _hkdf(k_star, b"", b"sbbe/enc" + tag, 56)
             ecb = Blowfish.new(k_img, Blowfish.MODE_ECB)
             stream = b"".join(ecb.encrypt(i.to_bytes(8, "big")) for i in range(-(-len(body) // 8)))
-            plaintext = bytes(a ^ b for a, b in zip(body, stream))
+            plaintext = bytes(a ^ b for a, b in zip(body, stream, strict=False))
             mac = hmac.new(_hkdf(k_star, b"", b"sbbe/mac", 32), prefix + plaintext, "sha256").digest()
             if not hmac.compare_digest(mac, tag):
                 raise Refused("tag")
@@ -189,7 +191,11 @@ def test_reference_reproduces_and_opens_vectors(name: str) -> None:
     ).seal(bytes.fromhex(case["plaintext"]), compression=case["compression"], sample=sample)
     assert sealed.envelope.hex() == exp["envelope"]  # byte-identical under the same seed
     pinned = TrustedGateways([GatewayCard.from_json(json.dumps(exp["gateway_card"]))])
-    opened = ref.open_envelope(bytes.fromhex(exp["envelope"]), PrivateKey("vector", bytes.fromhex(exp["recipient_private_key"])), gateways=pinned)
+    opened = ref.open_envelope(
+        bytes.fromhex(exp["envelope"]),
+        PrivateKey("vector", bytes.fromhex(exp["recipient_private_key"])),
+        gateways=pinned,
+    )
     assert opened.plaintext.hex() == case["plaintext"] and opened.origin.pinned
     assert {label: opened.derive(label).hex() for label in exp["derived"]} == exp["derived"]
 
@@ -282,7 +288,12 @@ def test_pipeline_vector_layers(name: str) -> None:
     marked_file, record, meta = fields[0], fields[1], json.loads(fields[2])
     assert fields[3] == b""  # NPY has no rebuild recipe
     assert meta == exp["meta"] and meta["source"] == case["source"]
-    assert meta["content"] == {"format": "npy", "dtype": "uint16", "signed": False, "shape": [case["rows"], case["cols"]]}
+    assert meta["content"] == {
+        "format": "npy",
+        "dtype": "uint16",
+        "signed": False,
+        "shape": [case["rows"], case["cols"]],
+    }
     marked = np.load(io.BytesIO(marked_file), allow_pickle=False)
     # Restoration record: "MSRR" | u8 1 | u8 bpp | u32 rows | u32 cols | u32 bits | u32 mask len | mask | bits
     assert record[:4] == b"MSRR" and record[4] == 1 and record[5] == 2

@@ -22,7 +22,10 @@ from medshield_tools.scanner_sim import dicom_from_hu
 
 def _config(state_dir, recipients=()):  # type: ignore[no-untyped-def]
     return parse_config(
-        {"gateway": {"device_id": "gw-test", "state_dir": str(state_dir)}, "protection": {"recipients": list(recipients)}},
+        {
+            "gateway": {"device_id": "gw-test", "state_dir": str(state_dir)},
+            "protection": {"recipients": list(recipients)},
+        },
         environ={},
     )
 

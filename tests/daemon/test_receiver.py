@@ -134,7 +134,9 @@ def test_flood_of_forged_parts_stays_bounded(tmp_path: Path, keys) -> None:  # t
     for i in range(150):
         fake_mid = rnd.randbytes(16) if i % 3 else parts[0][4:20]
         index = 1 + i % (len(parts) - 1)
-        receiver.handle(b"MSP2" + fake_mid + index.to_bytes(4, "big") + len(parts).to_bytes(4, "big") + rnd.randbytes(1500))
+        receiver.handle(
+            b"MSP2" + fake_mid + index.to_bytes(4, "big") + len(parts).to_bytes(4, "big") + rnd.randbytes(1500)
+        )
         assert receiver.parts.candidate_bytes <= 32 * 1024 and receiver.parts.pending <= 17
     on_disk = sum(f.stat().st_size for f in (tmp_path / ".parts").rglob("*") if f.is_file())
     assert on_disk <= 32 * 1024 + len(parts[0]) + 2048 * len(parts)

@@ -76,7 +76,9 @@ def test_forged_manifest_stops_the_store(tmp_path: Path, state: tuple[Path, str]
         installed_cards(directory)
 
 
-def test_card_from_before_the_manifest_is_authorised_by_adding_it_again(tmp_path: Path, state: tuple[Path, str]) -> None:
+def test_card_from_before_the_manifest_is_authorised_by_adding_it_again(
+    tmp_path: Path, state: tuple[Path, str]
+) -> None:
     directory, secret = state
     _, old = generate_recipient("radiology", SeededRandom(b"old"))
     recipients_dir(directory).mkdir()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import uuid
 from pathlib import Path
-
-import hashlib
 
 from gateway.daemon.ids import MessageIds
 from gateway.spool import Attempts, Spool
@@ -16,7 +15,9 @@ from gateway.spool import Attempts, Spool
 def test_message_id_is_a_deterministic_uuid_keyed_by_the_gateway_secret(tmp_path: Path) -> None:
     ids = MessageIds.load_or_create(tmp_path / "message-id.key")
     a = ids.for_message("medshield/scanners/a/images", b"pixels")
-    assert a == MessageIds.load_or_create(tmp_path / "message-id.key").for_message("medshield/scanners/a/images", b"pixels")
+    assert a == MessageIds.load_or_create(tmp_path / "message-id.key").for_message(
+        "medshield/scanners/a/images", b"pixels"
+    )
     assert a != ids.for_message("medshield/scanners/b/images", b"pixels")
     assert a != ids.for_message("medshield/scanners/a/images", b"pixels!")
     parsed = uuid.UUID(a)

@@ -16,8 +16,8 @@ import pytest
 from gateway import systemd
 from gateway.logging import configure_logging, get_logger, redact_secrets
 from gateway.quarantine import Quarantine
-from medshield_tools.scanner_sim import bad_inputs, ct_small, dicom_from_hu, generated_npy, generated_png, png_bomb
 from gateway.telemetry import Registry, TelemetryServer
+from medshield_tools.scanner_sim import bad_inputs, ct_small, dicom_from_hu, generated_npy, generated_png, png_bomb
 
 
 def test_redaction_masks_secret_names_and_bytes() -> None:

@@ -62,8 +62,15 @@ class Machine:
         for sub in ("upper", "work", "merged"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o",
-             f"lowerdir={self.lower},upperdir={self.workdir / 'upper'},workdir={self.workdir / 'work'}", str(self.root)],
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={self.lower},upperdir={self.workdir / 'upper'},workdir={self.workdir / 'work'}",
+                str(self.root),
+            ],
             check=True,
         )
         return self
@@ -83,9 +90,21 @@ class Machine:
     def boot(self, timeout: float = 120) -> Machine:
         log = self.console.open("wb")
         self._proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network", f"--machine={self.name}", "--boot",
-             "-D", str(self.root), *self._bind_args()],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                f"--machine={self.name}",
+                "--boot",
+                "-D",
+                str(self.root),
+                *self._bind_args(),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.leader is None:

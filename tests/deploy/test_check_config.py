@@ -41,11 +41,22 @@ def test_good_config_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize(
     ("body", "key"),
     [
-        ('[cloud]\nhost = "h"\n[cloud.tls]\nca_file = "/nonexistent/ca.pem"\n', "cloud.tls.ca_file: /nonexistent/ca.pem: no such file"),
-        ('[inbound]\n[inbound.tls]\ncert_file = "/nonexistent/c.pem"\nkey_file = "/nonexistent/k.pem"\n',
-         "inbound.tls.cert_file: /nonexistent/c.pem: no such file"),
-        ('[protection]\nrecipients = ["/nonexistent/radiology.card"]\n', "protection.recipients[0]: /nonexistent/radiology.card"),
-        ('[segmentation]\nmodel = "/nonexistent/dsnet.onnx"\n', "segmentation.model: /nonexistent/dsnet.onnx: no such file"),
+        (
+            '[cloud]\nhost = "h"\n[cloud.tls]\nca_file = "/nonexistent/ca.pem"\n',
+            "cloud.tls.ca_file: /nonexistent/ca.pem: no such file",
+        ),
+        (
+            '[inbound]\n[inbound.tls]\ncert_file = "/nonexistent/c.pem"\nkey_file = "/nonexistent/k.pem"\n',
+            "inbound.tls.cert_file: /nonexistent/c.pem: no such file",
+        ),
+        (
+            '[protection]\nrecipients = ["/nonexistent/radiology.card"]\n',
+            "protection.recipients[0]: /nonexistent/radiology.card",
+        ),
+        (
+            '[segmentation]\nmodel = "/nonexistent/dsnet.onnx"\n',
+            "segmentation.model: /nonexistent/dsnet.onnx: no such file",
+        ),
     ],
     ids=["cloud CA", "inbound client cert", "recipient card", "model"],
 )

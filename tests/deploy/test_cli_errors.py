@@ -41,7 +41,9 @@ def _envelope(tmp: Path) -> tuple[Path, Path]:
     other, _ = generate_recipient("other", system_random)
     other_key, _ = save_recipient(tmp / "other", other)
     out = tmp / "ct.msh"
-    assert main(["protect", str(_ct(tmp)), "-r", str(card), "-o", str(out), "--mask", str(_mask(tmp)), *_device(tmp)]) == 0
+    assert (
+        main(["protect", str(_ct(tmp)), "-r", str(card), "-o", str(out), "--mask", str(_mask(tmp)), *_device(tmp)]) == 0
+    )
     return out, other_key
 
 
@@ -66,50 +68,158 @@ def _mask(tmp: Path) -> Path:
 # command -> [(case id, argv builder, expected exit code, text the line must contain)]
 CASES: dict[str, list[tuple[str, Case, int, str]]] = {
     "keygen": [("unwritable --out", lambda t: ["keygen", "svc", "--out", "/proc/medshield"], EXIT_USAGE, "/proc")],
-    "gateway-key": [("unwritable key", lambda t: ["gateway-key", "--device-id", "gw", "--key", "/proc/medshield/gw.pem"],
-                     EXIT_USAGE, "/proc/medshield")],
+    "gateway-key": [
+        (
+            "unwritable key",
+            lambda t: ["gateway-key", "--device-id", "gw", "--key", "/proc/medshield/gw.pem"],
+            EXIT_USAGE,
+            "/proc/medshield",
+        )
+    ],
     "protect": [
-        ("missing input", lambda t: ["protect", str(t / "nope.dcm"), "-r", str(_card(t)[1]), "-o", str(t / "o.msh"), *_device(t)],
-         EXIT_USAGE, "nope.dcm: No such file"),
-        ("unwritable output", lambda t: ["protect", str(_ct(t)), "-r", str(_card(t)[1]), "--mask", str(_mask(t)),
-                                          "-o", "/proc/medshield/o.msh", *_device(t)], EXIT_USAGE, "/proc/medshield/"),
+        (
+            "missing input",
+            lambda t: ["protect", str(t / "nope.dcm"), "-r", str(_card(t)[1]), "-o", str(t / "o.msh"), *_device(t)],
+            EXIT_USAGE,
+            "nope.dcm: No such file",
+        ),
+        (
+            "unwritable output",
+            lambda t: [
+                "protect",
+                str(_ct(t)),
+                "-r",
+                str(_card(t)[1]),
+                "--mask",
+                str(_mask(t)),
+                "-o",
+                "/proc/medshield/o.msh",
+                *_device(t),
+            ],
+            EXIT_USAGE,
+            "/proc/medshield/",
+        ),
     ],
     "open": [
-        ("no credentials", lambda t: ["open", str(t / "x.msh"), "-o", str(t / "x.dcm"), "--accept-unknown-origin"], EXIT_USAGE, "give --key"),
-        ("key and profile", lambda t: ["open", str(t / "x.msh"), "--key", "k", "--profile", "p", "-o", "o", "--accept-unknown-origin"],
-         EXIT_USAGE, "not both"),
-        ("wrong key", lambda t: (lambda e: ["open", str(e[0]), "--key", str(e[1]), "-o", str(t / "o.dcm"), "--accept-unknown-origin"])(_envelope(t)),
-         EXIT_FAILED, "could not open envelope"),
+        (
+            "no credentials",
+            lambda t: ["open", str(t / "x.msh"), "-o", str(t / "x.dcm"), "--accept-unknown-origin"],
+            EXIT_USAGE,
+            "give --key",
+        ),
+        (
+            "key and profile",
+            lambda t: ["open", str(t / "x.msh"), "--key", "k", "--profile", "p", "-o", "o", "--accept-unknown-origin"],
+            EXIT_USAGE,
+            "not both",
+        ),
+        (
+            "wrong key",
+            lambda t: (
+                lambda e: ["open", str(e[0]), "--key", str(e[1]), "-o", str(t / "o.dcm"), "--accept-unknown-origin"]
+            )(_envelope(t)),
+            EXIT_FAILED,
+            "could not open envelope",
+        ),
     ],
-    "segment": [("missing input", lambda t: ["segment", str(t / "nope.dcm"), "-o", str(t / "m.png")], EXIT_USAGE,
-                 "nope.dcm")],
-    "models": [("no TensorRT here", lambda t: ["models", "build-engines", "--state-dir", str(t)], EXIT_USAGE,
-                "tensorrt")],
-    "otp": [("unwritable --out", lambda t: ["otp", "provision", "admin", "--out", "/proc/medshield"], EXIT_USAGE,
-             "/proc/medshield")],
-    "enroll": [("missing captures", lambda t: ["enroll", "dr", "--fingerprint", str(t / "f.png"), "--iris",
-                                               str(t / "i.png"), "--keyserver", "https://127.0.0.1:1",
-                                               "--keyserver-ca", str(t / "ca.pem"), "--enrol-token", str(t / "tok"),
-                                               "--device-id", "d", "--out", str(t)], EXIT_USAGE, "f.png")],
-    "recipients": [("no state dir", lambda t: ["recipients", "list", "--state-dir", str(t / "nonexistent")],
-                    EXIT_USAGE, "nonexistent: no such directory")],
+    "segment": [
+        ("missing input", lambda t: ["segment", str(t / "nope.dcm"), "-o", str(t / "m.png")], EXIT_USAGE, "nope.dcm")
+    ],
+    "models": [
+        ("no TensorRT here", lambda t: ["models", "build-engines", "--state-dir", str(t)], EXIT_USAGE, "tensorrt")
+    ],
+    "otp": [
+        (
+            "unwritable --out",
+            lambda t: ["otp", "provision", "admin", "--out", "/proc/medshield"],
+            EXIT_USAGE,
+            "/proc/medshield",
+        )
+    ],
+    "enroll": [
+        (
+            "missing captures",
+            lambda t: [
+                "enroll",
+                "dr",
+                "--fingerprint",
+                str(t / "f.png"),
+                "--iris",
+                str(t / "i.png"),
+                "--keyserver",
+                "https://127.0.0.1:1",
+                "--keyserver-ca",
+                str(t / "ca.pem"),
+                "--enrol-token",
+                str(t / "tok"),
+                "--device-id",
+                "d",
+                "--out",
+                str(t),
+            ],
+            EXIT_USAGE,
+            "f.png",
+        )
+    ],
+    "recipients": [
+        (
+            "no state dir",
+            lambda t: ["recipients", "list", "--state-dir", str(t / "nonexistent")],
+            EXIT_USAGE,
+            "nonexistent: no such directory",
+        )
+    ],
     "run": [("missing config", lambda t: ["run", "--config", str(t / "nope.toml")], EXIT_USAGE, "nope.toml")],
     "check-config": [("missing config", lambda t: ["check-config", str(t / "nope.toml")], EXIT_USAGE, "nope.toml")],
-    "receive": [("bad broker URL", lambda t: ["receive", "--broker", "http://x", "--out", str(t), "--gateways", str(t)], EXIT_USAGE,
-                 "http://x")],
+    "receive": [
+        (
+            "bad broker URL",
+            lambda t: ["receive", "--broker", "http://x", "--out", str(t), "--gateways", str(t)],
+            EXIT_USAGE,
+            "http://x",
+        )
+    ],
     "demo": [("--slices without reference data", lambda t: ["demo", "--slices", "2"], EXIT_USAGE, "MEDSHIELD_SHARED")],
-    "ledger": [("missing ledger", lambda t: ["ledger", "verify", str(t / "l.jsonl"), "--public-key", str(t / "k.pem")],
-                EXIT_USAGE, "l.jsonl")],
+    "ledger": [
+        (
+            "missing ledger",
+            lambda t: ["ledger", "verify", str(t / "l.jsonl"), "--public-key", str(t / "k.pem")],
+            EXIT_USAGE,
+            "l.jsonl",
+        )
+    ],
     "bench": [("no 'reports' extra", lambda t: ["bench", "--quick"], EXIT_USAGE, "pip install 'medshield[reports]'")],
-    "keyserver": [("missing certificate", lambda t: ["keyserver", "serve", "--state", str(t), "--cert",
-                                                     str(t / "nope.pem"), "--key", str(t / "nope.key")],
-                   EXIT_USAGE, "--cert")],
-    "qr": [("missing input", lambda t: ["qr", "encode", str(t / "nope.msh"), "-o", str(t / "codes")], EXIT_USAGE,
-            "nope.msh")],
-    "quarantine": [("missing config", lambda t: ["quarantine", "--config", str(t / "nope.toml"), "list"], EXIT_USAGE,
-                    "nope.toml")],
-    "report": [("missing image", lambda t: ["report", str(t / "nope.png"), "--mask", str(t / "m.npy")], EXIT_USAGE,
-                "nope.png")],
+    "keyserver": [
+        (
+            "missing certificate",
+            lambda t: [
+                "keyserver",
+                "serve",
+                "--state",
+                str(t),
+                "--cert",
+                str(t / "nope.pem"),
+                "--key",
+                str(t / "nope.key"),
+            ],
+            EXIT_USAGE,
+            "--cert",
+        )
+    ],
+    "qr": [
+        (
+            "missing input",
+            lambda t: ["qr", "encode", str(t / "nope.msh"), "-o", str(t / "codes")],
+            EXIT_USAGE,
+            "nope.msh",
+        )
+    ],
+    "quarantine": [
+        ("missing config", lambda t: ["quarantine", "--config", str(t / "nope.toml"), "list"], EXIT_USAGE, "nope.toml")
+    ],
+    "report": [
+        ("missing image", lambda t: ["report", str(t / "nope.png"), "--mask", str(t / "m.npy")], EXIT_USAGE, "nope.png")
+    ],
 }
 
 

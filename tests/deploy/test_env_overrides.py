@@ -34,9 +34,18 @@ def test_values_take_the_type_of_their_field() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MEDSHIELD__LIMITS__WORKERS": "two"}, r"limits\.workers: .*integer.* \(environment variable MEDSHIELD__LIMITS__WORKERS\)"),
-        ({"MEDSHIELD__GATEWAY__DEVICE_ID": "a b"}, r"gateway\.device_id: .*\(environment variable MEDSHIELD__GATEWAY__DEVICE_ID\)"),
-        ({"MEDSHIELD__LIMITS__QUEUE_SISE": "3"}, r"limits\.queue_sise: unknown key \(environment variable MEDSHIELD__LIMITS__QUEUE_SISE\)"),
+        (
+            {"MEDSHIELD__LIMITS__WORKERS": "two"},
+            r"limits\.workers: .*integer.* \(environment variable MEDSHIELD__LIMITS__WORKERS\)",
+        ),
+        (
+            {"MEDSHIELD__GATEWAY__DEVICE_ID": "a b"},
+            r"gateway\.device_id: .*\(environment variable MEDSHIELD__GATEWAY__DEVICE_ID\)",
+        ),
+        (
+            {"MEDSHIELD__LIMITS__QUEUE_SISE": "3"},
+            r"limits\.queue_sise: unknown key \(environment variable MEDSHIELD__LIMITS__QUEUE_SISE\)",
+        ),
         ({"MEDSHIELD__CLOUD": "x"}, r"cloud: is a table; set its keys, e.g. MEDSHIELD__CLOUD__KEY"),
         ({"MEDSHIELD__LIMITS__WORKERS__MAX": "1"}, r"limits\.workers: not a table.*MEDSHIELD__LIMITS__WORKERS__MAX"),
         ({"MEDSHIELD__TOPICS__INBOUND": "[oops"}, r"topics\.inbound: not a TOML array.*MEDSHIELD__TOPICS__INBOUND"),
@@ -50,5 +59,7 @@ def test_errors_name_the_variable(env: dict[str, str], message: str) -> None:
 
 def test_errors_from_the_file_do_not_blame_the_environment() -> None:
     with pytest.raises(ConfigError) as exc:
-        parse_config({"gateway": {"device_id": "gw"}, "limits": {"workers": "x"}}, {"MEDSHIELD__LIMITS__QUEUE_SIZE": "4"})
+        parse_config(
+            {"gateway": {"device_id": "gw"}, "limits": {"workers": "x"}}, {"MEDSHIELD__LIMITS__QUEUE_SIZE": "4"}
+        )
     assert "limits.workers" in str(exc.value) and "environment variable" not in str(exc.value)

@@ -3,8 +3,6 @@ integrated GPU (nvgpu driver) both starts the engine build and is reachable from
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.resources import REPO_DIR
 
 UNITS = REPO_DIR / "systemd"

@@ -67,7 +67,9 @@ def make_gateway(tmp_path: Path, broker_port: int, card, *, cloud_port: int | No
 def running(tmp_path: Path, broker: EmbeddedBroker, dicom_recipient) -> Iterator[tuple[Gateway, Collector]]:  # noqa: ANN001
     _, card = dicom_recipient
     collector = Collector(broker.port, ("medshield/gateways/+/envelopes",), client_id="dicom-collector")
-    gateway = make_gateway(tmp_path, broker.port, card, listener={"allowed_calling_ae_titles": [MODALITY, "PYNETDICOM"]})
+    gateway = make_gateway(
+        tmp_path, broker.port, card, listener={"allowed_calling_ae_titles": [MODALITY, "PYNETDICOM"]}
+    )
     yield gateway, collector
     gateway.shutdown(flush_timeout_s=2)
     collector.close()
@@ -148,7 +150,9 @@ def test_compressed_images_arrive_in_their_syntax_and_open_to_what_was_sent(runn
     opened = [pipeline.open_(e, private_key, restore_original=True, **OPEN) for e in collector.on("/envelopes")]
     # Byte for byte the data sets the modality sent, under the file meta of the accepted transfer syntax.
     assert sorted(data_set_bytes(o.original) for o in opened) == sorted(data_set_bytes(p.read_bytes()) for p in sent)
-    syntaxes = {pydicom.dcmread(io.BytesIO(o.original), stop_before_pixels=True).file_meta.TransferSyntaxUID for o in opened}
+    syntaxes = {
+        pydicom.dcmread(io.BytesIO(o.original), stop_before_pixels=True).file_meta.TransferSyntaxUID for o in opened
+    }
     assert syntaxes == {pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in sent}
 
 
@@ -212,7 +216,9 @@ def test_storescu_sends_compressed_images_that_open_to_what_was_sent(running, di
     ]
     assert wait_until(lambda: len(envelope_ids(collector)) >= len(files), 60)
     assert gateway.quarantine.records() == []
-    restored = [pipeline.open_(e, private_key, restore_original=True, **OPEN).original for e in collector.on("/envelopes")]
+    restored = [
+        pipeline.open_(e, private_key, restore_original=True, **OPEN).original for e in collector.on("/envelopes")
+    ]
     assert all(r is not None for r in restored)
     # The gateway restores exactly the data set that was on the wire, under the file meta of its syntax ...
     assert sorted(wire) == sorted(
@@ -269,7 +275,9 @@ def test_a_host_off_the_allow_list_is_refused(tmp_path, broker, dicom_recipient)
         gateway.shutdown(flush_timeout_s=0)
 
 
-def test_a_full_spool_answers_out_of_resources_and_keeps_what_it_answered(tmp_path, broker, dicom_recipient, shared_data):
+def test_a_full_spool_answers_out_of_resources_and_keeps_what_it_answered(
+    tmp_path, broker, dicom_recipient, shared_data
+):
     _, card = dicom_recipient
     # A port bound but never listening: connections are refused, and no other process can take it meanwhile.
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -355,7 +363,9 @@ def test_tls_listener_takes_tls_clients_only(tmp_path, broker, dicom_recipient):
         check=True, capture_output=True, timeout=60,
     )
     _, card = dicom_recipient
-    gateway = make_gateway(tmp_path, broker.port, card, listener={"tls": {"cert_file": str(cert), "key_file": str(key)}})
+    gateway = make_gateway(
+        tmp_path, broker.port, card, listener={"tls": {"cert_file": str(cert), "key_file": str(key)}}
+    )
     try:
         assert gateway.dicom_intake is not None
         port = gateway.dicom_intake.port

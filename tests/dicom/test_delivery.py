@@ -15,10 +15,10 @@ import pytest
 
 from gateway import pipeline
 from gateway.dicom.delivery import Delivery, Destination, key_opener, load_destinations
+from gateway.dicom.orthanc import ORTHANC_AET, Orthanc, same_elements
 from gateway.errors import ConfigError
 from tests.broker.helpers import wait_until
 from tests.dicom.conftest import FAST, OPEN
-from gateway.dicom.orthanc import ORTHANC_AET, Orthanc, same_elements
 from tests.dicom.reference import pydicom_file
 
 # Real files whose encapsulated Pixel Data has the VR the standard requires (OB): MR_small_jp2klossless.dcm
@@ -58,7 +58,9 @@ def destinations(orthanc: Orthanc) -> list[Destination]:
 def test_orthanc_stores_the_original_by_cstore_and_the_marked_image_by_stow(orthanc, tmp_path, dicom_recipient):
     private_key, card = dicom_recipient
     orthanc.start()
-    delivery = Delivery(destinations(orthanc), tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"])).start()
+    delivery = Delivery(
+        destinations(orthanc), tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"])
+    ).start()
     sent = envelopes(card)
     try:
         for message_id, envelope, _ in sent:
@@ -69,7 +71,7 @@ def test_orthanc_stores_the_original_by_cstore_and_the_marked_image_by_stow(orth
         delivery.stop()
     stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}
     assert len(stored) == 2 * len(FILES)
-    for message_id, envelope, original in sent:
+    for _message_id, envelope, original in sent:
         opened = pipeline.open_(envelope, private_key, **OPEN)
         source_uid = pydicom.dcmread(io.BytesIO(original), stop_before_pixels=True).SOPInstanceUID
         marked_uid = pydicom.dcmread(io.BytesIO(opened.marked), stop_before_pixels=True).SOPInstanceUID
@@ -107,7 +109,9 @@ def test_catch_up_offers_stored_envelopes_the_queue_never_took(orthanc, tmp_path
     for message_id, envelope, _ in envelopes(card)[:2]:
         (out / f"{message_id}.msh").write_bytes(envelope)
     orthanc.start()
-    delivery = Delivery(destinations(orthanc)[:1], tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"]))
+    delivery = Delivery(
+        destinations(orthanc)[:1], tmp_path / "queue.sqlite3", key_opener(private_key, True, OPEN["gateways"])
+    )
     assert delivery.catch_up(out) == 2 and delivery.catch_up(out) == 0
     delivery.start()
     try:
@@ -250,8 +254,27 @@ def test_receive_command_delivers_to_orthanc(orthanc, tmp_path, dicom_recipient,
     from tests.dicom.conftest import GATEWAY
 
     card_path = GATEWAY.card.save(tmp_path / "pinned" / "gw-dicom-tests.gateway-card")
-    rc = main(["receive", "--broker", f"mqtt://127.0.0.1:{broker.port}", "--out", str(tmp_path / "out"), "--key",
-               str(key_path), "--gateways", str(card_path), "--pacs", str(pacs), "--count", str(len(sent)), "--timeout", "60", "--client-id", "pacs-rx"])
+    rc = main(
+        [
+            "receive",
+            "--broker",
+            f"mqtt://127.0.0.1:{broker.port}",
+            "--out",
+            str(tmp_path / "out"),
+            "--key",
+            str(key_path),
+            "--gateways",
+            str(card_path),
+            "--pacs",
+            str(pacs),
+            "--count",
+            str(len(sent)),
+            "--timeout",
+            "60",
+            "--client-id",
+            "pacs-rx",
+        ]
+    )
     feeder.join()
     assert rc == 0
     stored = {orthanc.tags(i)["SOPInstanceUID"]: orthanc.file(i) for i in orthanc.instances()}

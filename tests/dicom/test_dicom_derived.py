@@ -99,7 +99,9 @@ def test_dciodvfy_finds_no_new_error_in_marked_pydicom_files(name, tmp_path):
     data = pydicom_file(name).read_bytes()
     image = codecs.decode(data)
     # dciodvfy cannot read a deflated file at all; its findings on the same data set come from a plain copy.
-    baseline = codecs.encode(image, image.pixels) if image.dataset.file_meta.TransferSyntaxUID == dicom.DEFLATED_LE else data
+    baseline = (
+        codecs.encode(image, image.pixels) if image.dataset.file_meta.TransferSyntaxUID == dicom.DEFLATED_LE else data
+    )
     before = dciodvfy_errors(baseline, tmp_path)
     after = dciodvfy_errors(_marked(data, "m"), tmp_path)
     assert after <= before, sorted(after - before)

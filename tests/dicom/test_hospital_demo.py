@@ -3,8 +3,8 @@ Orthanc, every image checked in Orthanc against what storescu sent."""
 
 from __future__ import annotations
 
-from medshield_tools.demo import run_demo
 from gateway.dicom import hospital
+from medshield_tools.demo import run_demo
 from medshield_tools.scanner_sim import generated_npy
 from tests.dicom.conftest import require_tool
 

@@ -28,7 +28,9 @@ class TmpfsDisk:
             raise DiskUnavailable(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
         return self.where
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         subprocess.run(["umount", "-l", str(self.where)], check=False)
 
 

@@ -35,25 +35,47 @@ MUTANTS = (
     Mutant(
         "ack_before_commit",
         "acknowledge before the spool commit",
-        (("gateway/daemon/intake.py", "        try:\n            self._intake.accept(item.inbound)\n",
-          "        self.link.ack(item.message)\n        try:\n            self._intake.accept(item.inbound)\n"),),
+        (
+            (
+                "gateway/daemon/intake.py",
+                "        try:\n            self._intake.accept(item.inbound)\n",
+                "        self.link.ack(item.message)\n        try:\n            self._intake.accept(item.inbound)\n",
+            ),
+        ),
     ),
     Mutant(
         "ack_wrong_generation",
         "acknowledge on the wrong connection generation",
-        (("gateway/mqtt_link.py", "if message.qos == 0 or message.generation != self.state.generation:", "if message.qos == 0:"),),
+        (
+            (
+                "gateway/mqtt_link.py",
+                "if message.qos == 0 or message.generation != self.state.generation:",
+                "if message.qos == 0:",
+            ),
+        ),
     ),
     Mutant(
         "ack_failed_commit",
         "acknowledge even when the commit raises",
-        (("gateway/daemon/intake.py", "            self._stop.wait(1.0)\n            return\n        self.link.ack(item.message)",
-          "            self.link.ack(item.message)\n            return\n        self.link.ack(item.message)"),),
+        (
+            (
+                "gateway/daemon/intake.py",
+                "            self._stop.wait(1.0)\n            return\n        self.link.ack(item.message)",
+                "            self.link.ack(item.message)\n            return\n        self.link.ack(item.message)",
+            ),
+        ),
     ),
     Mutant(
         "delete_on_publish",
         "delete a row when it is published, not on its PUBACK",
-        (("gateway/daemon/publisher.py", "            entry.token = 0\n            return False\n        return True",
-          "            entry.token = 0\n            return False\n        entry.acked = True\n        return True"),),
+        (
+            (
+                "gateway/daemon/publisher.py",
+                "            entry.token = 0\n            return False\n        return True",
+                "            entry.token = 0\n            return False\n"
+                "        entry.acked = True\n        return True",
+            ),
+        ),
     ),
     Mutant(
         "no_deduplication",
@@ -66,8 +88,13 @@ MUTANTS = (
     Mutant(
         "non_persistent_session",
         "non-persistent inbound session",
-        (("gateway/daemon/intake.py", "            persistent=True,\n            subscriptions=config.inbound_filters(),",
-          "            persistent=False,\n            subscriptions=config.inbound_filters(),"),),
+        (
+            (
+                "gateway/daemon/intake.py",
+                "            persistent=True,\n            subscriptions=config.inbound_filters(),",
+                "            persistent=False,\n            subscriptions=config.inbound_filters(),",
+            ),
+        ),
     ),
 )
 
@@ -106,7 +133,11 @@ def _suite(root: Path, timeout_s: float) -> tuple[bool, str, float]:
     except subprocess.TimeoutExpired:
         return False, "timeout", time.monotonic() - t0
     failed = re.findall(r"FAILED tests/faults/test_faults.py::test_fault\[(\w+)\]", done.stdout)
-    return done.returncode == 0, (failed[0] if failed else ("" if done.returncode == 0 else done.stdout[-300:])), time.monotonic() - t0
+    return (
+        done.returncode == 0,
+        (failed[0] if failed else ("" if done.returncode == 0 else done.stdout[-300:])),
+        time.monotonic() - t0,
+    )
 
 
 def main() -> int:
@@ -131,7 +162,9 @@ def main() -> int:
             "suite": "passes" if passed else "fails",
             "caught_by": first_failure,
             "seconds": round(seconds),
-            "verdict": ("ok" if passed else "SUITE FAILS ON THE ORIGINAL") if mutant is None else ("killed" if not passed else "SURVIVED"),
+            "verdict": ("ok" if passed else "SUITE FAILS ON THE ORIGINAL")
+            if mutant is None
+            else ("killed" if not passed else "SURVIVED"),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -327,7 +327,7 @@ class GatewayProcess:
 
     def connected_since(self, mark: int) -> bool:
         """The intake (re)connected after log line `mark`."""
-        return any('"mqtt.inbound"' in l and '"connected"' in l for l in self.log_lines()[mark:])
+        return any('"mqtt.inbound"' in line and '"connected"' in line for line in self.log_lines()[mark:])
 
     def wait_running(self, timeout: float = 60.0) -> bool:
         """After a restart: wait until this process connected its intake."""
@@ -397,7 +397,12 @@ class Rig:
         cloud_port = self.proxy.port if self.proxy else self.cloud_broker.port
         data: dict[str, dict[str, object]] = {
             "gateway": {"device_id": f"{name}-{i}", "state_dir": str(state)},
-            "inbound": {"port": self.scanner_broker.port, "reconnect_min_s": 1, "reconnect_max_s": 1, "keepalive_s": 10},
+            "inbound": {
+                "port": self.scanner_broker.port,
+                "reconnect_min_s": 1,
+                "reconnect_max_s": 1,
+                "keepalive_s": 10,
+            },
             "cloud": {"port": cloud_port, "reconnect_min_s": 1, "reconnect_max_s": 1, "keepalive_s": 10},
             "telemetry": {"port": 0},
             "spool": {"flush_timeout_s": 5},

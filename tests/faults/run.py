@@ -150,8 +150,10 @@ def report(data: dict, mutants: list[dict] | None) -> str:
         for k in ("burst", "slow_cloud", "ready_with_backlog"):
             if k in res:
                 r = res[k]
-                lines.append(f"- {r['kind']}: {r['sent']} images, {r['lost']} lost, drained in ≤ {r['recovery_s']:.0f} s."
-                             + (f" {'; '.join(r['notes'])}." if r["notes"] else ""))
+                lines.append(
+                    f"- {r['kind']}: {r['sent']} images, {r['lost']} lost, drained in ≤ {r['recovery_s']:.0f} s."
+                    + (f" {'; '.join(r['notes'])}." if r["notes"] else "")
+                )
     if "dedup_poisoning" in res:
         d = res["dedup_poisoning"]
         lines += [
@@ -192,7 +194,11 @@ def main() -> int:
         RESULTS.write_text(json.dumps(data, indent=2) + "\n")
     mutants = json.loads(MUTANTS.read_text()) if MUTANTS.exists() else None
     DOC.write_text(report(data, mutants))
-    bad = [k for k, r in data["results"].items() if (r["lost"] or r["duplicated"] or r["crashes"] or r["quarantined"] != r["hostile"])]
+    bad = [
+        k
+        for k, r in data["results"].items()
+        if (r["lost"] or r["duplicated"] or r["crashes"] or r["quarantined"] != r["hostile"])
+    ]
     if bad:
         print(f"faults: {', '.join(bad)}", file=sys.stderr)
     return 1 if bad else 0

@@ -11,6 +11,7 @@ import tracemalloc
 import zlib
 
 import pytest
+from pipeline_samples import GATEWAY, PINNED
 
 from gateway import codecs
 from gateway.container import ContainerError, inflate
@@ -18,8 +19,6 @@ from gateway.crypto.envelope import Sealer
 from gateway.errors import OpenError
 from gateway.pipeline import container_limit, open_
 from gateway.rng import SeededRandom
-
-from pipeline_samples import GATEWAY, PINNED
 
 BOMB_BYTES = 1 << 30
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from pipeline_samples import ct_slice_as_dicom
 
 from gateway.crypto.origin import GatewayKey
 from gateway.crypto.parts import split
-
-from pipeline_samples import ct_slice_as_dicom
 
 OPAQUE = "could not open envelope"
 
@@ -33,7 +32,9 @@ def protected(tmp_path_factory, lung1) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("cli")
     assert medshield("keygen", "radiology", "--out", work / "keys").returncode == 0
     assert medshield("keygen", "stranger", "--out", work / "keys").returncode == 0
-    gw = medshield("gateway-key", "--device-id", "gw-cli", "--key", work / "gw/device.key", "--card-dir", work / "pinned")
+    gw = medshield(
+        "gateway-key", "--device-id", "gw-cli", "--key", work / "gw/device.key", "--card-dir", work / "pinned"
+    )
     assert gw.returncode == 0, gw.stderr
     (work / "ct.dcm").write_bytes(ct_slice_as_dicom(lung1["image_hu"][33]))
     cv2.imwrite(str(work / "mask.png"), lung1["lesion_mask"][33].astype(np.uint8) * 255)

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom, npy_bytes, png_bytes
 from pydicom.data import get_testdata_file
 
 from gateway import codecs
@@ -17,8 +18,6 @@ from gateway.pipeline import open_, protect
 from gateway.rng import SeededRandom
 from gateway.stego import exclusion_mask
 
-from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom, npy_bytes, png_bytes
-
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 
 
@@ -27,7 +26,9 @@ def test_real_ct_dicom_round_trip_is_bit_exact_and_spares_the_lesion(suite, lung
     private_key, card = recipient
     hu, lesion = lung1["image_hu"][33], lung1["lesion_mask"][33]
     data = ct_slice_as_dicom(hu)
-    result = protect(data, card, signer=GATEWAY, suite=suite, mask=lesion, source={"topic": "t"}, rng=SeededRandom(b"ct"))
+    result = protect(
+        data, card, signer=GATEWAY, suite=suite, mask=lesion, source={"topic": "t"}, rng=SeededRandom(b"ct")
+    )
     opened = open_(result.envelope, private_key, gateways=PINNED, restore_original=True)
 
     assert opened.original == data  # DICOM in, the same DICOM file back
@@ -92,7 +93,9 @@ def test_seed_makes_protect_deterministic(lung1, recipient):
 def test_wrong_recipient_and_tampering_give_the_one_error(lung1, recipient):
     _, card = recipient
     data = ct_slice_as_dicom(lung1["image_hu"][20])
-    envelope = protect(data, card, signer=GATEWAY, mask=lung1["lesion_mask"][20], sbbe_params=SearchParams(population=1, generations=0)).envelope
+    envelope = protect(
+        data, card, signer=GATEWAY, mask=lung1["lesion_mask"][20], sbbe_params=SearchParams(population=1, generations=0)
+    ).envelope
     stranger, _ = generate_recipient("stranger", SeededRandom(b"someone else"))
     with pytest.raises(OpenError) as wrong_key:
         open_(envelope, stranger, gateways=PINNED)

@@ -7,13 +7,12 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom
 
 from gateway import codecs
 from gateway.pipeline import DEFAULT_MARGIN_PX, open_, protect
 from gateway.segment import Segmenter
 from gateway.stego import exclusion_mask
-
-from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 
 from gateway.cli import main
-from gateway.qr import format as qf
 from gateway.qr import decode_files, scan
+from gateway.qr import format as qf
 
 
 def _decode(images: list[Path], out: Path) -> int:
     return main(["qr", "decode", *map(str, images), "-o", str(out)])
 
 
-def test_300kb_envelope_round_trips_bit_exact_in_any_order_with_duplicates(make_envelope, encode_dir, recipient, tmp_path):  # type: ignore[no-untyped-def]
+def test_300kb_envelope_round_trips_bit_exact_in_any_order_with_duplicates(
+    make_envelope, encode_dir, recipient, tmp_path
+):  # type: ignore[no-untyped-def]
     env = make_envelope(540, 1)
     assert 280_000 <= env.stat().st_size <= 300_000
     codes = encode_dir(env)

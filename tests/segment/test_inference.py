@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.inference import RUNNER_TYPES, BackendUnavailable, available_backends, create_runner
 from gateway.files import write_atomic
+from gateway.inference import RUNNER_TYPES, BackendUnavailable, available_backends, create_runner
 from gateway.inference._ort import default_threads
 from gateway.inference.engine_cache import engine_key, engine_path
 from gateway.inference.trt_api import UnsupportedTensorRT, api_for, network_flags, optimization_profile, profile_tag
@@ -167,7 +167,8 @@ def test_a_two_input_dynamic_batch_model_runs_by_name() -> None:
              "iris": rng.standard_normal((3, 1, 32, 256), np.float32)}
     got = runner.run_all(feeds)
     ref = FeatureExtractor(MSENET).run(feeds["fingerprint"], feeds["iris"])
-    for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused)):  # key_features: unused
+    # key_features: unused
+    for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused), strict=False):
         assert got[name].shape == want.shape
         np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="use run_all"):

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from gateway import codecs
-from medshield_tools.scanner_sim import dicom_from_hu
 from gateway.segment import (
     DEFAULT_MANIFEST,
     DEFAULT_MODEL,
@@ -26,6 +25,7 @@ from gateway.segment import (
     tile_origins,
     window_resize,
 )
+from medshield_tools.scanner_sim import dicom_from_hu
 
 TARGET = 1.15
 

@@ -17,8 +17,8 @@ from gateway.crypto.recipients import PrivateKey, RecipientCard, generate_recipi
 from gateway.errors import CapacityError
 from gateway.pipeline import open_, protect
 from gateway.rng import SeededRandom
-from medshield_tools.scanner_sim import dicom_from_hu
 from gateway.stego.carriers import DEFAULT_CARRIER_RULE, body_hull, carrier_exclusion
+from medshield_tools.scanner_sim import dicom_from_hu
 from models.data.lesions import insert_lesions
 
 SPACING = (0.5703, 0.5703)
@@ -123,7 +123,9 @@ def test_no_air_around_the_body_is_the_clear_capacity_error(lung1, recipient) ->
     empty = np.zeros(inside.shape, bool)
     with pytest.raises(CapacityError, match="carrier rule 'outside-body'"):
         protect(data, card, signer=GATEWAY, mask=empty, rng=SeededRandom(b"c"))
-    protect(data, card, signer=GATEWAY, mask=empty, rng=SeededRandom(b"c"), carrier_rule="non-lesion")  # the paper's rule fits
+    protect(
+        data, card, signer=GATEWAY, mask=empty, rng=SeededRandom(b"c"), carrier_rule="non-lesion"
+    )  # the paper's rule fits
 
 
 def test_unknown_rule_and_missing_hu_are_refused() -> None:
