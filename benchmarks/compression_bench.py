@@ -88,9 +88,12 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compression.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     for key, s in summary.items():
-        print(f"{key:34s} file→envelope {100 * s['file_reduction']['median']:5.1f} % (max {100 * s['file_reduction']['max']:5.1f} %)"
-              f"  pixels {100 * s['pixel_reduction']['median']:5.1f} % (max {100 * s['pixel_reduction']['max']:5.1f} %)"
-              f"  pack {s['pixel_pack_ms']['median']:6.2f} ms")
+        print(
+            f"{key:34s} file→envelope {100 * s['file_reduction']['median']:5.1f} % "
+            f"(max {100 * s['file_reduction']['max']:5.1f} %)"
+            f"  pixels {100 * s['pixel_reduction']['median']:5.1f} % (max {100 * s['pixel_reduction']['max']:5.1f} %)"
+            f"  pack {s['pixel_pack_ms']['median']:6.2f} ms"
+        )
     print(f"paper 001: up to {100 * PAPER_001_REDUCTION:.0f} %; wrote {out / 'compression.json'}")
     return 0
 

@@ -10,7 +10,8 @@ Latency: one image in flight at a time, p50/p95/p99 over --n images (after warm-
 images published back to back, images/s until the last envelope arrived. Writes JSON (default: a fresh file under
 benchmarks/results/tmp/, never over an existing one) with the machine's description. Its stage figures pool
 the latency and burst phases; `medshield bench --daemon` (gateway/bench/daemon.py) keeps them apart, runs
-the comparison and the alternative interleaved, and is the daemon benchmark of record. Targets (CPU): p50 ≤ 60 ms, ≥ 20 images/s.
+the comparison and the alternative interleaved, and is the daemon benchmark of record. Targets (CPU): p50 ≤ 60
+ms, ≥ 20 images/s.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ def main() -> int:
     (out / "memory.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     _plot(result, sizes, daemon, out / "memory_vs_size.png")
     for bits, by in result["peak_rss_mb"].items():
-        print(bits, " ".join(f"{s}²: {v:.0f} MB" for s, v in by.items()), f"(baseline {result['baseline_rss_mb']:.0f} MB)")
+        print(
+            bits, " ".join(f"{s}²: {v:.0f} MB" for s, v in by.items()), f"(baseline {result['baseline_rss_mb']:.0f} MB)"
+        )
     print(f"wrote {out}")
     return 0
 

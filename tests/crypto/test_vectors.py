@@ -346,5 +346,7 @@ def test_pipeline_vector_reproduced_by_the_reference(name: str) -> None:
         assert result.envelope.hex() == exp["envelope"]
         return
     # zstd promises the format, not the compressed bytes, across library versions: the same container.
-    header, plaintext, _s = doc_open(result.envelope, bytes.fromhex(exp["recipient_private_key"]), [exp["gateway_card"]])
+    header, plaintext, _s = doc_open(
+        result.envelope, bytes.fromhex(exp["recipient_private_key"]), [exp["gateway_card"]]
+    )
     assert _doc_decompress(header["compression"], plaintext).hex() == exp["container"]

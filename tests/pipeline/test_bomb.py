@@ -91,4 +91,6 @@ def test_zstd_bomb_stays_within_the_configured_limit(zstd_bomb: bytes, recipient
     limits = codecs.Limits(max_bytes=1 << 20, max_pixels=1 << 20, max_side=1024)
     peak = _peak_while_opening(zstd_bomb, recipient[0], limits)
     bound = container_limit(limits)
-    assert peak < bound * 1.3 + 3 * len(zstd_bomb) + (4 << 20), f"peak {peak / 2**20:.1f} MiB, limit {bound / 2**20:.1f} MiB"
+    assert peak < bound * 1.3 + 3 * len(zstd_bomb) + (4 << 20), (
+        f"peak {peak / 2**20:.1f} MiB, limit {bound / 2**20:.1f} MiB"
+    )
