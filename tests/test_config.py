@@ -119,7 +119,7 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_example_configs_in_deploy_are_valid() -> None:
-    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
     examples = sorted(deploy.glob("*.toml"))
     assert examples, "deploy/ should ship example configurations"
     for example in examples:
@@ -133,7 +133,7 @@ def test_the_daemon_and_medshield_protect_apply_the_same_input_limits(tmp_path: 
     # configuration, must quarantine exactly what it refuses and nothing it accepts.
     config = load_config(_write(tmp_path, MINIMAL), environ={})
     assert config.limits.input_limits() == codecs.DEFAULT_LIMITS
-    shipped = load_config(Path(__file__).resolve().parents[2] / "deploy" / "gateway.toml", environ={})
+    shipped = load_config(Path(__file__).resolve().parents[1] / "deploy" / "gateway.toml", environ={})
     assert shipped.limits.input_limits() == codecs.DEFAULT_LIMITS
 
 
