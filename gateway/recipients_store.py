@@ -33,7 +33,6 @@ from gateway.state_layout import ADMIN_SECRET, StateLayout
 
 log = structlog.get_logger("gateway.recipients_store")
 
-ADMIN_STATE = "admin-otp.state"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "medshield-recipients-manifest"
 MANIFEST_INFO = b"medshield/v1/recipients-manifest"
@@ -104,7 +103,7 @@ def add_card(state_dir: Path, card_path: Path, admin_code: str, *, clock: Clock 
     the store had a manifest."""
     from gateway.crypto.recipients import RecipientCard
 
-    verifier = OtpVerifier(_admin_secret(state_dir), Path(state_dir) / ADMIN_STATE, clock=clock)
+    verifier = OtpVerifier(_admin_secret(state_dir), StateLayout(Path(state_dir)).admin_otp_state, clock=clock)
     card = RecipientCard.load(card_path)  # ConfigError on a malformed card, before spending the OTP
     if not verifier.verify(admin_code):
         log.warning("recipient card refused: admin OTP not accepted")

@@ -7,8 +7,10 @@
     message-id.key         the secret that keys message ids
     recipients/            the recipient cards the gateway seals to (`medshield recipients add`)
     admin-otp.secret       the admin OTP secret that `recipients add` checks
+    admin-otp.state        its last accepted step and lock-out
     broker/                the embedded mosquitto's persistence
-    engines/               TensorRT engines built for this GPU
+    engines/               TensorRT engines built for this GPU (native runner)
+    ort-trt-cache/         ONNX Runtime's TensorRT engine cache (TensorRT execution provider)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 DEFAULT_STATE_DIR = Path("/var/lib/medshield")
 ADMIN_SECRET = "admin-otp.secret"
+ADMIN_STATE = "admin-otp.state"
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,17 @@ class StateLayout:
         return self.root / ADMIN_SECRET
 
     @property
+    def admin_otp_state(self) -> Path:
+        return self.root / ADMIN_STATE
+
+    @property
     def broker(self) -> Path:
         return self.root / "broker"
 
     @property
     def engines(self) -> Path:
         return self.root / "engines"
+
+    @property
+    def ort_trt_cache(self) -> Path:
+        return self.root / "ort-trt-cache"

@@ -28,3 +28,16 @@ def test_the_public_key_lies_where_ledger_pubkey_reads_it(tmp_path: Path) -> Non
     assert layout.ledger_public_key.read_text() == key.public_pem()
     key.card.save(layout.gateway_card("gw-1"))
     assert [p.name for p in tmp_path.glob("*.gateway-card")] == ["gw-1.gateway-card"]
+
+
+def test_file_names_stay_what_installed_gateways_have(tmp_path: Path) -> None:
+    layout = StateLayout(tmp_path)
+    names = {
+        "admin-otp.secret": layout.admin_otp_secret,
+        "admin-otp.state": layout.admin_otp_state,
+        "broker": layout.broker,
+        "engines": layout.engines,
+        "ort-trt-cache": layout.ort_trt_cache,
+        "ledger.pub": layout.ledger_public_key,
+    }
+    assert {name: tmp_path / name for name in names} == names

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.inference._ort import OrtRunner
 from gateway.inference.engine_cache import default_state_dir, file_sha256
+from gateway.state_layout import StateLayout
 
 
 class OrtTensorRTRunner(OrtRunner):
@@ -19,7 +20,7 @@ class OrtTensorRTRunner(OrtRunner):
     provider = "TensorrtExecutionProvider"
 
     def providers(self, state_dir: Path | None) -> list[Any]:
-        cache = (state_dir or default_state_dir()) / "ort-trt-cache" / file_sha256(self.model_path)[:16]
+        cache = StateLayout(state_dir or default_state_dir()).ort_trt_cache / file_sha256(self.model_path)[:16]
         cache.mkdir(parents=True, exist_ok=True)
         options = {
             "device_id": 0,
