@@ -1,6 +1,7 @@
 """The MQTT topic namespace: every topic the gateway, the scanner simulator and the receiver use.
 
-Scanners publish on `medshield/scanners/<scanner>/images`. A gateway publishes under
+Scanners publish on `medshield/scanners/<scanner>/images` (a DICOM modality's images are routed as
+`dicom/scanners/<calling AE title>/images`). A gateway publishes under
 `medshield/gateways/<device>/`: `envelopes` (the default cloud topic), `status` (retained online/offline),
 `errors` (quarantine events), `ledger` and `ledger/checkpoints`. A receiver subscribes with `+` in place of
 the device.
@@ -21,6 +22,12 @@ CHECKPOINTS = "checkpoints"
 def scanner_images(scanner: str) -> str:
     """Where scanner `scanner` publishes its images (`+` gives the gateway's subscription filter)."""
     return f"{ROOT}/{_SCANNERS}/{scanner}/images"
+
+
+def dicom_images(calling_ae_title: str) -> str:
+    """The routing key of images a DICOM modality sends by C-STORE (never an MQTT topic: it names the source
+    in message ids, quarantine records and `scanner_of` the way a scanner topic does)."""
+    return f"dicom/{_SCANNERS}/{calling_ae_title}/images"
 
 
 def gateway_topic(device_id: str, leaf: str) -> str:

@@ -34,3 +34,10 @@ def test_ledger_topics_are_told_from_envelope_topics() -> None:
     writer = LedgerWriter(GatewayKey.generate("gw-7", SeededRandom(b"topics")), config.ledger_topic)
     assert topics.is_ledger_topic(writer.topic) and topics.is_ledger_topic(writer.checkpoint_topic)
     assert not topics.is_ledger_topic(config.cloud_topic) and not topics.is_ledger_topic(config.errors_topic)
+
+
+def test_a_dicom_modality_is_named_like_a_scanner() -> None:
+    from gateway.dicom.listener import routing_key
+
+    assert routing_key(" CT 1 ") == "dicom/scanners/CT_1/images" and routing_key("") == "dicom/scanners/_/images"
+    assert topics.scanner_of(routing_key("MODALITY")) == "MODALITY"

@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from gateway import topics
 from gateway.codecs.dicom import ACCEPTED_SYNTAXES
 from gateway.config import DicomListenerConfig
 from gateway.daemon.intake import Inbound, Intake, Outcome
@@ -52,7 +53,7 @@ _AE_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 def routing_key(calling_ae_title: str) -> str:
     """The intake topic of images from one calling AE (characters outside [A-Za-z0-9._-] become `_`)."""
-    return f"dicom/scanners/{_AE_SAFE.sub('_', calling_ae_title.strip()) or '_'}/images"
+    return topics.dicom_images(_AE_SAFE.sub("_", calling_ae_title.strip()) or "_")
 
 
 def tls_context(config: DicomListenerConfig) -> ssl.SSLContext | None:
