@@ -47,16 +47,13 @@ class Reason(StrEnum):
     BAD_HIDDEN_PAYLOAD = "bad_hidden_payload"
     BAD_RESTORATION_RECORD = "bad_restoration_record"
     RECORD_MISMATCH = "record_mismatch"
-    # `medshield segment`, which reads a file of its own.
-    UNREADABLE = "unreadable"
-    UNSUPPORTED_FORMAT = "unsupported_format"
 
 
 DESCRIPTIONS: dict[Reason, str] = {
     Reason.EMPTY: "The input has no bytes.",
     Reason.TOO_LARGE: "More bytes than `limits.max_bytes` (the file, a deflated DICOM data set once inflated), or "
     "more plaintext than an envelope or SBBE key may carry.",
-    Reason.NOT_AN_IMAGE: "Neither DICOM, PNG nor NPY (or a `.npy` that numpy cannot read).",
+    Reason.NOT_AN_IMAGE: "Neither DICOM, PNG nor NPY.",
     Reason.TRUNCATED: "The file ends before the content its header declares.",
     Reason.MALFORMED: "The file's structure is broken: inconsistent header fields, lengths or values, a zero-sized "
     "image.",
@@ -85,8 +82,6 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.BAD_HIDDEN_PAYLOAD: "Opening: the hidden payload's fields do not parse.",
     Reason.BAD_RESTORATION_RECORD: "Opening: the restoration record does not parse.",
     Reason.RECORD_MISMATCH: "Opening: the restoration record is for an image of another type or shape.",
-    Reason.UNREADABLE: "`medshield segment`: the input file cannot be read (exit status 2).",
-    Reason.UNSUPPORTED_FORMAT: "`medshield segment`: only `.npy` Hounsfield-unit arrays are read in this build.",
 }
 
 

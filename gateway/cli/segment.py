@@ -1,46 +1,26 @@
 """`medshield segment IN -o MASK.png`: write the lesion mask of one CT slice as a PNG (0 / 255).
 
-The input is decoded with gateway.codecs (DICOM, PNG, NPY) when that module is present; a `.npy` file of
-Hounsfield units is always accepted. The mask has the input's height and width.
+The input is decoded with gateway.codecs (DICOM, PNG, NPY), within its default limits. The mask has the
+input's height and width.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from gateway.errors import ConfigError, InputError
-from gateway.reasons import Reason
+from gateway import codecs
+from gateway.codecs.types import DecodedImage
+from gateway.errors import ConfigError
 
 
-def _load_hu_npy(path: Path) -> np.ndarray:
-    try:
-        arr: np.ndarray = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(Reason.NOT_AN_IMAGE, f"{path.name} is not a readable .npy array") from exc
-    return arr
-
-
-def read_input(path: Path) -> Any:
-    """A DecodedImage from gateway.codecs when available, else the HU array of a .npy file."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(Reason.UNREADABLE, f"cannot read {path.name}: {exc.strerror}") from exc
-    try:
-        codecs = importlib.import_module("gateway.codecs")
-    except ModuleNotFoundError:
-        codecs = None
-    if codecs is not None:
-        return codecs.decode(data)
-    if path.suffix.lower() != ".npy":
-        raise InputError(Reason.UNSUPPORTED_FORMAT, "only .npy Hounsfield-unit arrays can be read in this build")
-    return _load_hu_npy(path)
+def read_input(path: Path) -> DecodedImage:
+    """The decoded slice (DICOM, PNG or NPY); an unreadable file is an OSError (exit status 2)."""
+    return codecs.decode(path.read_bytes())
 
 
 def write_mask_png(mask: np.ndarray, out: Path) -> None:
