@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,16 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"reference data missing: {path} (CI clones with ../shared beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cert.pem, key.pem) for 127.0.0.1, made by the openssl command line (EC P-256, one day)."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl command line needed (Debian package openssl; `make test` installs it)"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
