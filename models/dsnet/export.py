@@ -40,7 +40,7 @@ def manifest_path_for(onnx_path: Path) -> Path:
         ".manifest.json")
 
 
-def export(checkpoint: Path, out: Path) -> dict:
+def export(checkpoint: Path, out: Path, threshold: float = 0.5) -> dict:
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
     config = state.get("config", {})
     # The weights training started from, identified before `out` (often the same file) is overwritten.
@@ -108,7 +108,7 @@ def export(checkpoint: Path, out: Path) -> dict:
                              "uint16_signed": "stored value is HU"},
         },
         "postprocessing": {"resize": "canvas probability map placed back in the resampled slice, bilinear to the "
-                                     "input size", "threshold": 0.5,
+                                     "input size", "threshold": threshold,
                            "lung_field_gate": True,
                            "lung_field_gate_rule": ("drop predicted components lying less than half inside the "
                                                     "lung field (HU < -400 not connected to outside air, "
@@ -116,7 +116,7 @@ def export(checkpoint: Path, out: Path) -> dict:
                                                     "at least "
                                                     f"{GATE_MIN_BORDER_IN_LUNG:.0%} of the 2-px ring around "
                                                     "them lies in the lung field (pleural-based lesions)")},
-        "threshold": 0.5,
+        "threshold": threshold,
         "training": {
             "data": ("models.data.build: real CT patients from registry packages (models.data.fetch) with "
                      "lesions inserted and lung1's nodule copied in, organ labels as hard negatives, and "
@@ -143,8 +143,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="the served lesion threshold (chosen on the validation patients, as served)")
     args = parser.parse_args()
-    m = export(args.checkpoint, args.out)
+    m = export(args.checkpoint, args.out, args.threshold)
     print(json.dumps({k: m[k] for k in ("name", "sha256", "bytes", "parameters", "onnx_vs_torch_max_abs_error")}))
 
 
