@@ -257,6 +257,8 @@ def main() -> None:
     parser.add_argument("--precise-bn", type=int, default=0,
                         help="before each validation, re-estimate BatchNorm statistics as the average over this "
                              "many training batches (saved checkpoints keep them)")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also write epoch_<N>.pt after every epoch (models.dsnet.select chooses among them)")
     parser.add_argument("--cosine", action="store_true", help="cosine-decay the learning rate to 0 over the run")
     parser.add_argument("--log", type=Path, default=None, help="JSON-lines log (default results/<arch>_train.jsonl)")
     args = parser.parse_args()
@@ -383,6 +385,9 @@ def main() -> None:
             },
             last,
         )
+        if args.keep_epochs:
+            torch.save({"model": model.state_dict(), "epoch": epoch, "arch": args.arch, "base": args.base,
+                        "val": gen, "val_per_patient": real, "config": config}, out / f"epoch_{epoch + 1}.pt")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ for arch in ${ARCHS:-dsnet unet}; do
   nohup nice -n 10 .venv-train/bin/python -m models.dsnet.train --arch "$arch" --data "$DATA" \
     --out "runs/train-$arch-fit" --init-onnx "models/dsnet/$arch.onnx" --epochs "$EPOCHS" --steps "$STEPS" \
     --batch 8 --crop 192 --lesion-fraction 0.25 --hard-fraction 0.45 --hard-weight 4 --max-zoom 1.25 \
-    --lr 2.5e-4 --cosine --precise-bn 16 --val-count 100000 --select dice+clean --threads 1 --seed 1234 --resume \
+    --lr 2.5e-4 --cosine --precise-bn 16 --val-count 100000 --select dice+clean --keep-epochs --threads 1 --seed 1234 --resume \
     --log "models/dsnet/results/${arch}_train_real_fit.jsonl" >> "runs/logs/train_$arch.log" 2>&1 &
   echo $! > "runs/logs/train_$arch.pid"
 done
