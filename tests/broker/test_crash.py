@@ -37,6 +37,9 @@ reconnect_min_s = 1
 reconnect_max_s = 1
 [telemetry]
 port = 0
+[limits]
+# One worker, so the order per scanner checked below is kept (several finish out of order).
+workers = 1
 """
     )
     return path
