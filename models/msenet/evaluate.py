@@ -5,9 +5,10 @@ whitening), validation 500 000+ (every choice: the code of each modality), test 
 Through the gateway's own pipeline (preprocess → ONNX Runtime → per-modality whitening → fuzzy extractor):
 
   * cosine-score distributions and EER per modality and fused, ROC → results/roc.png;
-  * choice on validation: for each modality a code from CANDIDATE_CODES; the pair with the most bits
-    (−log2 of the product of the two per-modality false-release rates, smoothed) among pairs whose joint FRR
-    with RELEASE_CAPTURES capture pairs is ≤ MAX_FRR;
+  * choice on validation: for each modality a code from CANDIDATE_CODES; among pairs whose joint FRR with
+    RELEASE_CAPTURES capture pairs is ≤ MAX_FRR, the pair whose weaker modality has the lowest impostor match
+    rate (each modality must refuse on its own), then the most bits (−log2 of the product of the two
+    smoothed per-modality rates);
   * test, with that pair: FRR over genuine attempts (targets' own fresh captures); false releases over
     independent impostor attempts: each impostor identity's captures are used in exactly one attempt, against
     one target, with Clopper–Pearson 95 % intervals; the same for single-modality impostors (the victim's own
@@ -182,18 +183,22 @@ def per_modality_rates(kf: KeyFeatures, codes: list[tuple[int, int]], k: int) ->
 
 
 def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ignore[type-arg]
-    """The pair with the most measured bits among pairs with joint FRR <= MAX_FRR (validation only)."""
+    """Among pairs with joint FRR <= MAX_FRR, the one whose weaker modality refuses impostors best (each
+    modality must hold alone), then the most measured bits (validation only)."""
     best = None
     table = []
+
+    def bits(r: dict) -> float:  # type: ignore[type-arg]
+        return -math.log2((r["impostor_matches"] + 0.5) / (r["impostor_attempts"] + 1))
+
     for f in rates["fingerprint"]:
         for i in rates["iris"]:
             joint_frr = 1 - float(np.mean(np.logical_and(f["genuine_ok"], i["genuine_ok"])))
-            bits = -math.log2((f["impostor_matches"] + 0.5) / (f["impostor_attempts"] + 1)) \
-                - math.log2((i["impostor_matches"] + 0.5) / (i["impostor_attempts"] + 1))
             row = {"fingerprint": [f["m"], f["blocks"]], "iris": [i["m"], i["blocks"]], "joint_frr": joint_frr,
-                   "bits_estimate": bits}
+                   "weaker_modality_bits": min(bits(f), bits(i)), "bits_estimate": bits(f) + bits(i)}
             table.append(row)
-            if joint_frr <= MAX_FRR and (best is None or bits > best["bits_estimate"]):
+            rank = (row["weaker_modality_bits"], row["bits_estimate"])
+            if joint_frr <= MAX_FRR and (best is None or rank > (best["weaker_modality_bits"], best["bits_estimate"])):
                 best = row
     return {"chosen": best, "pairs": table}
 

@@ -1,0 +1,84 @@
+"""MSE-Net key features: the multi-view embedding and the validation rule that picks each modality's code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.biometrics import features
+from gateway.biometrics.features import FeatureExtractor, shifted
+from gateway.biometrics.preprocess import fingerprint_input, iris_input
+from models.msenet.evaluate import choose_codes
+from models.synth import fingerprint, iris
+
+SEED = 3_000_101  # outside every training/validation/test seed range
+
+
+@pytest.fixture(scope="module")
+def ext() -> FeatureExtractor:
+    return FeatureExtractor()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[np.ndarray, np.ndarray]:
+    fp = np.stack([fingerprint_input(f) for f in fingerprint.impressions(SEED, 2)])
+    ir = np.stack([iris_input(e) for e in iris.captures(SEED, 2)])
+    return fp, ir
+
+
+def test_shifted_moves_content_and_fills_zero() -> None:
+    x = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+    y = shifted(x, 1, -2)
+    assert np.array_equal(y[0, 0, 1:, :2], x[0, 0, :3, 2:])
+    assert not y[0, 0, 0].any() and not y[0, 0, :, 2:].any()
+    assert np.array_equal(shifted(x, 0, 0), x)
+
+
+def _single_view(ext: FeatureExtractor, fp: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ef, ei, _ = ext._pass(fp.astype(np.float32), ir.astype(np.float32))
+    return ef, ei
+
+
+def test_views_make_the_embedding_steadier_under_small_moves(ext: FeatureExtractor,
+                                                             inputs: tuple[np.ndarray, np.ndarray]) -> None:
+    # The residual pose error of a capture (a few pixels, a few degrees of eye rotation) moves the multi-view
+    # embedding less than it moves a single pass: what the views are for.
+    fp, ir = inputs
+    fp_moved, ir_moved = shifted(fp, 3, -3), np.roll(ir, 3, axis=-1)
+    one, one_moved = _single_view(ext, fp, ir), _single_view(ext, fp_moved, ir_moved)
+    many, many_moved = ext.run(fp, ir), ext.run(fp_moved, ir_moved)
+    for i, (a, b) in enumerate((("fingerprint", "fingerprint"), ("iris", "iris"))):
+        cos_one = np.sum(one[i] * one_moved[i], axis=1)
+        cos_many = np.sum(getattr(many, a) * getattr(many_moved, b), axis=1)
+        assert np.all(cos_many > cos_one), (a, cos_one, cos_many)
+    assert np.allclose(np.linalg.norm(many.fingerprint, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(many.iris, axis=1), 1, atol=1e-5)
+
+
+def test_model_identity_covers_the_views(ext: FeatureExtractor) -> None:
+    # A profile enrolled with other views would decode other bits: it must be refused as another model.
+    import hashlib
+    import json
+
+    manifest = json.loads(features.DEFAULT_MODEL.with_name("manifest.json").read_text())
+    files_only = hashlib.sha256((manifest["sha256"] + manifest["whitening"]["sha256"]).encode()).hexdigest()
+    assert ext.sha256 != files_only
+    assert ext.sha256 == hashlib.sha256((manifest["sha256"] + manifest["whitening"]["sha256"]
+                                         + features.VIEWS_ID).encode()).hexdigest()
+
+
+def _rates(m: int, blocks: int, fails: range, matches: int) -> dict[str, object]:
+    return {"m": m, "blocks": blocks, "genuine_ok": [i not in fails for i in range(100)],
+            "impostor_matches": matches, "impostor_attempts": 10_000}
+
+
+def test_code_choice_favours_the_weaker_modality_within_the_frr_limit() -> None:
+    # Fingerprint (3, 8) is strong and iris (5, 2) weak: the pair with the most bits in total, yet an impostor
+    # holding the victim's fingerprint gets through the weak iris alone. (3, 8) with (4, 4) is over the FRR
+    # limit (their failures fall on different attempts: 6 %). The balanced pair must win.
+    fp = [_rates(3, 8, range(97, 100), 1), _rates(3, 6, range(0, 2), 50)]
+    ir = [_rates(5, 2, range(0), 400), _rates(4, 4, range(0, 3), 60)]
+    chosen = choose_codes({"fingerprint": fp, "iris": ir})["chosen"]
+    assert isinstance(chosen, dict)
+    assert (chosen["fingerprint"], chosen["iris"]) == ([3, 6], [4, 4]), chosen
+    assert chosen["joint_frr"] == pytest.approx(0.03)
