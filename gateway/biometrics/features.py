@@ -156,12 +156,15 @@ class FeatureExtractor:
         ir = np.stack([iris_input(_capture(c)) for c in irises]).astype(np.float32)
         return fp, ir
 
-    def _pass(self, fp: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def single_pass(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:
+        """The graph's own outputs for each pair, one pass, no views (what another runner of the same model
+        file must reproduce)."""
+        fp, ir = fp.astype(np.float32), ir.astype(np.float32)
         outs = [self._sess.run(["emb_fingerprint", "emb_iris", "emb_fused"],
                                {"fingerprint": fp[i:i + _VIEW_BATCH], "iris": ir[i:i + _VIEW_BATCH]})
                 for i in range(0, len(fp), _VIEW_BATCH)]
         ef, ei, eu = (np.concatenate([o[j] for o in outs]) for j in range(3))
-        return ef, ei, eu
+        return Embeddings(fingerprint=ef, iris=ei, fused=eu)
 
     def run(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:
         """MSE-Net on preprocessed inputs (batch): per modality the normalised mean over its views; the fused
@@ -169,10 +172,11 @@ class FeatureExtractor:
         fp, ir = fp.astype(np.float32), ir.astype(np.float32)
         n = len(fp)
         fp_views = np.concatenate([shifted(fp, dy, dx) for dy in FP_SHIFTS for dx in FP_SHIFTS])
-        ef, _, eu = self._pass(fp_views, np.tile(ir, (len(FP_SHIFTS) ** 2, 1, 1, 1)))
+        fp_pass = self.single_pass(fp_views, np.tile(ir, (len(FP_SHIFTS) ** 2, 1, 1, 1)))
+        ef, eu = fp_pass.fingerprint, fp_pass.fused
         centre = FP_SHIFTS.index(0) * (len(FP_SHIFTS) + 1)  # the (0, 0) view
         ir_views = np.concatenate([np.roll(ir, s, axis=-1) for s in IRIS_SHIFTS])
-        _, ei, _ = self._pass(np.tile(fp, (len(IRIS_SHIFTS), 1, 1, 1)), ir_views)
+        ei = self.single_pass(np.tile(fp, (len(IRIS_SHIFTS), 1, 1, 1)), ir_views).iris
         return Embeddings(fingerprint=_unit(ef.reshape(-1, n, ef.shape[-1]).sum(axis=0)),
                           iris=_unit(ei.reshape(-1, n, ei.shape[-1]).sum(axis=0)),
                           fused=eu[centre * n:(centre + 1) * n])

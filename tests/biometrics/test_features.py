@@ -35,8 +35,8 @@ def test_shifted_moves_content_and_fills_zero() -> None:
 
 
 def _single_view(ext: FeatureExtractor, fp: np.ndarray, ir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ef, ei, _ = ext._pass(fp.astype(np.float32), ir.astype(np.float32))
-    return ef, ei
+    e = ext.single_pass(fp, ir)
+    return e.fingerprint, e.iris
 
 
 def test_views_make_the_embedding_steadier_under_small_moves(ext: FeatureExtractor,

@@ -166,7 +166,7 @@ def test_a_two_input_dynamic_batch_model_runs_by_name() -> None:
     feeds = {"fingerprint": rng.standard_normal((3, 1, 96, 96), np.float32),
              "iris": rng.standard_normal((3, 1, 32, 256), np.float32)}
     got = runner.run_all(feeds)
-    ref = FeatureExtractor(MSENET).run(feeds["fingerprint"], feeds["iris"])
+    ref = FeatureExtractor(MSENET).single_pass(feeds["fingerprint"], feeds["iris"])
     # key_features: unused
     for name, want in zip(runner.output_names, (ref.fingerprint, ref.iris, ref.fused), strict=False):
         assert got[name].shape == want.shape
