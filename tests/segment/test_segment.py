@@ -21,7 +21,7 @@ from gateway.segment import DEFAULT_MANIFEST, DEFAULT_MODEL, Segmenter
 
 # What the committed model achieves on lung1 slice 33 (see models/dsnet/MODEL_CARD.md); the test asserts
 # the model still reaches it, a little below the measured value to allow for float rounding across CPUs.
-MIN_DICE_SLICE_33 = 0.87  # measured 0.896 (DS-Net, session 2, lung-field gate on)
+MIN_DICE_SLICE_33 = 0.89  # measured 0.918 (DS-Net, session 4, lung-field gate on)
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def test_gate_never_drops_a_lesion_the_network_found_on_generated_slices() -> No
     """On generated chest slices (about half the lesions lie against the lung wall), every true lesion the
     network alone touches is still touched once the lung-field gate is applied: the gate only removes false
     positives. The session-1 gate (half inside the air-defined lung field) failed this."""
-    from models.synth.ct import generate_slice
+    from models.synth.ct import PIXEL_SPACING_MM, generate_slice
 
     raw = Segmenter(backend="cpu", threads=2, lung_gate=False)
     served = Segmenter(backend="cpu", threads=2)
@@ -202,8 +202,10 @@ def test_gate_never_drops_a_lesion_the_network_found_on_generated_slices() -> No
     for _ in range(24):
         sl = generate_slice(rng, lesion_probability=1.0)
         n, labels = cv2.connectedComponents(sl.mask.astype(np.uint8), connectivity=8)
-        found_raw = raw.predict_hu(sl.hu)
-        found_served = served.predict_hu(sl.hu)
+        # With their pixel size, as a DICOM slice brings it: a physical-scale model reads a slice without one as
+        # a 350 mm field of view, 1.2x off for these 292 mm phantoms.
+        found_raw = raw.predict_hu(sl.hu, (PIXEL_SPACING_MM, PIXEL_SPACING_MM))
+        found_served = served.predict_hu(sl.hu, (PIXEL_SPACING_MM, PIXEL_SPACING_MM))
         for k in range(1, n):
             lesion = labels == k
             if (found_raw & lesion).any():
