@@ -16,7 +16,9 @@ redelivery of a message already committed. Every intake source implements the sa
    committed, and the next try of the same message is handled as if it were the first.
 
 `MqttIntake` is the first source: paho's thread only buffers (bounded by bytes, never blocking), workers call
-`accept`, then acknowledge on the connection that delivered the message. `InboxIntake` feeds messages an
+`accept`, then acknowledge on the connection that delivered the message. Its workers protect in parallel but
+commit in arrival order (`ArrivalOrder`), so the cloud sees each scanner's images in the order it sent them
+whatever the number of workers. `InboxIntake` feeds messages an
 operator released from quarantine (`medshield quarantine release` queues them in the spool's inbox).
 """
 
@@ -28,6 +30,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -137,8 +140,13 @@ class Intake:
     def message_id(self, message: Inbound) -> str:
         return self._ids.for_message(message.topic, message.payload)
 
-    def accept(self, message: Inbound) -> Outcome:
-        """Protect, quarantine or recognise `message`; returns once the spool committed (raises otherwise)."""
+    def accept(self, message: Inbound, *, commit_turn: AbstractContextManager[object] | None = None) -> Outcome:
+        """Protect, quarantine or recognise `message`; returns once the spool committed (raises otherwise).
+
+        `commit_turn`, when given, is entered around the spool commit alone: a source with several workers
+        passes its `ArrivalOrder` turn so that protection runs in parallel and commits keep arrival order.
+        """
+        turn = commit_turn if commit_turn is not None else nullcontext()
         m = self._metrics
         m.received.inc()
         message_id = self.message_id(message)
@@ -148,11 +156,11 @@ class Intake:
         attempts = self._spool.start_attempt(message_id)
         poison = self._poison(attempts)
         if poison is not None:
-            return self._reject(message, message_id, poison)
+            return self._reject(message, message_id, poison, turn)
         result = self._protect(message, message_id, attempts)
         if isinstance(result, _Rejected):
-            return self._reject(message, message_id, result)
-        return self._commit(message, message_id, result)
+            return self._reject(message, message_id, result, turn)
+        return self._commit(message, message_id, result, turn)
 
     def _poison(self, attempts: Attempts) -> _Rejected | None:
         """Earlier starts of this message that never finished: too many faults, or too many deaths."""
@@ -199,13 +207,20 @@ class Intake:
             rows.extend((kind, topic, piece) for piece in pieces)
         return rows, items
 
-    def _commit(self, message: Inbound, message_id: str, results: Sequence[ProtectedLike]) -> Outcome:
+    def _commit(
+        self,
+        message: Inbound,
+        message_id: str,
+        results: Sequence[ProtectedLike],
+        turn: AbstractContextManager[object],
+    ) -> Outcome:
         t1 = time.perf_counter()
         rows, items = self._rows(results)
         self._e2e.started(message_id, message.received_mono, len(rows))
         ledger = (self._ledger, items) if self._ledger is not None else None
         try:
-            fresh = self._spool.commit(message_id, "protected", rows, ledger=ledger)
+            with turn:
+                fresh = self._spool.commit(message_id, "protected", rows, ledger=ledger)
         except BaseException:
             self._e2e.cancelled(message_id)
             raise
@@ -218,17 +233,75 @@ class Intake:
         self._committed()
         return Outcome.PROTECTED
 
-    def _reject(self, message: Inbound, message_id: str, rejected: _Rejected) -> Outcome:
+    def _reject(
+        self, message: Inbound, message_id: str, rejected: _Rejected, turn: AbstractContextManager[object]
+    ) -> Outcome:
         record = self._quarantine.put(
             message_id, message.topic, message.payload, rejected.reason, rejected.detail, message.received_ns
         )
-        self._spool.commit(message_id, "quarantined", [("error", self._errors_topic, record.event())])
+        with turn:
+            self._spool.commit(message_id, "quarantined", [("error", self._errors_topic, record.event())])
         self._metrics.quarantined.inc(reason=rejected.reason)
         self._log.warning(
             "quarantined", message_id=message_id, reason=rejected.reason, topic=message.topic, size=len(message.payload)
         )
         self._committed()
         return Outcome.QUARANTINED
+
+
+class ArrivalOrder:
+    """Tickets in arrival order, and turns that let each ticket's commit go only after every earlier one.
+
+    A worker takes its ticket together with the message (under the buffer's lock), enters `turn(ticket)`
+    around its commit, and calls `Turn.close()` when done with the message, committed or not: a message that
+    commits nothing (a duplicate, a failure left for redelivery) still gives up its place, or every later
+    commit would wait for ever. Each ticket is held by a running worker, so every wait ends.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued = 0
+        self._serving = 0
+
+    def next_ticket(self) -> int:
+        with self._cond:
+            ticket = self._issued
+            self._issued += 1
+            return ticket
+
+    def turn(self, ticket: int) -> Turn:
+        return Turn(self, ticket)
+
+    def _wait_for(self, ticket: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._serving == ticket)
+
+    def _advance(self, ticket: int) -> None:
+        with self._cond:
+            self._serving = ticket + 1
+            self._cond.notify_all()
+
+
+class Turn:
+    """One ticket's place in an `ArrivalOrder`: a context manager around the commit, closed exactly once."""
+
+    def __init__(self, order: ArrivalOrder, ticket: int) -> None:
+        self._order = order
+        self._ticket = ticket
+        self._closed = False
+
+    def __enter__(self) -> Turn:
+        self._order._wait_for(self._ticket)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._order._wait_for(self._ticket)
+            self._order._advance(self._ticket)
 
 
 @dataclass(frozen=True)
@@ -263,6 +336,7 @@ class MqttIntake:
         self._max_bytes = config.limits.queue_bytes
         self._workers = config.limits.workers
         self._buffer: collections.deque[_Buffered] = collections.deque()
+        self._order = ArrivalOrder()
         self._bytes = 0
         self._cond = threading.Condition()
         self._released = False  # a message was let go unacknowledged: resync once the buffer drained
@@ -329,7 +403,7 @@ class MqttIntake:
             self._cond.notify()
 
     # -- workers -----------------------------------------------------------------------------------------
-    def _take(self) -> _Buffered | None:
+    def _take(self) -> tuple[_Buffered, Turn] | None:
         with self._cond:
             if not self._buffer:
                 self._cond.wait(POLL_S)
@@ -337,7 +411,8 @@ class MqttIntake:
                 return None
             item = self._buffer.popleft()
             self._bytes -= len(item.message.payload)
-            return item
+            # Taken under the buffer's lock, so ticket order is buffer order.
+            return item, self._order.turn(self._order.next_ticket())
 
     def _resync_if_released(self) -> None:
         with self._cond:
@@ -357,22 +432,25 @@ class MqttIntake:
                 self._stop.wait(POLL_S)
                 continue
             self._resume()
-            item = self._take()
-            if item is None:
+            taken = self._take()
+            if taken is None:
                 self._resync_if_released()
                 continue
-            self._handle(item)
+            self._handle(*taken)
 
-    def _handle(self, item: _Buffered) -> None:
+    def _handle(self, item: _Buffered, turn: Turn) -> None:
         try:
-            self._intake.accept(item.inbound)
+            self._intake.accept(item.inbound, commit_turn=turn)
         except Exception as exc:  # noqa: BLE001 - a worker must survive; the message stays unacknowledged
+            turn.close()  # before the pause below: later messages need not wait for it
             self._metrics.faults.inc(stage="intake")
             self._log.error("intake_failed", error=type(exc).__name__, topic=item.message.topic)
             with self._cond:
                 self._released = True  # redelivered after a resync, once the buffer drained
             self._stop.wait(1.0)
             return
+        finally:
+            turn.close()
         self.link.ack(item.message)
 
     def _pause(self) -> None:

@@ -51,9 +51,6 @@ def gateway_config(tmp_path: Path, scanner_port: int, cloud_port: int, **section
         "cloud": {"port": cloud_port, "reconnect_min_s": 1, "reconnect_max_s": 1, "keepalive_s": 10},
         "telemetry": {"port": 0},
         "spool": {"flush_timeout_s": 5},
-        # One worker keeps arrival order, which these tests check; several (the default on a multi-core
-        # machine) finish out of order: tests that want them say so.
-        "limits": {"workers": 1},
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)

@@ -31,14 +31,16 @@ class TaggingProtect:
     on their own: the "envelope" names the message id and carries the payload, so the collector can check
     identity, order and completeness. Payloads starting with b"BAD:" raise `InputError`, b"CRASH" a fault."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, *, jitter_s: float = 0.0) -> None:
         self.calls = 0
         self.delay_s = delay_s
+        self.jitter_s = jitter_s  # an extra delay of up to this, fixed per payload: workers finish out of order
 
     def __call__(self, data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[Tagged]:
         self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        delay = self.delay_s + self.jitter_s * hashlib.sha256(data).digest()[0] / 255
+        if delay:
+            time.sleep(delay)
         if data.startswith(b"BAD:"):
             raise InputError(data[4:].decode() or "not_an_image", "test input rejected")
         if data.startswith(b"CRASH"):

@@ -38,8 +38,8 @@ reconnect_max_s = 1
 [telemetry]
 port = 0
 [limits]
-# One worker, so the order per scanner checked below is kept (several finish out of order).
-workers = 1
+# Several workers, whatever the machine's cores: the order asserted below must hold across them.
+workers = 3
 """
     )
     return path

@@ -44,21 +44,11 @@ def _delivered(collector: Collector) -> list[bytes]:
     return [untag(p)[1] for p in collector.on("/envelopes")]
 
 
-def test_several_workers_deliver_every_message_once(running, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
-    gw = running(limits={"workers": 3})
-    collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",))
-    items = _payloads(30, "multi")
-    publish_all(scanner_broker.port, items)
-    assert collector.wait_for(lambda: len(collector.on("/envelopes")) >= 30)
-    time.sleep(0.3)
-    assert sorted(_delivered(collector)) == sorted(p for _, p in items)
-    assert gw.metrics.protected.value() == 30
-    collector.close()
-
-
-def test_every_message_arrives_once_in_order(running, scanner_broker, cloud_broker) -> None:  # type: ignore[no-untyped-def]
-    # Arrival order holds with one worker; several (the default on a multi-core machine) finish out of order.
-    gw = running(limits={"workers": 1})
+@pytest.mark.parametrize("workers", [1, 3])
+def test_every_message_arrives_once_in_order(running, scanner_broker, cloud_broker, workers) -> None:  # type: ignore[no-untyped-def]
+    # Protection takes a different time per message, so several workers finish out of order; they commit
+    # in arrival order all the same.
+    gw = running(TaggingProtect(jitter_s=0.03), limits={"workers": workers})
     collector = Collector(cloud_broker.port, ("medshield/gateways/+/envelopes",))
     items = _payloads(25)
     publish_all(scanner_broker.port, items)
@@ -251,7 +241,10 @@ def test_interrupted_attempts_are_told_apart_from_faults(
         publish_all(scanner_broker.port, [(TOPIC, image), (TOPIC, b"healthy")])
         assert collector.wait_for(lambda: gw.metrics.received.value() == 2 and gw.spool.depth == 0)
         if quarantined:
-            assert [json.loads(e)["reason"] for e in collector.on("/errors")] == ["repeated_crashes"]
+            # The spool is empty once the cloud broker acknowledged; the collector may see it a moment later.
+            assert collector.wait_for(
+                lambda: [json.loads(e)["reason"] for e in collector.on("/errors")] == ["repeated_crashes"]
+            )
             assert protect.calls == 1  # only the healthy one: the poison message was not tried again
             assert collector.wait_for(lambda: [untag(p)[1] for p in collector.on("/envelopes")] == [b"healthy"])
         else:

@@ -63,9 +63,9 @@ class Killer:
 def install_hooks(killer: Killer) -> None:
     accept, commit, delete, publish = Intake.accept, Spool.commit, Spool.delete, MqttLink.publish
 
-    def accept_hook(self: Intake, message: Any) -> Any:
+    def accept_hook(self: Intake, message: Any, **kwargs: Any) -> Any:
         killer.passing("intake")
-        return accept(self, message)
+        return accept(self, message, **kwargs)
 
     def commit_hook(self: Spool, *args: Any, **kwargs: Any) -> bool:
         done = commit(self, *args, **kwargs)

@@ -38,8 +38,9 @@ MUTANTS = (
         (
             (
                 "gateway/daemon/intake.py",
-                "        try:\n            self._intake.accept(item.inbound)\n",
-                "        self.link.ack(item.message)\n        try:\n            self._intake.accept(item.inbound)\n",
+                "        try:\n            self._intake.accept(item.inbound, commit_turn=turn)\n",
+                "        self.link.ack(item.message)\n"
+                "        try:\n            self._intake.accept(item.inbound, commit_turn=turn)\n",
             ),
         ),
     ),
@@ -60,8 +61,9 @@ MUTANTS = (
         (
             (
                 "gateway/daemon/intake.py",
-                "            self._stop.wait(1.0)\n            return\n        self.link.ack(item.message)",
-                "            self.link.ack(item.message)\n            return\n        self.link.ack(item.message)",
+                "            self._stop.wait(1.0)\n            return\n        finally:\n            turn.close()\n",
+                "            self.link.ack(item.message)\n"
+                "            return\n        finally:\n            turn.close()\n",
             ),
         ),
     ),
