@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from gateway import topics
+from gateway.signals import stop_on_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,9 +69,7 @@ def main(args: argparse.Namespace) -> int:
         delivery = _delivery(args, gateways)
     receiver = Receiver(args.out, gateways, verifier, on_stored=delivery.offer if delivery else None)
     service = ReceiverService(receiver, broker, topic=args.topic, client_id=args.client_id).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_on_signals()
     deadline = time.monotonic() + args.timeout if args.timeout else float("inf")
     while not stop.is_set() and time.monotonic() < deadline:
         if args.count is not None and receiver.stats.stored >= args.count:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gateway import systemd
 from gateway.broker import EmbeddedBroker
@@ -30,6 +28,7 @@ from gateway.logging import get_logger, native_stderr_as_log
 from gateway.mqtt_link import MqttLink, Will
 from gateway.quarantine import Quarantine
 from gateway.rng import Clock, system_clock
+from gateway.signals import stop_on_signals
 from gateway.spool import Spool, free_bytes
 from gateway.telemetry import TelemetryServer
 
@@ -41,18 +40,6 @@ from .publisher import Publisher
 MAX_STALL_S = 30.0
 OFFLINE_STATUS_TIMEOUT_S = 2.0
 DISK_RETRY_S = 5.0
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (the handlers only set it: the main loop does the stopping)."""
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    return stop
 
 
 def log_stray_errors() -> None:
