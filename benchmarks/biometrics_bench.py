@@ -21,13 +21,13 @@ from pathlib import Path
 # The generators live in models/ (not an installed package): run from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.bench.stats import latency_ms, time_calls
 from gateway.biometrics import profile as profiles
 from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol_features, release_k_enc
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
 from gateway.keyserver.service import KeyService, bio_key, release_proof, share_pad
 from gateway.otp import STEP_S, totp_at
+from medshield_tools.bench.stats import latency_ms, time_calls
 from models.synth import fingerprint, iris
 
 

@@ -28,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gateway import container  # noqa: E402
-from gateway.bench import images, machine  # noqa: E402
-from gateway.bench.daemon import real_slices  # noqa: E402
 from gateway.crypto.origin import GatewayKey  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.pipeline import protect  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
+from medshield_tools.bench import images, machine  # noqa: E402
+from medshield_tools.bench.daemon import real_slices  # noqa: E402
 
 PAPER_001_REDUCTION = 0.70
 

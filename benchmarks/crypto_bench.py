@@ -27,14 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.bench.machine import describe  # noqa: E402
-from gateway.bench.stats import latency_ms  # noqa: E402
 from gateway.crypto.envelope import Sealer, open_envelope  # noqa: E402
 from gateway.crypto.origin import GatewayKey, TrustedGateways  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.crypto.sbbe import SearchParams  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
+from medshield_tools.bench.machine import describe  # noqa: E402
+from medshield_tools.bench.stats import latency_ms  # noqa: E402
 
 
 def ct_slice() -> np.ndarray:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.bench.machine import describe
-from gateway.bench.stats import latency_ms
 from gateway.inference import available_backends
 from gateway.resources import MODELS_DIR, shared_data_dir
 from gateway.segment import Segmenter
+from medshield_tools.bench.machine import describe
+from medshield_tools.bench.stats import latency_ms
 
 MODELS = {"dsnet": (MODELS_DIR / "dsnet" / "dsnet.onnx", MODELS_DIR / "dsnet" / "manifest.json"),
           "unet": (MODELS_DIR / "dsnet" / "unet.onnx", MODELS_DIR / "dsnet" / "unet.manifest.json")}

@@ -9,7 +9,7 @@ CT slices from the real lung CT (shared/data/ct/lung1.npz) as DICOM (or NPY uint
 Latency: one image in flight at a time, p50/p95/p99 over --n images (after warm-up). Throughput: --burst
 images published back to back, images/s until the last envelope arrived. Writes JSON (default: a fresh file under
 benchmarks/results/tmp/, never over an existing one) with the machine's description. Its stage figures pool
-the latency and burst phases; `medshield bench --daemon` (gateway/bench/daemon.py) keeps them apart, runs
+the latency and burst phases; `medshield bench --daemon` (medshield_tools/bench/daemon.py) keeps them apart, runs
 the comparison and the alternative interleaved, and is the daemon benchmark of record. Targets (CPU): p50 ≤ 60
 ms, ≥ 20 images/s.
 """
@@ -34,13 +34,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.bench.machine import describe  # noqa: E402
 from gateway.broker import EmbeddedBroker  # noqa: E402
 from gateway.config import BrokerConfig, parse_config  # noqa: E402
 from gateway.daemon import Gateway, pipeline_protect_fn  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
 from gateway.mqtt_link import InboundMessage, MqttLink  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
+from medshield_tools.bench.machine import describe  # noqa: E402
 from medshield_tools.scanner_sim import ScannerSimulator, dicom_from_hu  # noqa: E402
 
 

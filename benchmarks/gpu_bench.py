@@ -43,12 +43,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # models.synth lives in the checkout
 
 from gateway import codecs  # noqa: E402
-from gateway.bench.machine import describe  # noqa: E402
-from gateway.bench.stats import RepetitionRule, latency_ms, repeat, timed  # noqa: E402
 from gateway.inference import ModelRunner, available_backends, create_runner  # noqa: E402
 from gateway.logging import configure_logging  # noqa: E402
 from gateway.resources import MODELS_DIR, shared_data_dir  # noqa: E402
 from gateway.segment import Segmenter, preprocess_hu  # noqa: E402
+from medshield_tools.bench.machine import describe  # noqa: E402
+from medshield_tools.bench.stats import RepetitionRule, latency_ms, repeat, timed  # noqa: E402
 from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 
 DSNET = MODELS_DIR / "dsnet" / "dsnet.onnx"

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/memory_bench.py [--sizes 128,...,4096] [--daemon-result DIR] [--out DIR]
 
 Each child loads the segmenter (DS-Net, ONNX Runtime CPU), protects one image of the size (16-bit DICOM and
-8-bit PNG, `gateway.bench.images.ct_image`: real lung1 up to 512², generated at native resolution above) and
+8-bit PNG, `medshield_tools.bench.images.ct_image`: real lung1 up to 512², generated at native resolution above) and
 reports its peak RSS (`ru_maxrss`); a child that loads the segmenter and protects nothing gives the baseline.
 With `--daemon-result`, the plot adds the daemon's resident memory before and at the peak of the
 over-capacity burst of `medshield bench --daemon` (its `daemon.json`). Writes `memory.json` and
@@ -27,12 +27,12 @@ SIZES = (128, 256, 512, 1024, 2048, 4096)
 
 
 def child(size: int, bits: int) -> None:
-    from gateway.bench import images
     from gateway.crypto.origin import GatewayKey
     from gateway.crypto.recipients import generate_recipient
     from gateway.pipeline import protect
     from gateway.rng import system_random
     from gateway.segment import Segmenter
+    from medshield_tools.bench import images
 
     segmenter = Segmenter()
     if size:
@@ -59,7 +59,7 @@ def main() -> int:
     if args.child:
         child(*args.child)
         return 0
-    from gateway.bench import machine
+    from medshield_tools.bench import machine
 
     out = args.out or REPO / "benchmarks" / "results" / "tmp" / f"memory-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if out.exists() and any(out.iterdir()):

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.bench.machine import describe  # noqa: E402
-from gateway.bench.stats import latency_ms  # noqa: E402
 from gateway.crypto.envelope import signed_message  # noqa: E402
 from gateway.crypto.origin import GatewayKey, TrustedGateways, verify_signature  # noqa: E402
 from gateway.ledger import GENESIS_HASH, LedgerItem, LedgerWriter, verify_ledger  # noqa: E402
 from gateway.rng import SeededRandom  # noqa: E402
+from medshield_tools.bench.machine import describe  # noqa: E402
+from medshield_tools.bench.stats import latency_ms  # noqa: E402
 
 
 def main() -> int:

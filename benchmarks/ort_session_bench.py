@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.bench.machine import describe
-from gateway.bench.stats import latency_ms
 from gateway.inference.ort_cpu import OrtCpuRunner
 from gateway.resources import MODELS_DIR, shared_data_dir
 from gateway.segment import preprocess_hu
+from medshield_tools.bench.machine import describe
+from medshield_tools.bench.stats import latency_ms
 
 MODEL = MODELS_DIR / "dsnet" / "dsnet.onnx"
 

@@ -23,14 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.bench.machine import describe  # noqa: E402
-from gateway.bench.stats import summarize  # noqa: E402
 from gateway.crypto.envelope import open_envelope  # noqa: E402
 from gateway.crypto.origin import GatewayKey, TrustedGateways  # noqa: E402
 from gateway.crypto.recipients import generate_recipient  # noqa: E402
 from gateway.pipeline import open_, protect  # noqa: E402
 from gateway.resources import shared_data_dir  # noqa: E402
 from gateway.rng import system_random  # noqa: E402
+from medshield_tools.bench.machine import describe  # noqa: E402
+from medshield_tools.bench.stats import summarize  # noqa: E402
 from medshield_tools.scanner_sim import dicom_from_hu  # noqa: E402
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")

@@ -50,9 +50,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gateway.bench.machine import describe
 from gateway.qr import format as qf
 from gateway.qr import render, scan
+from medshield_tools.bench.machine import describe
 
 MODULE_PX = render.DEFAULT_MODULE_PX
 PRINT_MODULE_MM = 0.5

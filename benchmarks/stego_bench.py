@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.bench.machine import describe
-from gateway.bench.stats import latency_ms, time_calls
 from gateway.codecs import decode, encode
 from gateway.resources import shared_data_dir
 from gateway.stego import RestorationRecord, embed, exclusion_mask, extract, restore
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256
+from medshield_tools.bench.machine import describe
+from medshield_tools.bench.stats import latency_ms, time_calls
 
 MARGIN_PX = 5
 

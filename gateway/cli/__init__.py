@@ -42,7 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.receive",
     "medshield_tools.cli.demo",
     "gateway.cli.ledger",
-    "gateway.cli.bench",
+    "medshield_tools.cli.bench",
     "medshield_tools.cli.report",
     "gateway.cli.qr",
 )

@@ -23,7 +23,7 @@ class ReportInput:
 def default_image_set(quick: bool = False) -> list[ReportInput]:
     """Real CT (lung1 slices wrapped as DICOM, 16-bit, and one 8-bit windowed PNG), pydicom's CT_small.dcm,
     and generated slices at 8 and 16 bits. `quick` keeps one of each kind, at small sizes."""
-    from gateway.bench import images
+    from medshield_tools.bench import images
 
     out: list[ReportInput] = []
     try:

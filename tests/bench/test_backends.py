@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.bench.harness import available_backends, load_segmenter
+from medshield_tools.bench.harness import available_backends, load_segmenter
 from tests.conftest import gpu_available
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from Crypto.Cipher import Blowfish
 
-from gateway.bench import floors
+from medshield_tools.bench import floors
 
 
 def test_blowfish_ctr_is_its_own_inverse_and_keyed() -> None:

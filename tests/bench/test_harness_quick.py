@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.output import CSV_FIELDS, PLOT_NAMES
 from gateway.cli import main
+from medshield_tools.bench.output import CSV_FIELDS, PLOT_NAMES
 
 pytestmark = pytest.mark.broker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.bench import images
+from medshield_tools.bench import images
 
 
 def test_sizes_above_the_real_slice_are_generated_not_upsampled() -> None:

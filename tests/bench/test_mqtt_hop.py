@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.bench.mqtt import Hop
 from gateway.broker import EmbeddedBroker
+from medshield_tools.bench.mqtt import Hop
 
 pytestmark = pytest.mark.broker
 

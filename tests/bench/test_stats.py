@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.bench.stats import RepetitionRule, latency_ms, median_ci, repeat, summarize, time_calls
+from medshield_tools.bench.stats import RepetitionRule, latency_ms, median_ci, repeat, summarize, time_calls
 
 
 def test_summary_percentiles_match_numpy() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.bench import images
 from gateway.cli import main
+from medshield_tools.bench import images
 
 SEED_HEX = "00112233445566778899aabbccddeeff"
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import codecs
 from gateway import image_metrics as metrics
-from gateway.bench import images
+from medshield_tools.bench import images
 from medshield_tools.security_report import write_report
 from medshield_tools.security_report.analysis import (
     analyse_image,

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.bench.images import phantom_slice
 from gateway.stego.carriers import BODY_HU, body_hull
+from medshield_tools.bench.images import phantom_slice
 
 
 def _hull_of_every_pixel(hu: np.ndarray) -> np.ndarray:

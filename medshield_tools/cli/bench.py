@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
-from gateway.bench.stats import RepetitionRule
 from gateway.errors import ConfigError
+from medshield_tools.bench.harness import PAPER_POPULATION, SUITES, BenchConfig
+from medshield_tools.bench.stats import RepetitionRule
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     daemon = parser.add_argument_group(
         "daemon", "--daemon: the daemon itself through real mosquitto, interleaved with a base tree, the"
-        " AES-GCM alternative and the floors (gateway/bench/daemon.py)"
+        " AES-GCM alternative and the floors (medshield_tools/bench/daemon.py)"
     )
     daemon.add_argument("--daemon", action="store_true", help="measure the daemon (512² 16-bit real CT)")
     daemon.add_argument("--base", type=Path, help="another checkout to compare with (its .venv is used)")
@@ -146,9 +146,9 @@ class _Bar:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from gateway.bench.daemon import DaemonBenchConfig
-    from gateway.bench.daemon import run as run_daemon_bench
     from gateway.resources import REPO_DIR
+    from medshield_tools.bench.daemon import DaemonBenchConfig
+    from medshield_tools.bench.daemon import run as run_daemon_bench
 
     fields: dict[str, object] = {
         "rounds": args.rounds, "latency_images": args.latency_images, "burst_images": args.burst_images,
@@ -181,8 +181,8 @@ def run_daemon(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.daemon:
         return run_daemon(args)
-    from gateway.bench.harness import run as run_bench
-    from gateway.bench.output import summary_lines, write_all
+    from medshield_tools.bench.harness import run as run_bench
+    from medshield_tools.bench.output import summary_lines, write_all
 
     config = config_from_args(args)
     # The optional 'reports' extra is needed for plots and the progress bar: find out before minutes of work

@@ -54,8 +54,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from gateway.bench import images, machine
 from gateway.broker import EmbeddedBroker, _die_with_parent, find_mosquitto
+from medshield_tools.bench import images, machine
 
 RUNNER = Path(__file__).with_name("daemon_runner.py")
 REGISTRY_CACHE = Path.home() / ".cache" / "medshield" / "registry"
@@ -252,7 +252,6 @@ class Floors:
 
     def __init__(self, input_file: bytes, broker: EmbeddedBroker, state: Path) -> None:
         from gateway import codecs, container
-        from gateway.bench.mqtt import Hop
         from gateway.crypto.envelope import open_envelope
         from gateway.crypto.origin import GatewayKey, TrustedGateways
         from gateway.crypto.recipients import generate_recipient
@@ -260,6 +259,7 @@ class Floors:
         from gateway.rng import system_random
         from gateway.segment import Segmenter
         from gateway.spool import Spool
+        from medshield_tools.bench.mqtt import Hop
 
         self.segmenter = Segmenter()
         self.image = codecs.decode(input_file)
@@ -279,7 +279,7 @@ class Floors:
 
     def measure(self, reps: int) -> None:
         from gateway import container
-        from gateway.bench.floors import blowfish_ctr
+        from medshield_tools.bench.floors import blowfish_ctr
 
         key = os.urandom(56)
         for _ in range(reps):

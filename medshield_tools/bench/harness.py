@@ -33,12 +33,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gateway.bench import floors, images, machine
-from gateway.bench.mqtt import Hop
-from gateway.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
 from gateway.broker import EmbeddedBroker, find_mosquitto
 from gateway.crypto.sbbe import SearchParams
 from gateway.errors import ConfigError, InputError
+from medshield_tools.bench import floors, images, machine
+from medshield_tools.bench.mqtt import Hop
+from medshield_tools.bench.stats import RepetitionRule, Series, Summary, repeat, summarize, timed
 
 SUITES = ("sbbe-blowfish", "aes-256-siv")
 DEFAULT_SIZES = (128, 256, 512, 1024, 2048, 4096)

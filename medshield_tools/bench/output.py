@@ -11,8 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.harness import FORWARD, INGEST, BenchResult, Measurement
-from gateway.bench.stats import Summary
+from medshield_tools.bench.harness import FORWARD, INGEST, BenchResult, Measurement
+from medshield_tools.bench.stats import Summary
 
 SCHEMA = "medshield-bench/1"
 CSV_NAME, JSON_NAME, SUMMARY_NAME = "bench.csv", "bench.json", "summary.md"
