@@ -1,10 +1,25 @@
-"""Atomic file writes: the one way the gateway replaces a file it owns."""
+"""Atomic file writes (the one way the gateway replaces a file it owns) and bounded reads of small files."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from gateway.errors import ConfigError
+
+
+def read_small(path: Path, limit: int, what: str) -> bytes:
+    """The whole of a small file the operator names (a card, a key list), reading at most `limit` + 1 bytes;
+    ConfigError naming `what` and the path if it cannot be read or is larger than `limit`."""
+    try:
+        with Path(path).open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} {path} is too large")
+    return data
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = False) -> None:

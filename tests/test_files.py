@@ -1,4 +1,4 @@
-"""gateway.files.write_new: exclusive creation of once-made secrets, never a half-written file left behind."""
+"""gateway.files: exclusive creation of once-made secrets (never a half-written file left behind) and bounded reads."""
 
 from __future__ import annotations
 
@@ -32,3 +32,28 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_new(tmp_path / "k", "not bytes")  # type: ignore[arg-type]
     assert not (tmp_path / "k").exists()
+
+
+def test_read_small_reads_up_to_its_limit_and_names_what_it_refuses(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+    from gateway.files import read_small
+
+    card = tmp_path / "radiology.card"
+    card.write_bytes(b"x" * 64)
+    assert read_small(card, 64, "recipient card") == b"x" * 64
+    with pytest.raises(ConfigError, match=r"recipient card .*radiology.card is too large"):
+        read_small(card, 63, "recipient card")
+    with pytest.raises(ConfigError, match=r"cannot read gateway card .*missing.card"):
+        read_small(tmp_path / "missing.card", 64, "gateway card")
+
+
+def test_a_card_file_too_large_is_refused_before_parsing(tmp_path: Path) -> None:
+    from gateway.crypto.origin import MAX_CARD_BYTES, GatewayCard
+    from gateway.crypto.recipients import MAX_FILE_BYTES, RecipientCard
+    from gateway.errors import ConfigError
+
+    big = tmp_path / "big.card"
+    big.write_bytes(b" " * (max(MAX_CARD_BYTES, MAX_FILE_BYTES) + 1))
+    for load in (GatewayCard.load, RecipientCard.load):
+        with pytest.raises(ConfigError, match="is too large"):
+            load(big)

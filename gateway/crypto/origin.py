@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gateway.crypto.recipients import key_id_of
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import ConfigError
-from gateway.files import write_atomic, write_new
+from gateway.files import read_small, write_atomic, write_new
 from gateway.rng import RandomSource
 
 CARD_FORMAT = "medshield-gateway-card"
@@ -118,15 +118,7 @@ class GatewayCard:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GatewayCard:
-        path = Path(path)
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(MAX_CARD_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"cannot read gateway card {path}: {exc.strerror}") from None
-        if len(data) > MAX_CARD_BYTES:
-            raise ConfigError(f"gateway card {path} is too large")
-        return cls.from_json(data)
+        return cls.from_json(read_small(Path(path), MAX_CARD_BYTES, "gateway card"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the card (public, 0644), replacing a previous copy atomically."""

@@ -23,7 +23,7 @@ from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_k
 from gateway.crypto.kdf import hkdf
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import ConfigError
-from gateway.files import write_new
+from gateway.files import read_small, write_new
 from gateway.rng import RandomSource
 
 CARD_FORMAT = "medshield-recipient-card"
@@ -95,15 +95,7 @@ class RecipientCard:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RecipientCard:
         """Read a card file; raises ConfigError on a missing or malformed file."""
-        path = Path(path)
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"cannot read recipient card {path}: {exc.strerror}") from None
-        if len(data) > MAX_FILE_BYTES:
-            raise ConfigError(f"recipient card {path} is too large")
-        return cls.from_json(data)
+        return cls.from_json(read_small(Path(path), MAX_FILE_BYTES, "recipient card"))
 
 
 @dataclass(frozen=True)
