@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.files import write_atomic
+from gateway.otp import generate_secret
+from gateway.recipients_store import ADMIN_SECRET
 from gateway.resources import shared_data_dir
+from gateway.rng import SeededRandom
 
 
 def gpu_available() -> bool:
@@ -58,3 +62,13 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     return cert, key
+
+
+@pytest.fixture
+def admin_state(tmp_path: Path) -> tuple[Path, str]:
+    """A gateway state directory holding the admin's TOTP secret (fixed seed), and that secret."""
+    state = tmp_path / "state"
+    state.mkdir()
+    secret = generate_secret(SeededRandom(b"admin"))
+    write_atomic(state / ADMIN_SECRET, (secret + "\n").encode())
+    return state, secret

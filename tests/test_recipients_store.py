@@ -14,22 +14,12 @@ from structlog.testing import capture_logs
 
 from gateway.crypto.recipients import generate_recipient
 from gateway.errors import ConfigError
-from gateway.files import write_atomic
-from gateway.otp import STEP_S, generate_secret, totp_at
-from gateway.recipients_store import ADMIN_SECRET, MANIFEST, add_card, installed_cards, recipients_dir
+from gateway.otp import STEP_S, totp_at
+from gateway.recipients_store import MANIFEST, add_card, installed_cards, recipients_dir
 from gateway.rng import SeededRandom
 
 T0 = 1_800_000_000 * 1_000_000_000
 STEP_NS = STEP_S * 1_000_000_000
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> tuple[Path, str]:
-    state = tmp_path / "state"
-    state.mkdir()
-    secret = generate_secret(SeededRandom(b"admin"))
-    write_atomic(state / ADMIN_SECRET, (secret + "\n").encode())
-    return state, secret
 
 
 def _add(state: Path, secret: str, card_path: Path, step: int) -> Path:
@@ -37,8 +27,8 @@ def _add(state: Path, secret: str, card_path: Path, step: int) -> Path:
     return add_card(state, card_path, totp_at(secret, t // STEP_NS), clock=lambda: t)
 
 
-def test_dropped_in_card_is_not_a_recipient_and_is_logged(tmp_path: Path, state: tuple[Path, str]) -> None:
-    directory, secret = state
+def test_dropped_in_card_is_not_a_recipient_and_is_logged(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    directory, secret = admin_state
     _, good = generate_recipient("oncology", SeededRandom(b"good"))
     _add(directory, secret, good.save(tmp_path / "oncology.card"), 0)
     _, mallory = generate_recipient("mallory", SeededRandom(b"mallory"))
@@ -51,8 +41,8 @@ def test_dropped_in_card_is_not_a_recipient_and_is_logged(tmp_path: Path, state:
     ).items()
 
 
-def test_replaced_card_file_is_not_a_recipient(tmp_path: Path, state: tuple[Path, str]) -> None:
-    directory, secret = state
+def test_replaced_card_file_is_not_a_recipient(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    directory, secret = admin_state
     _, good = generate_recipient("oncology", SeededRandom(b"good"))
     installed = _add(directory, secret, good.save(tmp_path / "oncology.card"), 0)
     _, mallory = generate_recipient("oncology", SeededRandom(b"mallory"))
@@ -60,8 +50,8 @@ def test_replaced_card_file_is_not_a_recipient(tmp_path: Path, state: tuple[Path
     assert installed_cards(directory) == []
 
 
-def test_forged_manifest_stops_the_store(tmp_path: Path, state: tuple[Path, str]) -> None:
-    directory, secret = state
+def test_forged_manifest_stops_the_store(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    directory, secret = admin_state
     _, good = generate_recipient("oncology", SeededRandom(b"good"))
     _add(directory, secret, good.save(tmp_path / "oncology.card"), 0)
     _, mallory = generate_recipient("mallory", SeededRandom(b"mallory"))
@@ -77,9 +67,9 @@ def test_forged_manifest_stops_the_store(tmp_path: Path, state: tuple[Path, str]
 
 
 def test_card_from_before_the_manifest_is_authorised_by_adding_it_again(
-    tmp_path: Path, state: tuple[Path, str]
+    tmp_path: Path, admin_state: tuple[Path, str]
 ) -> None:
-    directory, secret = state
+    directory, secret = admin_state
     _, old = generate_recipient("radiology", SeededRandom(b"old"))
     recipients_dir(directory).mkdir()
     old.save(recipients_dir(directory) / "radiology.card")  # installed by an earlier version: no manifest

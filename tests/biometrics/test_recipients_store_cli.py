@@ -24,22 +24,13 @@ T0 = 1_800_000_000 * 1_000_000_000
 STEP_NS = STEP_S * 1_000_000_000
 
 
-@pytest.fixture
-def gateway_state(tmp_path: Path) -> tuple[Path, str]:
-    state = tmp_path / "state"
-    state.mkdir()
-    secret = generate_secret(SeededRandom(b"admin"))
-    write_atomic(state / ADMIN_SECRET, (secret + "\n").encode())
-    return state, secret
-
-
 def _card(tmp_path: Path, name: str, seed: bytes) -> Path:
     _, card = generate_recipient(name, SeededRandom(seed))
     return card.save(tmp_path / f"{name}-{seed.hex()}.card")
 
 
-def test_add_requires_valid_fresh_admin_code(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
-    state, secret = gateway_state
+def test_add_requires_valid_fresh_admin_code(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    state, secret = admin_state
     card = _card(tmp_path, "dr.bob", b"1")
     clock = lambda: T0  # noqa: E731
     code = totp_at(secret, T0 // STEP_NS)
@@ -54,16 +45,16 @@ def test_add_requires_valid_fresh_admin_code(tmp_path: Path, gateway_state: tupl
     assert names == ["dr.bob"]
 
 
-def test_different_card_same_name_is_not_replaced(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
-    state, secret = gateway_state
+def test_different_card_same_name_is_not_replaced(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    state, secret = admin_state
     add_card(state, _card(tmp_path, "dr.bob", b"1"), totp_at(secret, T0 // STEP_NS), clock=lambda: T0)
     t1 = T0 + STEP_NS
     with pytest.raises(AdminError):
         add_card(state, _card(tmp_path, "dr.bob", b"9"), totp_at(secret, t1 // STEP_NS), clock=lambda: t1)
 
 
-def test_admin_secret_must_be_private_and_card_valid(tmp_path: Path, gateway_state: tuple[Path, str]) -> None:
-    state, secret = gateway_state
+def test_admin_secret_must_be_private_and_card_valid(tmp_path: Path, admin_state: tuple[Path, str]) -> None:
+    state, secret = admin_state
     bad = tmp_path / "bad.card"
     bad.write_text(
         '{"format": "medshield-recipient-card", "version": 1, "name": "x", "key_id": "00", "public_key": "AA"}'
