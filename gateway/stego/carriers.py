@@ -45,16 +45,20 @@ _MIN_COMPONENT_PX = 16  # isolated noise pixels denser than BODY_HU are not a bo
 def body_hull(hu: np.ndarray) -> np.ndarray:
     """Bool convex hull of everything denser than `BODY_HU` (ignoring specks under 16 pixels)."""
     dense = (np.asarray(hu, np.float32) > BODY_HU).astype(np.uint8)
-    _n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_PX
-    keep[0] = False
     hull = np.zeros(dense.shape, np.uint8)
-    if not keep.any():
+    # The hull of a set of pixels is the hull of its boundary: a few thousand contour points instead of every
+    # dense pixel. Every contour (outer or around a hole) lies in one 8-connected component, so its first point
+    # names the component whose size decides whether it counts. Component sizes from a label histogram: the
+    # labelling's own statistics cost three times the labelling (1.2 of 1.6 ms at 512²).
+    contours, _ = cv2.findContours(dense, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
         return hull.astype(bool)
-    # The hull of a set of pixels is the hull of its outer boundary: a few thousand contour points instead of
-    # every dense pixel (18 of 31 ms of this rule at 512², the same polygon).
-    contours, _ = cv2.findContours(keep[labels].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
+    _n, labels = cv2.connectedComponents(dense, connectivity=8)
+    sizes = np.bincount(labels.reshape(-1))
+    kept = [c for c in contours if sizes[labels[c[0, 0, 1], c[0, 0, 0]]] >= _MIN_COMPONENT_PX]
+    if not kept:
+        return hull.astype(bool)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(kept)), 1)
     return hull.astype(bool)
 
 
@@ -81,13 +85,14 @@ def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np
         raise ValueError(f"hu is {np.asarray(hu).shape}, the lesion mask {exclusion.shape}")
     hu = np.asarray(hu, np.float32)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * body_margin_px(hu.shape) + 1,) * 2)
-    body = body_hull(hu)
-    if body.any():
-        body = cv2.dilate(body.astype(np.uint8), disk) > 0
     # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient (a slice
     # cropped around the spine, say) the hull is open at the image edge and the lungs lie outside it. Lung
     # parenchyma reads about -850 HU and every lesion, faint ground glass included, more; air about -1000.
     # The smoothing keeps scanner noise in the air from breaking it up.
-    smooth = cv2.GaussianBlur(hu, (0, 0), 1.5)
-    air = cv2.erode((smooth < AIR_HU).astype(np.uint8), disk, borderType=cv2.BORDER_REPLICATE) > 0
-    return np.asarray(exclusion | body | ~air, dtype=bool)
+    not_air = ~(cv2.GaussianBlur(hu, (0, 0), 1.5) < AIR_HU)
+    # Excluded: the body hull grown by the disk, and every pixel whose disk neighbourhood (the image edge
+    # replicated) is not all air. Both are dilations by the same disk, and dilation distributes over union,
+    # so one dilation of (hull | not air) gives both. The edge needs no replication: the disk's rows are
+    # centred and shrink away from its middle row, so a replicated pixel is never nearer than its original.
+    grown = cv2.dilate((body_hull(hu) | not_air).astype(np.uint8), disk) > 0
+    return np.asarray(exclusion | grown, dtype=bool)
