@@ -23,9 +23,20 @@ def hkdf(ikm: bytes, *, salt: bytes, info: bytes, length: int = 32) -> bytes:
     `salt` may be empty (RFC 5869: an absent salt is HashLen zero bytes, which HMAC treats the same as an
     empty key). `info` binds the output to its purpose. Raises ValueError for a length outside 1..8160.
     """
+    return hkdf_expand(hkdf_extract(salt, ikm), info, length)
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    """HKDF-Extract (RFC 5869 §2.2): the pseudorandom key. Callers that derive several keys from one `ikm`
+    and `salt` (the SBBE search, per candidate) extract once and expand per label."""
+    return hmac.digest(bytes(salt), bytes(ikm), HASH_NAME)
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int = 32) -> bytes:
+    """HKDF-Expand (RFC 5869 §2.3) of a pseudorandom key from `hkdf_extract`; ValueError for a length
+    outside 1..8160."""
     if not 1 <= length <= MAX_LENGTH:
         raise ValueError(f"HKDF output length must be 1..{MAX_LENGTH}, got {length}")
-    prk = hmac.digest(bytes(salt), bytes(ikm), HASH_NAME)
     info = bytes(info)
     out = bytearray()
     block = b""

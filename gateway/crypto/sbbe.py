@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from Crypto.Cipher import Blowfish
 
-from gateway.crypto.kdf import hkdf
+from gateway.crypto.kdf import hkdf_expand, hkdf_extract
 from gateway.errors import InputError, OpenError
 from gateway.reasons import Reason
 from gateway.rng import RandomSource
@@ -113,17 +113,26 @@ class SearchResult:
 
 def candidate_key(secret: bytes, genome: bytes) -> bytes:
     """K_i = HKDF(S, info="sbbe/candidate" ‖ g_i), 56 bytes."""
+    return _candidate_key(hkdf_extract(b"", secret), genome)
+
+
+def _candidate_key(secret_prk: bytes, genome: bytes) -> bytes:
+    """`candidate_key` from S's HKDF-Extract, which every candidate of a search shares."""
     if len(genome) != GENOME_BYTES:
         raise ValueError("a genome is 16 bytes")
-    return hkdf(secret, salt=b"", info=INFO_CANDIDATE + genome, length=KEY_BYTES)
+    return hkdf_expand(secret_prk, INFO_CANDIDATE + genome, KEY_BYTES)
 
 
-def _mac_key(k_star: bytes) -> bytes:
-    return hkdf(k_star, salt=b"", info=INFO_MAC, length=32)
+# The MAC key and K_img are HKDF(K*, ...) with one salt (none), so both expand one HKDF-Extract of K*: the
+# search seals two samples per candidate and extracts once for its three keys.
 
 
-def _ctr(k_star: bytes, tag: bytes):  # type: ignore[no-untyped-def]
-    k_img = hkdf(k_star, salt=b"", info=INFO_ENC + tag, length=KEY_BYTES)
+def _mac_key(k_prk: bytes) -> bytes:
+    return hkdf_expand(k_prk, INFO_MAC, 32)
+
+
+def _ctr(k_prk: bytes, tag: bytes):  # type: ignore[no-untyped-def]
+    k_img = hkdf_expand(k_prk, INFO_ENC + tag, KEY_BYTES)
     # Empty nonce: the whole 64-bit block is the big-endian counter, starting at 0.
     return Blowfish.new(k_img, Blowfish.MODE_CTR, nonce=b"", initial_value=0)
 
@@ -141,12 +150,16 @@ def _check_length(n: int) -> None:
         )
 
 
-def encrypt(k_star: bytes, aad: bytes, plaintext: bytes, *, mac_key: bytes | None = None) -> tuple[bytes, bytes]:
+def encrypt(k_star: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
     """(tag, body) for `plaintext` under K*, with `aad` authenticated but not encrypted."""
     _check_length(len(plaintext))
-    mk = _mac_key(k_star) if mac_key is None else mac_key
-    tag = _tag(mk, aad, plaintext)
-    body = _ctr(k_star, tag).encrypt(plaintext)
+    k_prk = hkdf_extract(b"", k_star)
+    return _seal(k_prk, _mac_key(k_prk), aad, plaintext)
+
+
+def _seal(k_prk: bytes, mac_key: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    tag = _tag(mac_key, aad, plaintext)
+    body: bytes = _ctr(k_prk, tag).encrypt(plaintext)
     return tag, body
 
 
@@ -154,8 +167,9 @@ def decrypt(k_star: bytes, aad: bytes, tag: bytes, body: bytes) -> bytes:
     """The plaintext, or OpenError if the tag does not match (checked in constant time)."""
     if len(tag) != TAG_BYTES or len(body) > MAX_PLAINTEXT_BYTES:
         raise OpenError()
-    plaintext: bytes = _ctr(k_star, tag).decrypt(body)
-    expected = _tag(_mac_key(k_star), aad, plaintext)
+    k_prk = hkdf_extract(b"", k_star)
+    plaintext: bytes = _ctr(k_prk, tag).decrypt(body)
+    expected = _tag(_mac_key(k_prk), aad, plaintext)
     if not hmac.compare_digest(expected, tag):
         raise OpenError()
     return plaintext
@@ -203,7 +217,10 @@ def _flip_one(matrix: np.ndarray) -> np.ndarray:
 
 def _entropy(c: np.ndarray) -> np.ndarray:
     m = c.shape[0]
-    flat = c.reshape(m, -1).astype(np.intp) + (np.arange(m, dtype=np.intp) * 256)[:, None]
+    # Candidate i's bytes count in bins 256*i..256*i+255 of one histogram. The offsets are added in the
+    # narrowest type that holds them: widening the bytes to intp first took 0.6 of 0.7 ms for 20 candidates.
+    wide = np.uint16 if m <= 256 else np.uint32
+    flat = c.reshape(m, -1).astype(wide) + (np.arange(m, dtype=wide) * 256)[:, None]
     counts = np.bincount(flat.ravel(), minlength=m * 256).reshape(m, 256).astype(np.float64)
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -267,11 +284,12 @@ def _score(secret: bytes, genomes: list[bytes], sample: np.ndarray, probe: np.nd
     shape = (len(genomes),) + sample.shape
     c1 = np.empty(shape, dtype=np.uint8)
     c2 = np.empty(shape, dtype=np.uint8)
+    secret_prk = hkdf_extract(b"", secret)
     for i, genome in enumerate(genomes):
-        k = candidate_key(secret, genome)
-        mk = _mac_key(k)
-        c1[i] = np.frombuffer(encrypt(k, b"", s1, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
-        c2[i] = np.frombuffer(encrypt(k, b"", s2, mac_key=mk)[1], dtype=np.uint8).reshape(sample.shape)
+        k_prk = hkdf_extract(b"", _candidate_key(secret_prk, genome))
+        mk = _mac_key(k_prk)
+        c1[i] = np.frombuffer(_seal(k_prk, mk, b"", s1)[1], dtype=np.uint8).reshape(sample.shape)
+        c2[i] = np.frombuffer(_seal(k_prk, mk, b"", s2)[1], dtype=np.uint8).reshape(sample.shape)
     # Rounded so that summation-order differences between numpy builds cannot reorder candidates.
     return np.round(fitness_batch(c1, c2), 9)
 

@@ -40,3 +40,13 @@ def test_info_separates() -> None:
 def test_bad_length(length: int) -> None:
     with pytest.raises(ValueError):
         hkdf(b"k", salt=b"", info=b"", length=length)
+
+
+def test_extract_then_expand_is_hkdf() -> None:
+    from gateway.crypto.kdf import hkdf_expand, hkdf_extract
+
+    prk = hkdf_extract(b"salt", b"k" * 32)
+    for info, length in ((b"sbbe/mac", 32), (b"sbbe/enc" + bytes(32), 56), (b"", 200)):
+        assert hkdf_expand(prk, info, length) == hkdf(b"k" * 32, salt=b"salt", info=info, length=length)
+    with pytest.raises(ValueError):
+        hkdf_expand(prk, b"", 0)

@@ -151,3 +151,14 @@ def test_default_search_stays_in_the_papers_range_at_30_candidates() -> None:
     assert r.evaluations <= 30 and len(r.trace) == params.generations + 1
     configured = SBBEParams().model_dump()
     assert sbbe.SearchParams(**{k: v for k, v in configured.items() if v is not None}) == params
+
+
+def test_fitness_of_a_batch_is_each_candidates_own_at_any_batch_size() -> None:
+    # 300 candidates: the histogram offsets need more than 16 bits; each row scores as it does alone.
+    rng = np.random.default_rng(7)
+    c1 = rng.integers(0, 256, (300, 8, 16), dtype=np.uint8)
+    c2 = rng.integers(0, 256, (300, 8, 16), dtype=np.uint8)
+    c1[5] = 0  # a constant ciphertext: zero entropy, undefined correlation
+    batch = sbbe.fitness_batch(c1, c2)
+    for i in (0, 5, 255, 256, 299):
+        assert batch[i] == sbbe.fitness_batch(c1[i : i + 1], c2[i : i + 1])[0]
