@@ -219,8 +219,8 @@ def _entropy(c: np.ndarray) -> np.ndarray:
     m = c.shape[0]
     # Candidate i's bytes count in bins 256*i..256*i+255 of one histogram. The offsets are added in the
     # narrowest type that holds them: widening the bytes to intp first took 0.6 of 0.7 ms for 20 candidates.
-    wide = np.uint16 if m <= 256 else np.uint32
-    flat = c.reshape(m, -1).astype(wide) + (np.arange(m, dtype=wide) * 256)[:, None]
+    wide = np.dtype(np.uint16 if m <= 256 else np.uint32)
+    flat = c.reshape(m, -1).astype(wide) + (np.arange(m, dtype=wide) * wide.type(256))[:, None]
     counts = np.bincount(flat.ravel(), minlength=m * 256).reshape(m, 256).astype(np.float64)
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
