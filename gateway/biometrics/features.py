@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -139,6 +139,23 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def multi_view(single_pass: Callable[[np.ndarray, np.ndarray], Embeddings], fp: np.ndarray,
+               ir: np.ndarray) -> Embeddings:
+    """Per modality the normalised mean of `single_pass` over the views (FP_SHIFTS, IRIS_SHIFTS); the fused
+    embedding is that of the unshifted pair. Shared by the runtime and the whitening fit."""
+    fp, ir = fp.astype(np.float32), ir.astype(np.float32)
+    n = len(fp)
+    fp_views = np.concatenate([shifted(fp, dy, dx) for dy in FP_SHIFTS for dx in FP_SHIFTS])
+    fp_pass = single_pass(fp_views, np.tile(ir, (len(FP_SHIFTS) ** 2, 1, 1, 1)))
+    ef, eu = fp_pass.fingerprint, fp_pass.fused
+    centre = FP_SHIFTS.index(0) * (len(FP_SHIFTS) + 1)  # the (0, 0) view
+    ir_views = np.concatenate([np.roll(ir, s, axis=-1) for s in IRIS_SHIFTS])
+    ei = single_pass(np.tile(fp, (len(IRIS_SHIFTS), 1, 1, 1)), ir_views).iris
+    return Embeddings(fingerprint=_unit(ef.reshape(-1, n, ef.shape[-1]).sum(axis=0)),
+                      iris=_unit(ei.reshape(-1, n, ei.shape[-1]).sum(axis=0)),
+                      fused=eu[centre * n:(centre + 1) * n])
+
+
 class FeatureExtractor:
     """Preprocess captures and run MSE-Net; `sha256` identifies the model a profile was enrolled with."""
 
@@ -169,17 +186,7 @@ class FeatureExtractor:
     def run(self, fp: np.ndarray, ir: np.ndarray) -> Embeddings:
         """MSE-Net on preprocessed inputs (batch): per modality the normalised mean over its views; the fused
         embedding is that of the unshifted pair."""
-        fp, ir = fp.astype(np.float32), ir.astype(np.float32)
-        n = len(fp)
-        fp_views = np.concatenate([shifted(fp, dy, dx) for dy in FP_SHIFTS for dx in FP_SHIFTS])
-        fp_pass = self.single_pass(fp_views, np.tile(ir, (len(FP_SHIFTS) ** 2, 1, 1, 1)))
-        ef, eu = fp_pass.fingerprint, fp_pass.fused
-        centre = FP_SHIFTS.index(0) * (len(FP_SHIFTS) + 1)  # the (0, 0) view
-        ir_views = np.concatenate([np.roll(ir, s, axis=-1) for s in IRIS_SHIFTS])
-        ei = self.single_pass(np.tile(fp, (len(IRIS_SHIFTS), 1, 1, 1)), ir_views).iris
-        return Embeddings(fingerprint=_unit(ef.reshape(-1, n, ef.shape[-1]).sum(axis=0)),
-                          iris=_unit(ei.reshape(-1, n, ei.shape[-1]).sum(axis=0)),
-                          fused=eu[centre * n:(centre + 1) * n])
+        return multi_view(self.single_pass, fp, ir)
 
     def embed(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> Embeddings:
         """Embeddings of capture pairs (fingerprints[i], irises[i])."""

@@ -257,7 +257,9 @@ def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], iri
                         otp_code: str | None = None, recovery_key: str | None = None, device_id: str | None = None,
                         passphrase: bytes | None = None, extractor: FeatureExtractor | None = None,
                         rng: RandomSource = system_random) -> PrivateKey:
-    """Re-derive the recipient's X25519 private key from fresh captures; any failure raises OpenError.
+    """Re-derive the recipient's X25519 private key from fresh captures; any failure raises OpenError, except a
+    profile (opened with the right passphrase) enrolled with another model: BiometricError
+    `enrolled_with_another_model`, since its user must enrol again.
 
     Exactly one of `otp_code` (asks the key-release service) and `recovery_key` (the printed key) is given.
     `passphrase` defaults to $MEDSHIELD_PROFILE_PASS; `device_id` to `local_device_id()`.
@@ -267,8 +269,19 @@ def release_private_key(profile_path: Path, fingerprints: Sequence[Capture], iri
     try:
         pw = passphrase if passphrase is not None else profiles.passphrase_from(None)
         prof = profiles.load(Path(profile_path), pw)
-        dev = device_id if device_id is not None else local_device_id()
         ext = extractor or FeatureExtractor()
+    except (MedShieldError, ValueError, OSError):
+        log.info("biometric key release refused")
+        raise OpenError() from None
+    if not hmac.compare_digest(prof.model_sha256.encode(), ext.sha256.encode()):
+        # Said plainly, before any capture is matched: the holder of the passphrase can read the model identity
+        # in the profile anyway, and another model's bits can never match, so the user must enrol again.
+        log.info("biometric key release refused: profile enrolled with another model", recipient=prof.name)
+        raise BiometricError("enrolled_with_another_model",
+                             "this biometric profile was enrolled with another MSE-Net model (weights, whitening or "
+                             "views); enrol again with the gateway's current model")
+    try:
+        dev = device_id if device_id is not None else local_device_id()
         feats = ext.key_features(fingerprints, irises)
         source = (service_share_source(otp_code, rng=rng) if otp_code is not None
                   else recovery_share_source(recovery_key or ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import json
 import stat
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 
 from gateway.biometrics import profile as profiles
 from gateway.biometrics import slowkdf
-from gateway.biometrics.features import FeatureExtractor, KeyFeatures
+from gateway.biometrics.features import VIEWS_ID, FeatureExtractor, KeyFeatures
 from gateway.biometrics.keyrelease import (
     RELEASE_CAPTURES,
     Enrolment,
@@ -175,6 +176,31 @@ def test_device_model_and_helper_are_bound(enrolled, feats, ext) -> None:  # typ
     with pytest.raises(OpenError):
         release_k_enc(bad, feats["alice_fresh"], DEVICE, ext.sha256, recovery_share_source(e.recovery_key))
     assert k_enc(b"\x01" * 32, b"\x02" * 32, DEVICE) != k_enc(b"\x01" * 32, b"\x02" * 32, "ws-elsewhere")
+
+
+# A model identity other than the committed model's (other weights, whitening or views).
+OTHER_MODEL = hashlib.sha256(b"another MSE-Net" + VIEWS_ID.encode()).hexdigest()
+
+
+def test_profile_of_another_model_is_refused_plainly(enrolled, feats, ext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    e, _ = enrolled
+    assert ext.sha256 != OTHER_MODEL
+    old = dataclasses.replace(e.profile, model_sha256=OTHER_MODEL)
+    path = profiles.save(tmp_path / "old.profile", old, PASS, rng=SeededRandom(b"o"), kdf=slowkdf.TEST_PARAMS)
+    fps, eyes = _captures(ALICE, RELEASE_CAPTURES, first=20)
+    with pytest.raises(BiometricError) as info:  # genuine captures and the recovery key: still another model
+        release_private_key(path, fps, eyes, recovery_key=e.recovery_key, device_id=DEVICE, passphrase=PASS,
+                            extractor=ext)
+    assert info.value.reason == "enrolled_with_another_model"
+    assert "enrol again" in str(info.value)
+    with pytest.raises(OpenError):  # without the passphrase nothing is said about the profile
+        release_private_key(path, fps, eyes, recovery_key=e.recovery_key, device_id=DEVICE,
+                            passphrase=b"wrong passphrase!", extractor=ext)
+    # The same profile under the current model opens with the recovery key.
+    current = profiles.save(tmp_path / "cur.profile", e.profile, PASS, rng=SeededRandom(b"c"), kdf=slowkdf.TEST_PARAMS)
+    key = release_private_key(current, fps, eyes, recovery_key=e.recovery_key, device_id=DEVICE, passphrase=PASS,
+                              extractor=ext)
+    assert key.card() == e.card
 
 
 def test_profile_sealed_with_argon2id_0600_and_strong_passphrase(enrolled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
