@@ -321,9 +321,9 @@ def score_sets(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sim[iu][same], sim[iu][~same]
 
 
-def write_manifest_metrics(res: dict) -> None:  # type: ignore[type-arg]
-    """Copy the headline test measurements into the model manifest (next to sha256 and the input spec)."""
-    path = HERE / "manifest.json"
+def write_manifest_metrics(res: dict, model: Path) -> None:  # type: ignore[type-arg]
+    """Copy the headline test measurements into the model's manifest (next to sha256 and the input spec)."""
+    path = model.with_name("manifest.json")
     manifest = json.loads(path.read_text())
     t = res["test"]
     k = RELEASE_CAPTURES
@@ -339,20 +339,25 @@ def write_manifest_metrics(res: dict) -> None:  # type: ignore[type-arg]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--val-identities", type=int, default=120)
+    ap.add_argument("--val-identities", type=int, default=300)
     ap.add_argument("--test-targets", type=int, default=200)
-    ap.add_argument("--impostors", type=int, default=2500, help="test impostor identities")
-    ap.add_argument("--impostor-captures", type=int, default=4, help="captures per impostor identity")
+    ap.add_argument("--impostors", type=int, default=10_000, help="test impostor identities")
+    ap.add_argument("--impostor-captures", type=int, default=3, help="captures per impostor identity")
     ap.add_argument("--real-identities", type=int, default=40)
     ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--model", type=Path, default=HERE / "msenet.onnx",
+                    help="ONNX model (its manifest and whitening beside it)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where eval.json and roc.png go")
     ap.add_argument("--choose-only", action="store_true", help="print the validation choice of codes and stop")
     a = ap.parse_args()
     k = RELEASE_CAPTURES
     val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers)
     if a.choose_only:
-        _, val_kf = embed(FeatureExtractor(), val)
+        val_emb, val_kf = embed(FeatureExtractor(a.model), val)
+        print("validation EER", {m: round(eer(*score_sets(getattr(val_emb, m))), 4)
+                                 for m in ("fingerprint", "iris", "fused")})
         rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
         for m, rows in rates.items():
             for r in rows:
@@ -364,7 +369,7 @@ def main() -> None:
     imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers)
     if a.generate_only:
         return
-    ext = FeatureExtractor()
+    ext = FeatureExtractor(a.model)
     t0 = time.time()
     _, val_kf = embed(ext, val)
     test_emb, test_kf = embed(ext, test)
@@ -395,8 +400,8 @@ def main() -> None:
     ax.set_title("MSE-Net on generated test identities")
     ax.legend()
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "roc.png", dpi=110)
+    a.results.mkdir(parents=True, exist_ok=True)
+    fig.savefig(a.results / "roc.png", dpi=110)
     res["scores_test"] = scores
     rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
     choice = choose_codes(rates)
@@ -410,8 +415,8 @@ def main() -> None:
     res["codes_match_default"] = codes == DEFAULT_CODES
     res["test"] = test_figures(test_kf, imp_kf, codes, k)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities)
-    (RESULTS / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
-    write_manifest_metrics(res)
+    (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_manifest_metrics(res, a.model)
     print(json.dumps({kk: res[kk] for kk in ("codes_used", "codes_match_default", "test", "real_prints")}, indent=1))
 
 

@@ -109,8 +109,9 @@ def main() -> None:
                 "fingerprint": {
                     "shape": ["batch", 1, FINGERPRINT_SIZE, FINGERPRINT_SIZE],
                     "dtype": "float32",
-                    "preprocess": f"gateway.biometrics.preprocess.fingerprint_input: {FINGERPRINT_WINDOW}px window at "
-                    "500 dpi, area-resized, z-scored over the print",
+                    "preprocess": "gateway.biometrics.preprocess.fingerprint_input: pose normalisation (finger axis, "
+                    f"Poincare core), {FINGERPRINT_WINDOW}px window at 500 dpi, Gabor ridge enhancement, "
+                    "area-resized, z-scored over the print",
                 },
                 "iris": {
                     "shape": ["batch", 1, *IRIS_STRIP],

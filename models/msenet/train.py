@@ -2,7 +2,7 @@
 
 Batches are P identities x K captures. The loss is SupCon on the fused embedding plus SupCon on each
 modality embedding (so each branch is usable alone and the fused vector cannot lean on one modality).
-Adam, lr 5e-4 (paper Table II), cosine decay; CPU with torch.set_num_threads(2). Checkpoints every
+Adam, lr 5e-4 (paper Table II), cosine decay; CPU, `--threads` torch threads. Checkpoints every
 `--ckpt-every` steps to runs/msenet/ckpt.pt and resumes from it; a wall-clock budget stops training cleanly.
 Metrics (loss, validation EER per modality) are appended as JSON lines to models/msenet/results/train_log.jsonl.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.msenet.model import MSENet
@@ -57,8 +58,16 @@ def embed_all(model: MSENet, fp: np.ndarray, ir: np.ndarray, bs: int = 128) -> l
 
 
 def augment(fp: torch.Tensor, ir: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cheap extra variation: small fingerprint shifts, iris rotation (circular shift), intensity jitter."""
+    """Cheap extra variation: the residual pose error of the fingerprint normalisation (a few degrees of
+    rotation, a few per cent of scale from skin pressure, small shifts), iris rotation (circular shift),
+    intensity jitter."""
     b = fp.shape[0]
+    ang = torch.deg2rad(torch.clamp(4.0 * torch.randn(b, generator=gen), -8.0, 8.0))
+    scale = 1 + 0.05 * (2 * torch.rand(b, generator=gen) - 1)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
+    # Outside the print the z-scored input is ~0, so zero padding is the background.
+    fp = F.grid_sample(fp, F.affine_grid(theta, list(fp.shape), align_corners=False), align_corners=False)
     shifts = torch.randint(-6, 7, (b, 2), generator=gen)
     fp = torch.stack([torch.roll(fp[i], (int(shifts[i, 0]), int(shifts[i, 1])), dims=(1, 2)) for i in range(b)])
     rot = torch.randint(-10, 11, (b,), generator=gen)

@@ -4,12 +4,11 @@ Runs with the gateway's own venv (ONNX Runtime, no torch). Fitted on generated *
 (models/msenet/dataset.py, seeds 10 000+), so nothing of the validation or test identities enters it. Why it
 exists: raw embeddings share common directions, so their sign bits agree between different people far more
 often than half the time; whitening spreads the impostor bit-error rate around 0.5 (more degrees of freedom).
+It is fitted on the embedding the runtime whitens: the multi-view mean (gateway.biometrics.features.multi_view).
 The regulariser (eigenvalues + reg x mean eigenvalue) keeps noise-only directions from dominating; it was chosen
 on validation identities (models/msenet/MODEL_CARD.md).
 
-    .venv/bin/python -m models.msenet.dataset --split train --identities 200 --captures 4 \\
-        --out runs/msenet/train200x4.npz
-    .venv/bin/python -m models.msenet.whiten --train runs/msenet/train200x4.npz --reg 1.0
+    .venv/bin/python -m models.msenet.whiten --train runs/msenet/train.npz --reg 1.0
 """
 
 from __future__ import annotations
@@ -17,9 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from gateway.biometrics.features import VIEWS_ID, Embeddings, multi_view
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,28 +40,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--train", type=Path, required=True, help="dataset.py output of the train split")
     ap.add_argument("--reg", type=float, default=1.0)
-    ap.add_argument("--out", type=Path, default=HERE / "whitening.npz")
+    ap.add_argument("--model", type=Path, default=HERE / "msenet.onnx",
+                    help="the ONNX model; whitening.npz and the manifest beside it are written")
+    ap.add_argument("--single-view", action="store_true", help="fit on one pass per capture instead of the views")
     a = ap.parse_args()
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(HERE / "msenet.onnx"), providers=["CPUExecutionProvider"])
+    out = a.model.with_name("whitening.npz")
+    sess = ort.InferenceSession(str(a.model), providers=["CPUExecutionProvider"])
     d = np.load(a.train)
-    ef, ei = [], []
-    for i in range(0, len(d["labels"]), 64):
-        f, e = sess.run(["emb_fingerprint", "emb_iris"], {"fingerprint": d["fingerprint"][i:i + 64].astype(np.float32),
-                                                          "iris": d["iris"][i:i + 64].astype(np.float32)})
-        ef.append(f)
-        ei.append(e)
+
+    def single_pass(fp: np.ndarray, ir: np.ndarray) -> Embeddings:
+        ef, ei, eu = sess.run(["emb_fingerprint", "emb_iris", "emb_fused"], {"fingerprint": fp, "iris": ir})
+        return Embeddings(fingerprint=ef, iris=ei, fused=eu)
+
+    # Fitted on what the runtime whitens: the multi-view embedding of each capture.
+    embed = single_pass if a.single_view else partial(multi_view, single_pass)
+    parts = [embed(d["fingerprint"][i:i + 32].astype(np.float32), d["iris"][i:i + 32].astype(np.float32))
+             for i in range(0, len(d["labels"]), 32)]
+    ef = [p.fingerprint for p in parts]
+    ei = [p.iris for p in parts]
     fp_mean, fp_w = fit(np.concatenate(ef), a.reg)
     iris_mean, iris_w = fit(np.concatenate(ei), a.reg)
-    np.savez(a.out, fp_mean=fp_mean, fp_w=fp_w, iris_mean=iris_mean, iris_w=iris_w)
-    manifest_path = HERE / "manifest.json"
+    np.savez(out, fp_mean=fp_mean, fp_w=fp_w, iris_mean=iris_mean, iris_w=iris_w)
+    manifest_path = a.model.with_name("manifest.json")
     manifest = json.loads(manifest_path.read_text())
     manifest["whitening"] = {
-        "file": a.out.name, "sha256": hashlib.sha256(a.out.read_bytes()).hexdigest(), "reg": a.reg,
+        "file": out.name, "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "reg": a.reg,
         "fitted_on": f"{len(np.unique(d['labels']))} generated training identities x "
                      f"{len(d['labels']) // len(np.unique(d['labels']))} captures ({a.train.name})",
-        "what": "per modality: (emb - mean) @ W, regularised PCA whitening; each feeds its own fuzzy extractor",
+        "views": "one pass" if a.single_view else VIEWS_ID,
+        "what": "per modality: (emb - mean) @ W, regularised PCA whitening of the multi-view embedding; each feeds "
+                "its own fuzzy extractor",
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(json.dumps(manifest["whitening"]))
