@@ -6,6 +6,10 @@ interpreter, between two mosquittos of its own):
 
 - `current`: this tree's daemon (`Gateway` + `pipeline_protect_fn`, what `medshield run` runs): MQTT intake,
   decode, segment, hide, pack, seal, spool + ledger commit, acknowledgement, publisher, parts;
+- `cstore`: the same daemon of this tree with its DICOM C-STORE listener on, fed by pynetdicom SCU
+  associations (a modality) instead of the scanner broker; its latency also records the C-STORE answer time
+  (the gateway answers Success after the spool commit). A base tree without `gateway/dicom/listener.py` (as
+  cf6efd6) has no such intake, and the result says so instead of giving a base figure;
 - `base` (with `--base TREE`): the same daemon of another checkout (e.g. `git worktree add ../perf-base
   cf6efd6` with its own `make venv`), through the same brokers' setup and the same inputs;
 - `alternative`: take the file, X25519 + HKDF + AES-256-GCM, forward (no segmentation, hiding, spool).
@@ -16,10 +20,12 @@ the variants' order rotates each round, and round 0 is a warm-up that is run and
 measured in the same rounds, in this process: one MQTT hop for the input and for the envelope (QoS 1), the
 network alone (the envelope over a loopback TCP socket, TCP_NODELAY, answered by one byte), the model alone,
 compression alone (the container of a real envelope), the bulk cipher alone (Blowfish-CTR over the compressed
-container), and the spool commit (SQLite WAL, full sync, one envelope row).
+container), the spool commit (SQLite WAL, full sync, one envelope row), and one C-STORE hop of the input
+(pynetdicom SCU to an SCP in this process that reads the data set and answers Success).
 
 Sum of floors = input hop + model + compression + cipher + spool commit + envelope hop: what one image cannot
-take less than on this machine. CPU-floor capacity = usable cores / (model + compression + cipher + spool).
+take less than on this machine; for the `cstore` variant the C-STORE hop replaces the MQTT input hop.
+CPU-floor capacity = usable cores / (model + compression + cipher + spool).
 
 Inputs are distinct real slices: lung1 (48 slices of shared/data/ct/lung1.npz) and, where `make fetch-ct`
 has cached it, the 20 real CT slices of TotalSegmentator's example series (decoded from JPEG 2000), each
@@ -61,7 +67,9 @@ RUNNER = Path(__file__).with_name("daemon_runner.py")
 REGISTRY_CACHE = Path.home() / ".cache" / "medshield" / "registry"
 TS_SERIES = "totalsegmentator-2.18.0-example_ct_dicom"
 SIDE = 512
-VARIANTS = ("current", "base", "alternative")
+VARIANTS = ("current", "cstore", "base", "alternative")
+CSTORE_LISTENER = Path("gateway") / "dicom" / "listener.py"
+"""A tree without this file has no C-STORE intake (the base commit cf6efd6 has none)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class DaemonBenchConfig:
     workers: int | None = None
     suite: str = "sbbe-blowfish"
     note: str | None = None
+    cstore: bool = True
+    """Also measure the current tree's DICOM C-STORE intake (variant `cstore`)."""
 
     @classmethod
     def quick(cls, **overrides: Any) -> DaemonBenchConfig:
@@ -259,6 +269,7 @@ class Floors:
         from gateway.rng import system_random
         from gateway.segment import Segmenter
         from gateway.spool import Spool
+        from medshield_tools.bench.dimse import CStoreHop
         from medshield_tools.bench.mqtt import Hop
 
         self.segmenter = Segmenter()
@@ -276,6 +287,7 @@ class Floors:
         self.samples: dict[str, list[float]] = {}
         self._seq = 0
         self._server = _EchoServer()
+        self.dimse = CStoreHop()
 
     def measure(self, reps: int) -> None:
         from gateway import container
@@ -284,6 +296,7 @@ class Floors:
         key = os.urandom(56)
         for _ in range(reps):
             self._time("mqtt hop (input)", lambda: self.hop.send(self.input))
+            self.samples.setdefault("c-store hop (input)", []).append(self.dimse.send(self.input))
             self._time("mqtt hop (envelope)", lambda: self.hop.send(self.envelope))
             self._time("network alone (envelope)", lambda: self._server.round_trip(self.envelope))
             self._time("model alone", lambda: self.segmenter.predict(self.image))
@@ -303,6 +316,7 @@ class Floors:
     def close(self) -> None:
         self.hop.close()
         self._server.close()
+        self.dimse.close()
         self.spool.close()
 
 
@@ -364,7 +378,7 @@ def run(config: DaemonBenchConfig, out: Path, repo: Path, python: Path, log: IO[
     out.mkdir(parents=True, exist_ok=True)
     find_mosquitto()
     slices, notes = real_slices()
-    n_variants = 2 + (config.base is not None)
+    n_variants = 2 + (config.base is not None) + config.cstore
     per_variant = (config.rounds + 1) * (config.latency_images + config.burst_images)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()
@@ -375,6 +389,8 @@ def run(config: DaemonBenchConfig, out: Path, repo: Path, python: Path, log: IO[
         procs = Processes(out / "pids.json")
         try:
             variants = [("current", python, repo, "gateway")]
+            if config.cstore:
+                variants.append(("cstore", python, repo, "gateway-cstore"))
             if config.base is not None:
                 base_python = config.base_python or config.base / ".venv" / "bin" / "python"
                 variants.append(("base", base_python, config.base, "gateway"))
@@ -382,6 +398,8 @@ def run(config: DaemonBenchConfig, out: Path, repo: Path, python: Path, log: IO[
             runners = [procs.runner(n, py, tree, mode, root / n, config, log) for n, py, tree, mode in variants]
             floors = Floors(files[0].read_bytes(), procs.broker(), root)
             result = _rounds(config, runners, floors, files, log)
+            if config.cstore and config.base is not None:
+                result["summary"]["cstore"]["base"] = cstore_base_note(config.base)
             result["overload"] = _overload(runners[0], files, config)
             _check_opens(runners[0], root / "current")
             floors.close()
@@ -409,6 +427,14 @@ def run(config: DaemonBenchConfig, out: Path, repo: Path, python: Path, log: IO[
     _write_csv(result, out / "daemon.csv")
     (out / "pids.json").unlink(missing_ok=True)
     return result
+
+
+def cstore_base_note(base: Path) -> str:
+    """What the result says about the base tree and the C-STORE intake (the `cstore` variant runs only the
+    current tree)."""
+    if (base / CSTORE_LISTENER).is_file():
+        return "the base tree has a C-STORE intake too; this run measured it for the current tree only"
+    return f"the base tree has no C-STORE intake (no {CSTORE_LISTENER}): no base figure for this intake"
 
 
 def _commit_of(tree: Path) -> str | None:
@@ -468,6 +494,10 @@ def _rounds(config: DaemonBenchConfig, runners: list[Runner], floors: Floors, fi
             },
             "rss_peak_mb_burst": max(b["rss_peak_bytes"] for b in bursts) / 2**20,
         }
+        answers = [v for a in phases[r.name]["latency"] for v in a.get("answer_s", [])]
+        if answers:  # C-STORE: send to the Success response, which comes after the spool commit
+            variants[r.name]["answer_ms"] = {"n": len(answers), "p50": 1000 * _p(answers, 50),
+                                             "p95": 1000 * _p(answers, 95)}
     floor_ms = {
         name: {"p50": 1000 * _p(v, 50), "p95": 1000 * _p(v, 95), "n": len(v)} for name, v in floor_samples.items()
     }
@@ -493,6 +523,22 @@ def _rounds(config: DaemonBenchConfig, runners: list[Runner], floors: Floors, fi
         summary["images_per_s_over_base"] = current["images_per_s"]["median"] / base_rate
         summary["e2e_p50_over_base"] = current["latency_ms"]["p50"] / variants["base"]["latency_ms"]["p50"]
     summary["e2e_p50_over_alternative"] = current["latency_ms"]["p50"] / variants["alternative"]["latency_ms"]["p50"]
+    if "cstore" in variants:
+        # The same floors with the input arriving by C-STORE instead of MQTT.
+        cstore, terms = variants["cstore"], ["c-store hop (input)", *summed[1:]]
+        cstore_floors = sum(floor_ms[n]["p50"] for n in terms)
+        summary["cstore"] = {
+            "e2e_p50_ms": cstore["latency_ms"]["p50"],
+            "answer_p50_ms": cstore["answer_ms"]["p50"],
+            "images_per_s": cstore["images_per_s"]["median"],
+            "sum_of_floors_ms": cstore_floors,
+            "sum_of_floors_terms": terms,
+            "e2e_p50_over_sum_of_floors": cstore["latency_ms"]["p50"] / cstore_floors,
+            "images_per_s_over_cpu_floor_capacity": cstore["images_per_s"]["median"] / capacity,
+            "images_per_s_over_mqtt_intake": cstore["images_per_s"]["median"] / current["images_per_s"]["median"],
+            "seal_p50_ms": cstore["stages_ms_p50"]["latency"].get("seal"),
+            "seal_p50_ms_burst": cstore["stages_ms_p50"]["burst"].get("seal"),
+        }
     return {"variants": variants, "floors_ms": floor_ms, "summary": summary,
             "input_bytes": len(floors.input), "envelope_bytes": len(floors.envelope)}
 
@@ -536,4 +582,7 @@ def _write_csv(result: dict[str, Any], path: Path) -> None:
     for name, value in result["summary"].items():
         if isinstance(value, float):
             rows.append(f"summary,{name},value,{value:.4f}")
+    for name, value in result["summary"].get("cstore", {}).items():
+        if isinstance(value, float):
+            rows.append(f"summary-cstore,{name},value,{value:.4f}")
     path.write_text("\n".join(rows) + "\n")

@@ -1,7 +1,8 @@
 """One measured variant of `medshield bench daemon`, in its own process: the real daemon of a source tree (or
 the encrypt-and-forward alternative) between two mosquittos that the driver started.
 
-    PYTHON daemon_runner.py --repo TREE --mode gateway|alternative --scanner-port P --cloud-port Q --state DIR
+    PYTHON daemon_runner.py --repo TREE --mode gateway|gateway-cstore|alternative --scanner-port P --cloud-port Q
+        --state DIR
 
 It is run by path with the interpreter of the tree it measures (the commit compared against has its own
 virtual environment), so it imports nothing of this package: only what every measured tree has (`parse_config`,
@@ -13,6 +14,11 @@ lines on stdout prefixed with `RESULT `:
 - `{"op": "burst", "files": [...]}`: every image published back to back; images/s until the last envelope
   arrived, and this process's resident memory sampled every 10 ms meanwhile.
 - `{"op": "quit"}`.
+
+Mode `gateway-cstore` is the same daemon with its DICOM C-STORE listener on, fed by a modality instead of the
+scanner broker: pynetdicom SCU associations from this process (as paho publishes from it in `gateway`), one for
+the latency phase and one more than the workers for a burst (a C-STORE waits for its answer, which the gateway
+gives only after the spool commit). Its latency answers also carry `answer_s`, send to Success response.
 
 Each answer carries the stage timings (`Protected.timings`) of exactly the images of that phase, and this
 process's CPU seconds over the phase, so nothing is pooled across phases.
@@ -37,6 +43,8 @@ ENVELOPE_TOPIC = "medshield/gateways/+/envelopes"
 ALT_TOPIC = "medshield/gateways/alternative/envelopes"
 PART_MAGICS = (b"MSP2", b"MSHP")  # envelope format 2 parts, and those of the commit compared against
 TIMEOUT_S = 120.0
+CSTORE_CALLED_AE = "MEDSHIELD"
+CSTORE_CALLING_AE = "BENCH-CT"
 
 
 def _rss_bytes() -> int:
@@ -157,17 +165,17 @@ class DaemonVariant(Variant):
         key, _ = generate_recipient("bench-service", system_random)
         _, card_path = save_recipient(root, key)
         limits: dict[str, Any] = {} if self.args.workers is None else {"workers": self.args.workers}
-        config = parse_config(
-            {
-                "gateway": {"device_id": "bench-gw", "state_dir": str(root / "state")},
-                "inbound": {"port": self.args.scanner_port},
-                "cloud": {"port": self.args.cloud_port},
-                "protection": {"recipients": [str(card_path)], "suite": self.args.suite},
-                "limits": limits,
-                "telemetry": {"port": None},
-            },
-            environ={},
-        )
+        document: dict[str, Any] = {
+            "gateway": {"device_id": "bench-gw", "state_dir": str(root / "state")},
+            "inbound": {"port": self.args.scanner_port},
+            "cloud": {"port": self.args.cloud_port},
+            "protection": {"recipients": [str(card_path)], "suite": self.args.suite},
+            "limits": limits,
+            "telemetry": {"port": None},
+        }
+        if self.args.mode == "gateway-cstore":
+            document["dicom"] = {"host": "127.0.0.1", "port": 0, "ae_title": CSTORE_CALLED_AE}
+        config = parse_config(document, environ={})
         self.workers = int(config.limits.workers)
         inner = pipeline_protect_fn(config)
 
@@ -183,6 +191,7 @@ class DaemonVariant(Variant):
         self.gateway.start()
         if not self.gateway.wait_connected(30):
             raise RuntimeError("the gateway did not connect to both brokers")
+        self.dicom_port = self.gateway.dicom_intake.port if self.gateway.dicom_intake is not None else None
 
     def stop(self) -> None:
         self.gateway.shutdown(flush_timeout_s=5)
@@ -225,24 +234,122 @@ class AlternativeVariant(Variant):
             client.loop_stop()
 
 
-def _phase(variant: Variant, arrivals: Arrivals, publisher: Any, command: dict[str, Any]) -> dict[str, Any]:
-    files = [Path(f).read_bytes() for f in command["files"]]
+class MqttSender:
+    """The scanner: QoS 1 publishes to the scanner broker (`send` returns once paho queued the message)."""
+
+    blocking = False
+
+    def __init__(self, port: int) -> None:
+        self.client = _client("scanner", port)
+
+    def prepare(self, data: bytes) -> Any:
+        return data
+
+    def send(self, message: Any) -> None:
+        self.client.publish(SCANNER_TOPIC, message, qos=1)
+
+    def send_all(self, messages: list[Any], workers: int) -> None:
+        for message in messages:
+            self.send(message)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class CStoreSender:
+    """A modality: C-STORE over pynetdicom SCU associations to the gateway's listener. `send` returns on the
+    Success response, which the gateway sends after its spool commit; any other status is an error."""
+
+    blocking = True
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def prepare(self, data: bytes) -> Any:
+        import io
+
+        import pydicom
+
+        return pydicom.dcmread(io.BytesIO(data))
+
+    def _associate(self) -> Any:
+        from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+        from pynetdicom import AE
+
+        ae = AE(ae_title=CSTORE_CALLING_AE)
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", self.port, ae_title=CSTORE_CALLED_AE)
+        if not assoc.is_established:
+            raise RuntimeError("the gateway refused the C-STORE association")
+        return assoc
+
+    def _store(self, assoc: Any, dataset: Any) -> None:
+        status = assoc.send_c_store(dataset)
+        if getattr(status, "Status", None) != 0x0000:
+            raise RuntimeError(f"C-STORE answered {getattr(status, 'Status', 'nothing')!r}, not Success")
+
+    def send(self, message: Any) -> None:
+        assoc = getattr(self, "_latency_assoc", None)
+        if assoc is None or not assoc.is_established:
+            assoc = self._latency_assoc = self._associate()
+        self._store(assoc, message)
+
+    def send_all(self, messages: list[Any], workers: int) -> None:
+        """One association more than the gateway has workers, each sending its share in order: a C-STORE waits
+        for its answer, so with one per worker a worker would sit idle while its next image is in transfer."""
+        assocs = [self._associate() for _ in range(max(1, workers) + 1)]
+        errors: list[BaseException] = []
+
+        def run(assoc: Any, share: list[Any]) -> None:
+            try:
+                for dataset in share:
+                    self._store(assoc, dataset)
+            except BaseException as exc:  # noqa: BLE001 - reported by the phase, not lost in a thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(a, messages[i :: len(assocs)])) for i, a in enumerate(assocs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for assoc in assocs:
+            assoc.release()
+        if errors:
+            raise errors[0]
+
+    def end_phase(self) -> None:
+        assoc = getattr(self, "_latency_assoc", None)
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+        self._latency_assoc = None
+
+    def close(self) -> None:
+        self.end_phase()
+
+
+def _phase(variant: Variant, arrivals: Arrivals, sender: Any, command: dict[str, Any]) -> dict[str, Any]:
+    files = [sender.prepare(Path(f).read_bytes()) for f in command["files"]]
     warmup = int(command.get("warmup", 0))
     variant.take_timings()
     out: dict[str, Any] = {"op": command["op"]}
     if command["op"] == "latency":
-        latencies, cpu = [], 0.0
+        latencies, answers, cpu = [], [], 0.0
         for i, data in enumerate(files):
             if i == warmup:
                 variant.take_timings()  # the warm-up images' stage timings go too
             before, cpu0 = len(arrivals.times), _cpu_s()
             t0 = time.perf_counter()
-            publisher.publish(SCANNER_TOPIC, data, qos=1)
+            sender.send(data)
+            answered = time.perf_counter()
             arrivals.wait(before + 1)
             if i >= warmup:
                 latencies.append(arrivals.times[before] - t0)
+                answers.append(answered - t0)
                 cpu += _cpu_s() - cpu0
         out.update(latency_s=latencies, cpu_s_per_image=cpu / max(1, len(latencies)))
+        if sender.blocking:
+            out["answer_s"] = answers
     else:
         samples: list[int] = []
         done = threading.Event()
@@ -257,8 +364,7 @@ def _phase(variant: Variant, arrivals: Arrivals, publisher: Any, command: dict[s
         before = len(arrivals.times)
         sampler.start()
         t0 = time.perf_counter()
-        for data in files:
-            publisher.publish(SCANNER_TOPIC, data, qos=1)
+        sender.send_all(files, variant.workers)
         published = time.perf_counter()
         arrivals.wait(before + len(files))
         elapsed = arrivals.times[-1] - t0
@@ -274,13 +380,15 @@ def _phase(variant: Variant, arrivals: Arrivals, publisher: Any, command: dict[s
             rss_peak_bytes=max(samples or [rss_before]),
         )
     out["timings"] = variant.take_timings()
+    if hasattr(sender, "end_phase"):
+        sender.end_phase()
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repo", type=Path, required=True)
-    parser.add_argument("--mode", choices=["gateway", "alternative"], required=True)
+    parser.add_argument("--mode", choices=["gateway", "gateway-cstore", "alternative"], required=True)
     parser.add_argument("--scanner-port", type=int, required=True)
     parser.add_argument("--cloud-port", type=int, required=True)
     parser.add_argument("--state", type=Path, required=True)
@@ -296,27 +404,34 @@ def main() -> int:
         configure_logging("warning", stream=open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
     except ImportError:
         pass
-    variant: Variant = DaemonVariant(args) if args.mode == "gateway" else AlternativeVariant(args)
+    variant: Variant = AlternativeVariant(args) if args.mode == "alternative" else DaemonVariant(args)
     arrivals = Arrivals()
-    topic = ENVELOPE_TOPIC if args.mode == "gateway" else ALT_TOPIC
+    topic = ALT_TOPIC if args.mode == "alternative" else ENVELOPE_TOPIC
     watcher = _client("watch", args.cloud_port, arrivals.feed, topic)
     variant.start()
-    publisher = _client("scanner", args.scanner_port)
+    sender: MqttSender | CStoreSender
+    if args.mode == "gateway-cstore":
+        port = getattr(variant, "dicom_port", None)
+        if port is None:
+            raise RuntimeError("this tree's daemon has no DICOM C-STORE intake")
+        sender = CStoreSender(port)
+    else:
+        sender = MqttSender(args.scanner_port)
     print("RESULT " + json.dumps({"op": "ready", "pid": os.getpid(), "workers": variant.workers}), flush=True)
     try:
         for line in sys.stdin:
             command = json.loads(line)
             if command["op"] == "quit":
                 break
-            result = _phase(variant, arrivals, publisher, command)
+            result = _phase(variant, arrivals, sender, command)
             if args.last_envelope is not None and arrivals.last:
                 args.last_envelope.write_bytes(arrivals.last)
             print("RESULT " + json.dumps(result), flush=True)
     finally:
+        sender.close()
         variant.stop()
-        for client in (publisher, watcher):
-            client.disconnect()
-            client.loop_stop()
+        watcher.disconnect()
+        watcher.loop_stop()
     return 0
 
 

@@ -174,6 +174,12 @@ def run_daemon(args: argparse.Namespace) -> int:
           f"seal p50 {s['seal_p50_ms']:.1f} ms")
     if "images_per_s_over_base" in s:
         print(f"against base: images/s x{s['images_per_s_over_base']:.2f}, e2e p50 x{s['e2e_p50_over_base']:.2f}")
+    if "cstore" in s:
+        c = s["cstore"]
+        print(f"C-STORE intake: e2e / floors = {c['e2e_p50_over_sum_of_floors']:.2f}"
+              f" (floors {c['sum_of_floors_ms']:.1f} ms), answer p50 {c['answer_p50_ms']:.1f} ms,"
+              f" images/s x{c['images_per_s_over_mqtt_intake']:.2f}"
+              f" of the MQTT intake{'; ' + c['base'] if 'base' in c else ''}")
     print(f"wrote {out}")
     return 0
 

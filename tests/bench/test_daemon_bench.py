@@ -36,7 +36,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_quick_run_measures_every_variant_floor_and_phase(quick_run: Path) -> None:
     result = json.loads((quick_run / "daemon.json").read_text())
-    assert set(result["variants"]) == {"current", "alternative"}
+    assert set(result["variants"]) == {"current", "cstore", "alternative"}
     current = result["variants"]["current"]
     assert current["latency_ms"]["n"] == 1  # 3 images, the first 2 warm-ups dropped
     # Stage figures per phase, never pooled: the latency phase's come from its own images only.
@@ -53,7 +53,26 @@ def test_quick_run_measures_every_variant_floor_and_phase(quick_run: Path) -> No
     assert result["machine"]["usable_cores"] >= 1 and len(result["load_average"]["before"]) == 3
     assert "unsigned" in result["inputs"]["format"] and result["inputs"]["distinct_slices"] >= 48
     assert result["overload"]["images"] == 6
+    # The C-STORE intake: the same daemon fed by a modality, its answer time and its own floor sum.
+    cstore = result["variants"]["cstore"]
+    assert cstore["latency_ms"]["n"] == 1 and cstore["answer_ms"]["n"] == 1
+    assert cstore["answer_ms"]["p50"] > 0
+    assert {"decode", "segment", "seal"} <= set(cstore["stages_ms_p50"]["burst"])
+    assert summary["cstore"]["sum_of_floors_terms"][0] == "c-store hop (input)"
+    assert summary["cstore"]["sum_of_floors_ms"] == pytest.approx(
+        sum(result["floors_ms"][n]["p50"] for n in summary["cstore"]["sum_of_floors_terms"])
+    )
+    assert "base" not in summary["cstore"]  # no base tree in this run
     assert not (quick_run / "pids.json").exists()
+
+
+def test_a_base_without_c_store_intake_is_said_to_have_none(tmp_path: Path) -> None:
+    from medshield_tools.bench.daemon import CSTORE_LISTENER, cstore_base_note
+
+    assert "no C-STORE intake" in cstore_base_note(tmp_path)
+    (tmp_path / CSTORE_LISTENER).parent.mkdir(parents=True)
+    (tmp_path / CSTORE_LISTENER).write_text("")
+    assert "no C-STORE intake" not in cstore_base_note(tmp_path)
 
 
 def test_an_existing_result_is_never_overwritten(quick_run: Path) -> None:
