@@ -29,6 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -51,6 +52,23 @@ GEN_VAL_SEED = 7
 TRAIN_PATIENTS = ("ts_chest", "ts_abdomen", "dcmpy_neck")
 VAL_PATIENTS = ("lung1", "ts_domes")
 MIN_LUNG_MM2 = 1500.0
+LESION_EDGE_MM = 2.0
+"""Tissue this close to an inserted lesion is its partial-volume edge: neither lesion nor a hard negative."""
+
+
+def lung_border_tissue(hu: np.ndarray, spacing_mm: tuple[float, float], region: np.ndarray, border_mm: float,
+                       lesion: np.ndarray) -> np.ndarray:
+    """Bool soft tissue (> -400 HU) inside the lung region or within `border_mm` of it, away from `lesion`.
+
+    On a tumour-free real background every such pixel is a true negative: the vessels cut across in the
+    lung, the hila, the mediastinum, the diaphragm and the liver and spleen domes rising into the bases,
+    the chest wall. These are where a network trained on "soft tissue next to lung" calls false lesions on
+    real CT, and none of them carries an organ label in the chest patient."""
+    r = max(1, int(round(border_mm / spacing_mm[0])))
+    near = cv2.dilate(region.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+    e = max(1, int(round(LESION_EDGE_MM / spacing_mm[0])))
+    edge = cv2.dilate(lesion.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1,) * 2)) > 0
+    return np.asarray(near & (np.asarray(hu) > -400.0) & ~edge, dtype=bool)
 
 
 def load_patient(real: Path, name: str) -> dict[str, np.ndarray]:
@@ -88,15 +106,18 @@ def network_view(hu: np.ndarray, spacing: tuple[float, float], mask: np.ndarray,
 
 
 def real_slices(rng: np.random.Generator, patient: dict[str, np.ndarray], bank: list, desc: str,
-                lesion_p: float, with_plain: bool) -> tuple[list, list, list, list[dict]]:
-    """Each slice with lesions (where it has lung, probability `lesion_p`) and, if `with_plain`, as it is."""
+                lesion_p: float, with_plain: bool, border_mm: float = 0.0) -> tuple[list, list, list, list[dict]]:
+    """Each slice with lesions (where it has lung, probability `lesion_p`) and, if `with_plain`, as it is.
+    With `border_mm` > 0 the soft tissue in and around the lung region joins the hard negatives
+    (`lung_border_tissue`)."""
     sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
     xs, ys, hs, meta = [], [], [], []
     for z in tqdm(range(patient["hu"].shape[0]), desc=desc, unit="slice"):
         hu = patient["hu"][z].astype(np.float32)
         hard = patient["organ"][z] > 0
         label = patient["lung"][z] if "lung" in patient else None
-        lung_mm2 = float(lung_region(hu, sp, label, patient["organ"][z]).sum()) * sp[0] * sp[1]
+        region = lung_region(hu, sp, label, patient["organ"][z])
+        lung_mm2 = float(region.sum()) * sp[0] * sp[1]
         variants = []
         if with_plain:
             variants.append((hu, np.zeros(hu.shape, bool), []))
@@ -107,7 +128,8 @@ def real_slices(rng: np.random.Generator, patient: dict[str, np.ndarray], bank: 
             if what:
                 variants.append((ins_hu, ins_mask, what))
         for v_hu, v_mask, what in variants:
-            x, y, h = network_view(v_hu, sp, v_mask, hard & ~v_mask)
+            v_hard = hard | lung_border_tissue(v_hu, sp, region, border_mm, v_mask) if border_mm > 0 else hard
+            x, y, h = network_view(v_hu, sp, v_mask, v_hard & ~v_mask)
             xs.append(x.astype(np.float16))
             ys.append(y)
             hs.append(h)
@@ -137,6 +159,9 @@ def main() -> None:
     parser.add_argument("--generated", type=int, default=300, help="generated training slices")
     parser.add_argument("--generated-val", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2, help="lesion-inserted copies of each real slice")
+    parser.add_argument("--border-mm", type=float, default=0.0,
+                        help="soft tissue within this many mm of the lung region of real training slices joins "
+                             "the hard negatives (0: organ labels only)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lung1 = load_patient(args.real, "lung1")
@@ -149,7 +174,8 @@ def main() -> None:
     for name in TRAIN_PATIENTS:
         patient = load_patient(args.real, name)
         for rep in range(args.repeats):
-            xs, ys, hs, m = real_slices(rng, patient, bank, f"{name} #{rep + 1}", 0.85, with_plain=(rep == 0))
+            xs, ys, hs, m = real_slices(rng, patient, bank, f"{name} #{rep + 1}", 0.85, with_plain=(rep == 0),
+                                        border_mm=args.border_mm)
             X += xs
             Y += ys
             H += hs
@@ -163,7 +189,8 @@ def main() -> None:
     info = {"seed": TRAIN_SEED, "count": len(X), "patients": list(TRAIN_PATIENTS), "generated": args.generated,
             "lesion_slices": int(sum(bool(y.any()) for y in Y)),
             "lesions": int(sum(len(mm.get("lesions", [])) for mm in meta)),
-            "pixel_spacing_mm": PIXEL_SPACING_MM, "fit_body_to_input": FIT_BODY, "store": STORE, "window": HU_WINDOW,
+            "pixel_spacing_mm": PIXEL_SPACING_MM, "fit_body_to_input": FIT_BODY, "border_mm": args.border_mm,
+            "store": STORE, "window": HU_WINDOW,
             "sources": {k: sources[k] for k in TRAIN_PATIENTS + ("lung1",)}}
     (args.out / "train.json").write_text(json.dumps(info, indent=1))
     (args.out / "train_slices.json").write_text(json.dumps(meta))

@@ -1,0 +1,62 @@
+"""Hard negatives of the training data (models.data.build) on a real lung1 slice with inserted lesions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models.data.build import LESION_EDGE_MM, lung_border_tissue, real_slices
+from models.data.lesions import insert_lesions, lung_region
+
+SPACING = (0.5703, 0.5703)
+BORDER_MM = 10.0
+
+
+@pytest.fixture(scope="module")
+def slice20(shared_data: Path) -> np.ndarray:
+    with np.load(shared_data / "ct" / "lung1.npz") as d:
+        return d["image_hu"][20].astype(np.float32)
+
+
+def disc(radius_px: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1,) * 2)
+
+
+def test_border_tissue_is_soft_tissue_near_the_lung_and_never_the_lesion_or_its_edge(slice20: np.ndarray) -> None:
+    hu, mask, what = insert_lesions(np.random.default_rng(3), slice20, SPACING, 3, None)
+    assert what and mask.any()
+    region = lung_region(hu, SPACING)
+    hard = lung_border_tissue(hu, SPACING, region, BORDER_MM, mask)
+    assert hard.any()
+    assert (hu[hard] > -400).all()
+    # Nothing on the lesion or within its partial-volume edge is called "never lesion".
+    edge = cv2.dilate(mask.astype(np.uint8), disc(round(LESION_EDGE_MM / SPACING[0]))) > 0
+    assert not (hard & edge).any()
+    # Nothing farther than the border from the lung region: the rest of the body stays ordinary background.
+    near = cv2.dilate(region.astype(np.uint8), disc(round(BORDER_MM / SPACING[0]))) > 0
+    assert not (hard & ~near).any()
+    # ... but the mediastinum, the chest wall and the diaphragm next to the lung are.
+    assert (hard & ~region).sum() > 1000
+    # The vessels cut across inside the lung, away from the lesions, are hard negatives.
+    vessels = region & (hu > -400) & ~edge
+    assert vessels.sum() > 100
+    assert (hard & vessels).sum() == vessels.sum()
+
+
+def test_real_slices_add_border_tissue_only_when_asked(slice20: np.ndarray) -> None:
+    patient = {"hu": slice20[None], "spacing_zyx_mm": np.array([5.0, *SPACING]),
+               "organ": np.zeros((1,) + slice20.shape, np.uint8)}
+    runs = {}
+    for border in (0.0, BORDER_MM):
+        xs, ys, hs, meta = real_slices(np.random.default_rng(5), patient, [], "test", 1.0, True, border_mm=border)
+        assert len(xs) == 2 and meta[0]["lesions"] == [] and meta[1]["lesions"]
+        runs[border] = (ys, hs)
+    assert not any(h.any() for h in runs[0.0][1])  # no organ labels: no hard negatives at all
+    ys, hs = runs[BORDER_MM]
+    assert all(h.any() for h in hs)
+    assert not any((h.astype(bool) & y.astype(bool)).any() for h, y in zip(hs, ys, strict=True))
+    # The same lesions either way: the border rule reads the slice, not the random stream.
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0.0][0], ys, strict=True))
