@@ -125,11 +125,16 @@ class ProtectionConfig(_Strict):
 
 
 class SegmentationConfig(_Strict):
-    """DS-Net: `model` null → the committed model; `backend` auto picks the fastest available runner."""
+    """DS-Net: `model` null → the committed model; `backend` auto picks the fastest available runner.
+
+    `sessions`: `shared`, one inference session that every protection worker calls, or `per-worker`, one
+    each (`gateway.daemon.protect.SegmenterPool`); `threads` is per session either way.
+    """
 
     model: Path | None = None
     backend: Literal["auto", "cpu", "cuda", "tensorrt-ep", "tensorrt"] = "auto"
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    sessions: Literal["shared", "per-worker"] = "per-worker"
 
 
 MAX_DEFAULT_WORKERS = 4

@@ -7,7 +7,10 @@ warm models, and a bad card or model stops the start instead of the first messag
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Mapping
+
+import numpy as np
 
 from gateway import pipeline
 from gateway.config import GatewayConfig
@@ -39,18 +42,54 @@ def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
     return cards
 
 
+class SegmenterPool:
+    """Loaded segmenters handed out one per call: `predict` takes a free one, runs it and gives it back, so no
+    two calls share an inference session while there are as many segmenters as concurrent callers (the
+    daemon's protection workers); with fewer, a caller waits for one to come free."""
+
+    def __init__(self, segmenters: list[Segmenter]) -> None:
+        if not segmenters:
+            raise ValueError("a segmenter pool needs at least one segmenter")
+        self.segmenters = list(segmenters)
+        self._free: queue.SimpleQueue[Segmenter] = queue.SimpleQueue()
+        for segmenter in self.segmenters:
+            self._free.put(segmenter)
+
+    @property
+    def backend(self) -> str:
+        """The backend actually serving (every segmenter of a pool is made with the same settings)."""
+        return self.segmenters[0].backend
+
+    def predict(self, image: object) -> np.ndarray:
+        """`Segmenter.predict` on a segmenter no other call is using."""
+        segmenter = self._free.get()
+        try:
+            return segmenter.predict(image)  # type: ignore[arg-type]
+        finally:
+            self._free.put(segmenter)
+
+
+def segmenter_pool(config: GatewayConfig) -> SegmenterPool:
+    """The daemon's segmenters: one per protection worker (`segmentation.sessions: per-worker`, the default)
+    or one shared by all. Each is verified against its manifest and warmed up here; TensorRT engines are
+    cached under the state directory."""
+    seg = config.segmentation
+    model_args = (seg.model,) if seg.model is not None else ()
+    count = config.limits.workers if seg.sessions == "per-worker" else 1
+    return SegmenterPool([
+        Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
+        for _ in range(count)
+    ])
+
+
 def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = None) -> ProtectFn:
     """A `ProtectFn` sealing one envelope per recipient; the message id given by the intake is the first
     envelope's, each further one gets an id derived from it (ids are unique per envelope). `metrics` gets the
     inference backend actually serving (so a silent GPU→CPU fallback shows)."""
     cards = recipient_cards(config)
-    seg = config.segmentation
-    model_args = (seg.model,) if seg.model is not None else ()
-    # Loading verifies the model against its manifest and warms the runner up; TensorRT engines are cached
-    # under the state directory.
-    segmenter = Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
+    segmenter = segmenter_pool(config)
     if metrics is not None:
-        metrics.inference_backend.set(1, requested=seg.backend, backend=segmenter.backend)
+        metrics.inference_backend.set(1, requested=config.segmentation.backend, backend=segmenter.backend)
     limits = config.limits.input_limits()
     params = config.protection.sbbe.search_params()
     suite, margin = config.protection.suite, config.protection.stego_margin_px

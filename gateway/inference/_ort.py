@@ -8,8 +8,12 @@ Session settings (CPU work; measured by benchmarks/ort_session_bench.py, benchma
   after each inference, taking it from paho, mosquitto and the other workers. On the 2-core EPYC (heavily
   loaded, so ratios only) spinning off gave p50 ×0.48 and CPU per inference ×0.59 for one caller, and for two
   callers on one session p50 ×0.44 and ×1.87 inferences/s against spinning on;
-- one session shared by every worker: one session per worker measured no better there (two callers: 8.0
-  inferences/s shared, 7.5 with a 2-thread session each, 5.8 with a 1-thread session each);
+- one session per protection worker (`segmentation.sessions`, `gateway.daemon.protect.SegmenterPool`): in
+  the daemon, interleaved against one shared session (benchmarks/results/daemon-sessions), 2-thread sessions
+  per worker gave ×1.17 images/s at the same e2e p50 and 1-thread sessions ×0.84 (load average 7: the CPU
+  share the scheduler gives a process grows with its runnable threads, so the 1-thread figure may be better
+  on an idle machine; its CPU per image was 5 % lower). An earlier ONNX-Runtime-only run found no gain
+  (two callers: 8.0 inferences/s shared, 7.5 with a 2-thread session each, 5.8 with a 1-thread session each);
 - inter-op: one thread, sequential execution (the graphs are a single chain of nodes).
 """
 

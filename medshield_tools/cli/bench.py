@@ -83,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     daemon.add_argument("--burst-images", type=int, help="images per burst phase (default 40)")
     daemon.add_argument("--overload-images", type=int, help="images in the final over-capacity burst (default 200)")
     daemon.add_argument("--workers", type=int, help="limits.workers for the daemons (default: their own default)")
+    daemon.add_argument("--no-cstore", action="store_true", help="skip the C-STORE intake variant")
     parser.set_defaults(func=run)
 
 
@@ -153,7 +154,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     fields: dict[str, object] = {
         "rounds": args.rounds, "latency_images": args.latency_images, "burst_images": args.burst_images,
         "overload_images": args.overload_images, "workers": args.workers, "base": args.base,
-        "base_python": args.base_python, "note": args.note,
+        "base_python": args.base_python, "note": args.note, "cstore": False if args.no_cstore else None,
     }
     given = {k: v for k, v in fields.items() if v is not None}
     for name in ("rounds", "latency_images", "burst_images", "overload_images", "workers"):

@@ -1,0 +1,78 @@
+"""The daemon's segmenters: one inference session per protection worker by default (or one shared), and no
+two concurrent calls ever on one session."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.config import parse_config
+from gateway.daemon.protect import SegmenterPool, segmenter_pool
+from gateway.segment import Segmenter
+
+
+def _config(state: Path, **segmentation: object):  # type: ignore[no-untyped-def]
+    return parse_config(
+        {
+            "gateway": {"device_id": "gw-pool", "state_dir": str(state)},
+            "segmentation": {"backend": "cpu", **segmentation},
+            "limits": {"workers": 3},
+        },
+        environ={},
+    )
+
+
+def test_one_session_per_worker_by_default_or_one_shared(tmp_path: Path) -> None:
+    per_worker = segmenter_pool(_config(tmp_path))
+    assert len(per_worker.segmenters) == 3
+    assert len({id(s.runner.session) for s in per_worker.segmenters}) == 3  # type: ignore[attr-defined]
+    assert len(segmenter_pool(_config(tmp_path, sessions="shared")).segmenters) == 1
+
+
+class _Watched(Segmenter):
+    """A real segmenter that records how many calls run on it at once."""
+
+    def __init__(self) -> None:
+        super().__init__(backend="cpu", threads=1)
+        self.active, self.most, self.calls = 0, 0, 0
+        self._lock = threading.Lock()
+
+    def predict(self, image):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.active += 1
+            self.calls += 1
+            self.most = max(self.most, self.active)
+        try:
+            return super().predict(image)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_concurrent_calls_never_share_a_session(shared_data: Path, sessions: int) -> None:
+    with np.load(shared_data / "ct" / "lung1.npz") as npz:
+        hu = npz["image_hu"][30].astype(np.float32)
+    watched = [_Watched() for _ in range(sessions)]
+    pool = SegmenterPool(list(watched))
+    masks: list[np.ndarray] = []
+    start = threading.Barrier(3)
+
+    def call() -> None:
+        start.wait()
+        for _ in range(3):
+            masks.append(pool.predict(hu))
+
+    threads = [threading.Thread(target=call) for _ in range(3)]  # more callers than sessions: some wait
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(masks) == 9 and all(np.array_equal(m, masks[0]) for m in masks)
+    assert sum(w.calls for w in watched) == 9
+    assert max(w.most for w in watched) == 1
+    with pytest.raises(ValueError):
+        SegmenterPool([])
