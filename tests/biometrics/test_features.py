@@ -82,3 +82,19 @@ def test_code_choice_favours_the_weaker_modality_within_the_frr_limit() -> None:
     assert isinstance(chosen, dict)
     assert (chosen["fingerprint"], chosen["iris"]) == ([3, 6], [4, 4]), chosen
     assert chosen["joint_frr"] == pytest.approx(0.03)
+
+
+def test_the_published_figures_are_those_of_the_shipped_model(ext: FeatureExtractor) -> None:
+    # MODEL_CARD.md and the manifest quote results/eval.json: it must have been measured with the committed model
+    # file, whitening and views, and with the codes the gateway uses. Swapping any of them without re-evaluating
+    # fails here.
+    import json
+
+    from gateway.biometrics.keyrelease import DEFAULT_CODES
+
+    results = json.loads((features.DEFAULT_MODEL.parent / "results" / "eval.json").read_text())
+    manifest = json.loads(features.DEFAULT_MODEL.with_name("manifest.json").read_text())
+    assert results["model_sha256"] == ext.sha256
+    assert results["codes_used"] == {m: [c.m, c.blocks] for m, c in DEFAULT_CODES.items()}
+    assert manifest["metrics"]["frr"] == results["test"]["genuine"]
+    assert manifest["metrics"]["codes"] == results["codes_used"]
