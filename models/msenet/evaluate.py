@@ -6,9 +6,10 @@ Through the gateway's own pipeline (preprocess → ONNX Runtime → per-modality
 
   * cosine-score distributions and EER per modality and fused, ROC → results/roc.png;
   * choice on validation: for each modality a code from CANDIDATE_CODES; among pairs whose joint FRR with
-    RELEASE_CAPTURES capture pairs is ≤ MAX_FRR, the pair whose weaker modality has the lowest impostor match
-    rate (each modality must refuse on its own), then the most bits (−log2 of the product of the two
-    smoothed per-modality rates);
+    RELEASE_CAPTURES capture pairs is ≤ MAX_FRR at the upper end of its 95 % interval (so that a handful of
+    validation failures cannot place the code at the limit), the pair whose weaker modality has the lowest
+    impostor match rate (each modality must refuse on its own), then the most bits (−log2 of the product of the
+    two smoothed per-modality rates);
   * test, with that pair: FRR over genuine attempts (targets' own fresh captures); false releases over
     independent impostor attempts: each impostor identity's captures are used in exactly one attempt, against
     one target, with Clopper–Pearson 95 % intervals; the same for single-modality impostors (the victim's own
@@ -183,8 +184,9 @@ def per_modality_rates(kf: KeyFeatures, codes: list[tuple[int, int]], k: int) ->
 
 
 def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ignore[type-arg]
-    """Among pairs with joint FRR <= MAX_FRR, the one whose weaker modality refuses impostors best (each
-    modality must hold alone), then the most measured bits (validation only)."""
+    """Among pairs whose joint FRR is <= MAX_FRR at the upper end of its Clopper-Pearson 95 % interval, the one
+    whose weaker modality refuses impostors best (each modality must hold alone), then the most measured bits
+    (validation only)."""
     best = None
     table = []
 
@@ -193,12 +195,15 @@ def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ig
 
     for f in rates["fingerprint"]:
         for i in rates["iris"]:
-            joint_frr = 1 - float(np.mean(np.logical_and(f["genuine_ok"], i["genuine_ok"])))
-            row = {"fingerprint": [f["m"], f["blocks"]], "iris": [i["m"], i["blocks"]], "joint_frr": joint_frr,
-                   "weaker_modality_bits": min(bits(f), bits(i)), "bits_estimate": bits(f) + bits(i)}
+            ok = np.logical_and(f["genuine_ok"], i["genuine_ok"])
+            fails = int(ok.size - ok.sum())
+            upper = clopper_pearson(fails, int(ok.size))[1]
+            row = {"fingerprint": [f["m"], f["blocks"]], "iris": [i["m"], i["blocks"]], "joint_frr": fails / ok.size,
+                   "joint_frr_upper95": upper, "weaker_modality_bits": min(bits(f), bits(i)),
+                   "bits_estimate": bits(f) + bits(i)}
             table.append(row)
             rank = (row["weaker_modality_bits"], row["bits_estimate"])
-            if joint_frr <= MAX_FRR and (best is None or rank > (best["weaker_modality_bits"], best["bits_estimate"])):
+            if upper <= MAX_FRR and (best is None or rank > (best["weaker_modality_bits"], best["bits_estimate"])):
                 best = row
     return {"chosen": best, "pairs": table}
 
