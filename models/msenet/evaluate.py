@@ -284,14 +284,21 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeP
 
 
 def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, fuzzy.CodeParams], k: int,
-                identities: int) -> dict[str, object]:
-    """Enrol p1_1 (with each test identity's iris), release with p1_2 (genuine) and p2_1 (another finger)."""
+                identities: int, test_fp: np.ndarray) -> dict[str, object]:
+    """Enrol p1_1 (with each test identity's iris), release with p1_2 (genuine) and p2_1 (another finger).
+    Besides, how far the real prints sit from the generated ones: the norm of the mean single-pass fingerprint
+    embedding of the three real prints and of 60 generated test prints (1 = all in one direction, a cone), and
+    the mean cosine between real and generated prints."""
     base = shared_data_dir() / "fingerprints"
     fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes())) for n in ("p1_1", "p1_2", "p2_1")}
     names = list(fps)
     e = ext.run(np.stack([fps[n] for n in names]), np.repeat(test_iris[:1, 0].astype(np.float32), 3, 0))
     cos = {f"{a}~{b}": float(e.fingerprint[i] @ e.fingerprint[j]) for i, a in enumerate(names)
            for j, b in enumerate(names) if i < j}
+    real1 = ext.single_pass(np.stack([fps[n] for n in names]), np.repeat(test_iris[:1, 0], 3, 0)).fingerprint
+    gen1 = ext.single_pass(test_fp[:60, 0], test_iris[:60, 0]).fingerprint
+    cone = {"real_mean_norm": float(np.linalg.norm(real1.mean(0))), "generated_mean_norm":
+            float(np.linalg.norm(gen1.mean(0))), "real_to_generated_cosine": float((real1 @ gen1.T).mean())}
     kf_fp = ext.whitening.apply(e).fingerprint  # (3, dim)
     sets = (test_iris.shape[1] - ENROL) // k
     out: dict[str, list[int]] = {"p1_2": [], "p2_1": [], "p1_1": []}
@@ -308,7 +315,7 @@ def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, f
                 ok = bool(tg.match("fingerprint", f)[0])
                 fp_match[probe].append(int(ok))
                 out[probe].append(int(ok and ir_ok))
-    return {"fingerprint_cosine": cos, "iris_identities": identities,
+    return {"fingerprint_cosine": cos, "cone_single_view": cone, "iris_identities": identities,
             "release": {p: _rate(sum(v), len(v)) for p, v in out.items()},
             "fingerprint_extractor_match": {p: _rate(sum(v), len(v)) for p, v in fp_match.items()},
             "note": "one impression per real finger: every attempt presents the same fingerprint image; the iris "
@@ -419,7 +426,7 @@ def main() -> None:
     res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
     res["codes_match_default"] = codes == DEFAULT_CODES
     res["test"] = test_figures(test_kf, imp_kf, codes, k)
-    res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities)
+    res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     write_manifest_metrics(res, a.model)
     print(json.dumps({kk: res[kk] for kk in ("codes_used", "codes_match_default", "test", "real_prints")}, indent=1))
