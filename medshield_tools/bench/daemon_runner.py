@@ -191,7 +191,8 @@ class DaemonVariant(Variant):
         self.gateway.start()
         if not self.gateway.wait_connected(30):
             raise RuntimeError("the gateway did not connect to both brokers")
-        self.dicom_port = self.gateway.dicom_intake.port if self.gateway.dicom_intake is not None else None
+        listener = getattr(self.gateway, "dicom_intake", None)  # trees without a C-STORE intake have none
+        self.dicom_port = listener.port if listener is not None else None
 
     def stop(self) -> None:
         self.gateway.shutdown(flush_timeout_s=5)
