@@ -229,18 +229,51 @@ def _entropy(c: np.ndarray) -> np.ndarray:
     return entropy
 
 
-def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """|Pearson correlation| per candidate of float64 (M, h, w) views; an undefined one (constant data)
-    counts as 1, the worst. Sums of products through einsum avoid copying the strided views."""
-    n = x.shape[1] * x.shape[2]
-    sx, sy = x.sum(axis=(1, 2)), y.sum(axis=(1, 2))
-    cov = np.einsum("mij,mij->m", x, y) - sx * sy / n
-    vx = np.einsum("mij,mij->m", x, x) - sx * sx / n
-    vy = np.einsum("mij,mij->m", y, y) - sy * sy / n
+def _abs_correlation(n: int, sx: np.ndarray, sy: np.ndarray, sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray,
+                     ) -> np.ndarray:
+    """|Pearson correlation| per candidate from the sums over `n` pairs; an undefined one (constant data) counts
+    as 1, the worst."""
+    cov = sxy - sx * sy / n
+    vx = sxx - sx * sx / n
+    vy = syy - sy * sy / n
     den = np.sqrt(np.maximum(vx, 0.0) * np.maximum(vy, 0.0))
     ok = den > 1e-9
     r = np.where(ok, cov / np.where(ok, den, 1.0), 1.0)
     return np.abs(r)
+
+
+def _adjacent_correlations(c: np.ndarray) -> list[np.ndarray]:
+    """|correlation| of horizontally, vertically and diagonally adjacent bytes (those the shape allows) per
+    candidate of (M, h, w) uint8.
+
+    Every sum is of integers below 2^53, so float64 holds it exactly whatever the order of summation: the sums
+    over a shifted view are the whole matrix's less its edge rows and columns, and only the cross products need
+    a pass per direction (5 passes over the data instead of 15, the same values)."""
+    m, h, w = c.shape
+    f = c.astype(np.float64)
+    q = f * f
+    s, sq = f.sum(axis=(1, 2)), q.sum(axis=(1, 2))
+    first_row, last_row = f[:, 0, :].sum(axis=1), f[:, -1, :].sum(axis=1)
+    first_col, last_col = f[:, :, 0].sum(axis=1), f[:, :, -1].sum(axis=1)
+    q_first_row, q_last_row = q[:, 0, :].sum(axis=1), q[:, -1, :].sum(axis=1)
+    q_first_col, q_last_col = q[:, :, 0].sum(axis=1), q[:, :, -1].sum(axis=1)
+    out = []
+    if w > 1:  # x = every column but the last, y = every column but the first
+        sxy = np.einsum("mij,mij->m", f[:, :, :-1], f[:, :, 1:])
+        out.append(_abs_correlation(h * (w - 1), s - last_col, s - first_col, sxy, sq - q_last_col,
+                                    sq - q_first_col))
+    if h > 1:
+        sxy = np.einsum("mij,mij->m", f[:, :-1, :], f[:, 1:, :])
+        out.append(_abs_correlation((h - 1) * w, s - last_row, s - first_row, sxy, sq - q_last_row,
+                                    sq - q_first_row))
+    if h > 1 and w > 1:  # x drops the last row and column, y the first: the shared corner comes back once
+        sxy = np.einsum("mij,mij->m", f[:, :-1, :-1], f[:, 1:, 1:])
+        sx = s - last_row - last_col + f[:, -1, -1]
+        sy = s - first_row - first_col + f[:, 0, 0]
+        sxx = sq - q_last_row - q_last_col + q[:, -1, -1]
+        syy = sq - q_first_row - q_first_col + q[:, 0, 0]
+        out.append(_abs_correlation((h - 1) * (w - 1), sx, sy, sxy, sxx, syy))
+    return out
 
 
 def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
@@ -250,16 +283,8 @@ def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
     score = mean of: entropy / 8; 1 - mean |adjacent correlation| (horizontal, vertical, diagonal, those the
     sample's shape allows); NPCR / ideal NPCR; 1 - |UACI - ideal UACI| / ideal UACI.
     """
-    h, w = c1.shape[1], c1.shape[2]
     entropy = _entropy(c1) / 8.0
-    f = c1.astype(np.float64)
-    corrs = []
-    if w > 1:
-        corrs.append(_correlation(f[:, :, :-1], f[:, :, 1:]))
-    if h > 1:
-        corrs.append(_correlation(f[:, :-1, :], f[:, 1:, :]))
-    if h > 1 and w > 1:
-        corrs.append(_correlation(f[:, :-1, :-1], f[:, 1:, 1:]))
+    corrs = _adjacent_correlations(c1)
     corr = np.mean(corrs, axis=0) if corrs else np.ones(c1.shape[0])
     m = c1.shape[0]
     a = c1.reshape(m, -1)

@@ -162,3 +162,21 @@ def test_fitness_of_a_batch_is_each_candidates_own_at_any_batch_size() -> None:
     batch = sbbe.fitness_batch(c1, c2)
     for i in (0, 5, 255, 256, 299):
         assert batch[i] == sbbe.fitness_batch(c1[i : i + 1], c2[i : i + 1])[0]
+
+
+def test_adjacent_correlations_are_those_of_the_shifted_views() -> None:
+    # The search takes the sums over each shifted view from the whole matrix's less its edges; this is the
+    # direct definition, pair by pair.
+    rng = np.random.default_rng(11)
+    for shape in ((4, 32, 64), (3, 2, 5), (2, 7, 2), (5, 16, 16)):
+        c = rng.integers(0, 256, shape, dtype=np.uint8)
+        got = sbbe._adjacent_correlations(c)
+        for i in range(shape[0]):
+            f = c[i].astype(np.float64)
+            pairs = [(f[:, :-1], f[:, 1:]), (f[:-1, :], f[1:, :]), (f[:-1, :-1], f[1:, 1:])]
+            for direction, (x, y) in zip(got, pairs, strict=True):
+                assert direction[i] == pytest.approx(abs(np.corrcoef(x.ravel(), y.ravel())[0, 1]), abs=1e-12)
+    flat = np.zeros((1, 1, 9), np.uint8)
+    flat[0, 0, ::2] = 255  # horizontal neighbours alternate: correlation -1, so |r| = 1; no vertical pairs
+    (horizontal,) = sbbe._adjacent_correlations(flat)
+    assert horizontal[0] == pytest.approx(1.0)
