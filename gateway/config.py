@@ -128,7 +128,8 @@ class SegmentationConfig(_Strict):
     """DS-Net: `model` null → the committed model; `backend` auto picks the fastest available runner.
 
     `sessions`: `shared`, one inference session that every protection worker calls, or `per-worker`, one
-    each (`gateway.daemon.protect.SegmenterPool`); `threads` is per session either way.
+    each (`gateway.daemon.protect.segmenter_pool`: without `threads`, each with its share of the cores and
+    one more with all of them for an image segmented alone); `threads` is per session.
     """
 
     model: Path | None = None

@@ -8,6 +8,7 @@ warm models, and a bad card or model stops the start instead of the first messag
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -45,15 +46,25 @@ def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
 class SegmenterPool:
     """Loaded segmenters handed out one per call: `predict` takes a free one, runs it and gives it back, so no
     two calls share an inference session while there are as many segmenters as concurrent callers (the
-    daemon's protection workers); with fewer, a caller waits for one to come free."""
+    daemon's protection workers); with fewer, a caller waits for one to come free.
 
-    def __init__(self, segmenters: list[Segmenter]) -> None:
+    With `alone` segmenters as well (sessions with more intra-op threads), a call that finds no other call
+    running takes one of those: an image processed alone gets every core, images processed side by side get
+    a core each instead of competing for all of them with each other's threads."""
+
+    def __init__(self, segmenters: list[Segmenter], alone: list[Segmenter] | None = None) -> None:
         if not segmenters:
             raise ValueError("a segmenter pool needs at least one segmenter")
         self.segmenters = list(segmenters)
+        self.alone = list(alone or [])
         self._free: queue.SimpleQueue[Segmenter] = queue.SimpleQueue()
+        self._free_alone: queue.SimpleQueue[Segmenter] = queue.SimpleQueue()
         for segmenter in self.segmenters:
             self._free.put(segmenter)
+        for segmenter in self.alone:
+            self._free_alone.put(segmenter)
+        self._lock = threading.Lock()
+        self._running = 0
 
     @property
     def backend(self) -> str:
@@ -62,24 +73,43 @@ class SegmenterPool:
 
     def predict(self, image: object) -> np.ndarray:
         """`Segmenter.predict` on a segmenter no other call is using."""
-        segmenter = self._free.get()
+        with self._lock:
+            self._running += 1
+            by_itself = self._running == 1
+        free = self._free_alone if by_itself and self.alone else self._free
+        segmenter = free.get()
         try:
             return segmenter.predict(image)  # type: ignore[arg-type]
         finally:
-            self._free.put(segmenter)
+            free.put(segmenter)
+            with self._lock:
+                self._running -= 1
 
 
 def segmenter_pool(config: GatewayConfig) -> SegmenterPool:
     """The daemon's segmenters: one per protection worker (`segmentation.sessions: per-worker`, the default)
     or one shared by all. Each is verified against its manifest and warmed up here; TensorRT engines are
-    cached under the state directory."""
+    cached under the state directory.
+
+    Per worker without `segmentation.threads`: each worker's session gets its share of the usable cores
+    (`cores // workers`, at least 1), and one more session with the default threads serves an image that
+    arrives while no other is being segmented (`SegmenterPool`)."""
+    from gateway.inference._ort import default_threads
+
     seg = config.segmentation
     model_args = (seg.model,) if seg.model is not None else ()
-    count = config.limits.workers if seg.sessions == "per-worker" else 1
-    return SegmenterPool([
-        Segmenter(*model_args, backend=seg.backend, threads=seg.threads, state_dir=config.gateway.state_dir)
-        for _ in range(count)
-    ])
+
+    def make(threads: int | None) -> Segmenter:
+        return Segmenter(*model_args, backend=seg.backend, threads=threads, state_dir=config.gateway.state_dir)
+
+    if seg.sessions == "shared":
+        return SegmenterPool([make(seg.threads)])
+    workers = config.limits.workers
+    if seg.threads is not None or workers == 1:
+        return SegmenterPool([make(seg.threads) for _ in range(workers)])
+    share = max(1, default_threads() // workers)
+    alone = [make(None)] if share < default_threads() else []
+    return SegmenterPool([make(share) for _ in range(workers)], alone)
 
 
 def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = None) -> ProtectFn:

@@ -8,12 +8,15 @@ Session settings (CPU work; measured by benchmarks/ort_session_bench.py, benchma
   after each inference, taking it from paho, mosquitto and the other workers. On the 2-core EPYC (heavily
   loaded, so ratios only) spinning off gave p50 ×0.48 and CPU per inference ×0.59 for one caller, and for two
   callers on one session p50 ×0.44 and ×1.87 inferences/s against spinning on;
-- one session per protection worker (`segmentation.sessions`, `gateway.daemon.protect.SegmenterPool`): in
-  the daemon, interleaved against one shared session (benchmarks/results/daemon-sessions), 2-thread sessions
-  per worker gave ×1.17 images/s at the same e2e p50 and 1-thread sessions ×0.84 (load average 7: the CPU
-  share the scheduler gives a process grows with its runnable threads, so the 1-thread figure may be better
-  on an idle machine; its CPU per image was 5 % lower). An earlier ONNX-Runtime-only run found no gain
-  (two callers: 8.0 inferences/s shared, 7.5 with a 2-thread session each, 5.8 with a 1-thread session each);
+- sessions in the daemon (`segmentation.sessions`, `gateway.daemon.protect.segmenter_pool`, measured in
+  the daemon benchmark, interleaved, load average 6-7, benchmarks/results/daemon-sessions): one session per
+  protection worker with `cores // workers` threads, and one more with the default threads for an image
+  segmented while no other is. Against one shared 2-thread session, a 2-thread session per worker gave ×1.17
+  images/s at the same e2e p50 (a 1-thread one ×0.84: under load a process's CPU share grows with its
+  runnable threads); against those, the 1-thread sessions plus the one for an image alone spent 6-10 % less
+  CPU per image at ×0.93-0.98 images/s (within the rounds' spread) with the lone image at full speed. An
+  earlier ONNX-Runtime-only run found no gain for per-worker sessions (two callers: 8.0 inferences/s shared,
+  7.5 with a 2-thread session each, 5.8 with a 1-thread session each);
 - inter-op: one thread, sequential execution (the graphs are a single chain of nodes).
 """
 

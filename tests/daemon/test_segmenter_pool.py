@@ -11,6 +11,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.daemon.protect import SegmenterPool, segmenter_pool
+from gateway.inference._ort import default_threads
 from gateway.segment import Segmenter
 
 
@@ -26,10 +27,18 @@ def _config(state: Path, **segmentation: object):  # type: ignore[no-untyped-def
 
 
 def test_one_session_per_worker_by_default_or_one_shared(tmp_path: Path) -> None:
+    cores = default_threads()
     per_worker = segmenter_pool(_config(tmp_path))
     assert len(per_worker.segmenters) == 3
     assert len({id(s.runner.session) for s in per_worker.segmenters}) == 3  # type: ignore[attr-defined]
-    assert len(segmenter_pool(_config(tmp_path, sessions="shared")).segmenters) == 1
+    # Each worker's session has its share of the cores; one with all of them serves an image segmented alone.
+    assert {s.runner.threads for s in per_worker.segmenters} == {max(1, cores // 3)}  # type: ignore[attr-defined]
+    assert [s.runner.threads for s in per_worker.alone] == ([cores] if cores // 3 < cores else [])  # type: ignore[attr-defined]
+    fixed = segmenter_pool(_config(tmp_path, threads=2))
+    assert len(fixed.segmenters) == 3 and not fixed.alone
+    assert {s.runner.threads for s in fixed.segmenters} == {2}  # type: ignore[attr-defined]
+    shared = segmenter_pool(_config(tmp_path, sessions="shared"))
+    assert len(shared.segmenters) == 1 and not shared.alone
 
 
 class _Watched(Segmenter):
@@ -52,12 +61,12 @@ class _Watched(Segmenter):
                 self.active -= 1
 
 
-@pytest.mark.parametrize("sessions", [1, 2])
-def test_concurrent_calls_never_share_a_session(shared_data: Path, sessions: int) -> None:
+@pytest.mark.parametrize(("sessions", "alone"), [(1, 0), (2, 0), (2, 1)])
+def test_concurrent_calls_never_share_a_session(shared_data: Path, sessions: int, alone: int) -> None:
     with np.load(shared_data / "ct" / "lung1.npz") as npz:
         hu = npz["image_hu"][30].astype(np.float32)
-    watched = [_Watched() for _ in range(sessions)]
-    pool = SegmenterPool(list(watched))
+    watched = [_Watched() for _ in range(sessions + alone)]
+    pool = SegmenterPool(watched[:sessions], watched[sessions:])
     masks: list[np.ndarray] = []
     start = threading.Barrier(3)
 
@@ -74,5 +83,10 @@ def test_concurrent_calls_never_share_a_session(shared_data: Path, sessions: int
     assert len(masks) == 9 and all(np.array_equal(m, masks[0]) for m in masks)
     assert sum(w.calls for w in watched) == 9
     assert max(w.most for w in watched) == 1
+    if alone:
+        # A call that finds no other running takes the session with all the cores.
+        before = watched[-1].calls
+        pool.predict(hu)
+        assert watched[-1].calls == before + 1
     with pytest.raises(ValueError):
         SegmenterPool([])
