@@ -178,14 +178,17 @@ def test_device_model_and_helper_are_bound(enrolled, feats, ext) -> None:  # typ
     assert k_enc(b"\x01" * 32, b"\x02" * 32, DEVICE) != k_enc(b"\x01" * 32, b"\x02" * 32, "ws-elsewhere")
 
 
-# A model identity other than the committed model's (other weights, whitening or views).
-OTHER_MODEL = hashlib.sha256(b"another MSE-Net" + VIEWS_ID.encode()).hexdigest()
+# The identity of the model every profile enrolled before the retrain carries (the step-1 550 weights trained on
+# the earlier generator, their whitening, the same views): sha256(model sha256 + whitening sha256 + VIEWS_ID).
+PREVIOUS_MODEL = hashlib.sha256(
+    ("68bd39d7ff5b293e3a46626c324443439d609f9b36d5f7e915ae3ea4f7e604f6"
+     "530f824bb064e896228ffe1cc00fc84a752ef6589eafa0543ba5d35ccabe9b20" + VIEWS_ID).encode()).hexdigest()
 
 
-def test_profile_of_another_model_is_refused_plainly(enrolled, feats, ext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_profile_of_the_previous_model_is_refused_plainly(enrolled, feats, ext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     e, _ = enrolled
-    assert ext.sha256 != OTHER_MODEL
-    old = dataclasses.replace(e.profile, model_sha256=OTHER_MODEL)
+    assert ext.sha256 != PREVIOUS_MODEL
+    old = dataclasses.replace(e.profile, model_sha256=PREVIOUS_MODEL)
     path = profiles.save(tmp_path / "old.profile", old, PASS, rng=SeededRandom(b"o"), kdf=slowkdf.TEST_PARAMS)
     fps, eyes = _captures(ALICE, RELEASE_CAPTURES, first=20)
     with pytest.raises(BiometricError) as info:  # genuine captures and the recovery key: still another model
