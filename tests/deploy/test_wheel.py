@@ -50,7 +50,9 @@ def _medshield(venv: Path, *args: str, cwd: Path, timeout: float = 300) -> subpr
 def test_wheel_carries_models_and_manifests(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     data = [n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n]
-    for model in ("dsnet/dsnet.onnx", "dsnet/manifest.json", "dsnet/unet.onnx", "msenet/msenet.onnx"):
+    # MSE-Net's whitening is part of the model: without it an installed gateway cannot release a key.
+    for model in ("dsnet/dsnet.onnx", "dsnet/manifest.json", "dsnet/unet.onnx", "msenet/msenet.onnx",
+                  "msenet/manifest.json", "msenet/whitening.npz"):
         assert f"share/medshield/models/{model}" in data, model
     assert "share/medshield/systemd/medshield.service" in data
     assert "share/medshield/host/install.sh" in data
