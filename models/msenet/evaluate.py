@@ -424,12 +424,11 @@ def main() -> None:
     codes = ({"fingerprint": fuzzy.CodeParams(*chosen["fingerprint"]), "iris": fuzzy.CodeParams(*chosen["iris"])}
              if chosen else DEFAULT_CODES)
     res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
-    res["codes_match_default"] = codes == DEFAULT_CODES
     res["test"] = test_figures(test_kf, imp_kf, codes, k)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     write_manifest_metrics(res, a.model)
-    print(json.dumps({kk: res[kk] for kk in ("codes_used", "codes_match_default", "test", "real_prints")}, indent=1))
+    print(json.dumps({kk: res[kk] for kk in ("codes_used", "test", "real_prints")}, indent=1))
 
 
 if __name__ == "__main__":
