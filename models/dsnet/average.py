@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.dsnet.data import load_split
 from models.dsnet.model import build
-from models.dsnet.train import recalibrate_batchnorm, sample_batch
+from models.dsnet.train import load_training_pool, recalibrate_batchnorm, sample_batch
 
 
 def main() -> None:
@@ -44,13 +43,7 @@ def main() -> None:
         else:
             averaged[key] = value  # counters (num_batches_tracked)
     model.load_state_dict(averaged)
-    data = Path(config["data"])
-    x, y = load_split(data, "train")
-    with np.load(data / "train.npz") as d:
-        hard = d["hard"] if "hard" in d.files else None
-    lesion_idx = np.nonzero(y.reshape(y.shape[0], -1).max(axis=1) > 0)[0]
-    hard_idx = (np.nonzero(hard.reshape(hard.shape[0], -1).max(axis=1) > 0)[0] if hard is not None
-                else np.zeros(0, np.int64))
+    x, y, hard, lesion_idx, hard_idx = load_training_pool(Path(config["data"]))
     rng = np.random.default_rng([int(config["seed"]), 7, *epochs])
     recalibrate_batchnorm(model, (sample_batch(rng, x, y, lesion_idx, int(config["batch"]), int(config["crop"]),
                                                float(config["lesion_fraction"]), float(config["max_zoom"]),

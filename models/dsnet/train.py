@@ -130,6 +130,18 @@ def predict_prob(model: torch.nn.Module, inputs: np.ndarray, batch: int = 8) -> 
 
 
 @torch.no_grad()
+def load_training_pool(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The training split of `data` as crops are drawn from it: (x, y, hard-negative masks or None, indices of
+    the slices with a lesion, indices of the slices with a hard-negative organ)."""
+    x, y = load_split(data, "train")
+    with np.load(data / "train.npz") as d:
+        hard = d["hard"] if "hard" in d.files else None
+    lesion_idx = np.nonzero(y.reshape(y.shape[0], -1).max(axis=1) > 0)[0]
+    hard_idx = (np.nonzero(hard.reshape(hard.shape[0], -1).max(axis=1) > 0)[0] if hard is not None
+                else np.zeros(0, np.int64))
+    return x, y, hard, lesion_idx, hard_idx
+
+
 def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """Re-estimate every BatchNorm's running statistics as a plain average over `batches`.
 
@@ -270,11 +282,9 @@ def main() -> None:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     log_path = args.log or RESULTS_DIR / f"{args.arch}_train.jsonl"
 
-    x, y = load_split(args.data, "train")
+    x, y, hard, lesion_idx, hard_idx = load_training_pool(args.data)
     vx, vy = load_split(args.data, "val")
     vx, vy = vx[:args.val_count], vy[:args.val_count]
-    with np.load(args.data / "train.npz") as d:
-        hard = d["hard"] if "hard" in d.files else None
     # Data on real anatomy at a physical pixel size (models.data.build) validates on its held-out patients;
     # the older generated-only data validates on generated slices and reports lung1 alone.
     physical = (args.data / "train.json").is_file() and "pixel_spacing_mm" in json.loads(
@@ -282,9 +292,6 @@ def main() -> None:
     val_meta = json.loads((args.data / "val.json").read_text()).get("slices") if physical else None
     if not physical:
         lung_hu, lung_mask = load_lung1()
-    lesion_idx = np.nonzero(y.reshape(y.shape[0], -1).max(axis=1) > 0)[0]
-    hard_idx = (np.nonzero(hard.reshape(hard.shape[0], -1).max(axis=1) > 0)[0] if hard is not None
-                else np.zeros(0, np.int64))
 
     model = build(args.arch, args.base)
     if args.init is not None:
