@@ -2,8 +2,12 @@
 
 Stages (each a pure function elsewhere; this module only composes them and times them):
 
-    decode ▸ segment ▸ keys ▸ hide (stamp + lesion mask into non-lesion LSBs) ▸ pack (encode + compress) ▸ seal
-    (SBBE search ▸ encrypt)
+    decode ▸ keys ▸ segment ▸ hide (stamp + lesion mask into carrier LSBs) ▸ pack (encode + compress) ▸ seal
+    (encrypt ▸ sign)
+
+The SBBE key search, the carrier rule's body mask and the pixel digest need no lesion mask: they run beside
+the segmenter when the caller gives an executor (`overlap`), on the core that an image segmented alone
+leaves partly idle, and first otherwise; the envelope is the same.
 
 Per-message keys for the hiding stage (pixel order, timestamp MAC) come from the envelope's message secret, so
 only the recipient can locate or verify the hidden payload, and nothing the gateway keeps can recompute them.
@@ -14,8 +18,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,7 +32,7 @@ from gateway.crypto.sbbe import SearchParams
 from gateway.errors import CapacityError, InputError, OpenError
 from gateway.reasons import Reason
 from gateway.rng import Clock, RandomSource, system_clock, system_random
-from gateway.stego.carriers import CARRIER_RULE_MEANING, DEFAULT_CARRIER_RULE, carrier_exclusion
+from gateway.stego.carriers import CARRIER_RULE_MEANING, DEFAULT_CARRIER_RULE, rule_exclusion, with_lesion
 from gateway.stego.payload import HiddenPayload, make_stamp, pixel_sha256, verify_stamp
 
 DEFAULT_SUITE = "sbbe-blowfish"
@@ -43,6 +48,8 @@ def _hu_estimate(image: codecs.DecodedImage) -> np.ndarray:
     return pixels_to_hu(image.pixels, image.signed, HU_WINDOW, UINT16_INTERCEPT)
 ORDER_LABEL = "stego/order"
 STAMP_LABEL = "stego/stamp"
+
+T = TypeVar("T")
 
 MaskFn = Callable[[codecs.DecodedImage], np.ndarray]
 """Anything that maps a decoded image to a boolean lesion mask of the same shape."""
@@ -91,6 +98,7 @@ def protect(
     limits: codecs.Limits = codecs.DEFAULT_LIMITS,
     rng: RandomSource = system_random,
     clock: Clock = system_clock,
+    overlap: Executor | None = None,
 ) -> Protected:
     """Protect one image (DICOM, PNG or NPY bytes) for one recipient, signed by the gateway's `signer`.
 
@@ -99,6 +107,10 @@ def protect(
     never written to; `non-lesion` is the paper's rule). `source` (topic, scanner, file name) travels inside
     the ciphertext, never in the clear header. Raises `InputError` (with a reason code) for input that cannot
     be protected and `CapacityError` when the payload does not fit the carriers; nothing is written anywhere.
+
+    `overlap`: an executor on which the work that needs no lesion mask (the key search, the carrier rule's
+    body mask, the pixel digest) runs while the image is segmented; without one it runs first, in the
+    caller's thread. The envelope is the same either way.
     """
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -112,9 +124,17 @@ def protect(
     image = codecs.decode(data, limits)
     lap("decode")
 
+    if mask is None and segmenter is None:
+        raise ValueError("protect needs a lesion mask or a segmenter")
+    message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
+    sealer = Sealer(card, signer, suite, message_id, rng=rng, clock=clock, params=sbbe_params)
+    lap("keys")
+    # What does not need the lesion mask runs beside the segmenter (on `overlap`, if given): the key search
+    # scores on the image's own central crop, and the carrier rule's body and air masks read only the pixels.
+    early = _start(overlap, _before_mask, sealer, image, carrier_rule)
+
     if mask is None:
-        if segmenter is None:
-            raise ValueError("protect needs a lesion mask or a segmenter")
+        assert segmenter is not None
         mask = _segment(segmenter, image)
     lesion = np.asarray(mask).astype(bool)
     if lesion.shape != image.pixels.shape:
@@ -123,11 +143,9 @@ def protect(
         )
     lap("segment")
 
-    message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
-    sealer = Sealer(card, signer, suite, message_id, rng=rng, clock=clock, params=sbbe_params)
-    lap("keys")
+    fixed_exclusion, pixel_digest = early()
     timestamp_ns = clock()
-    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_sha256(image.pixels), message_id)
+    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_digest, message_id)
     payload = HiddenPayload(
         message_id=message_id,
         timestamp_ns=timestamp_ns,
@@ -135,7 +153,7 @@ def protect(
         lesion_mask=lesion,
         source_ref=image.source_ref,
     )
-    exclusion = carrier_exclusion(carrier_rule, lesion, margin_px, _hu_estimate(image))
+    exclusion = with_lesion(fixed_exclusion, lesion, margin_px)
     try:
         marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
     except CapacityError as exc:
@@ -156,11 +174,12 @@ def protect(
     plaintext = container.pack(box, compression)
     lap("pack")
 
-    # The search scores keys on its own central crop of the marked image (SearchParams.sample_side).
-    sealed = sealer.seal(plaintext, compression=compression, sample=marked)
+    sealed = sealer.seal(plaintext, compression=compression)
     lap("seal")
-    # Parts of the seal lap, as the sealer timed them (its key agreement is the `keys` lap above).
-    for part in ("search", "encrypt", "sign"):
+    # The sealer's own account of sealing (search, encrypt, sign), the search included though it ran beside
+    # the segmenter: the other stages' laps add up to the wall time, `seal` is the work (Sealer.seal).
+    timings["seal"] = sealed.timings["seal"]
+    for part in ("search", "search_cpu", "encrypt", "sign"):
         if part in sealed.timings:
             timings[f"seal.{part}"] = sealed.timings[part]
     return Protected(
@@ -222,6 +241,22 @@ def _unpack_opened(opened: OpenedEnvelope, restore_original: bool, limits: codec
         original=original,
         derive=opened.derive,
     )
+
+
+def _before_mask(sealer: Sealer, image: codecs.DecodedImage, carrier_rule: str) -> tuple[np.ndarray | None, bytes]:
+    """The work of `protect` that needs no lesion mask: the sealer's key search on the image, the carrier
+    rule's lesion-independent exclusion, and the digest of the original pixels that the stamp binds."""
+    sealer.choose_key(image.pixels)
+    hu = _hu_estimate(image) if carrier_rule != "non-lesion" else None
+    return rule_exclusion(carrier_rule, hu), pixel_sha256(image.pixels)
+
+
+def _start(executor: Executor | None, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """`fn(*args)` submitted to `executor` (run here and now without one); call the result for its value."""
+    if executor is None:
+        value = fn(*args)
+        return lambda: value
+    return executor.submit(fn, *args).result
 
 
 def _segment(segmenter: MaskFn, image: codecs.DecodedImage) -> np.ndarray:

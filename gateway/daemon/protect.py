@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -125,6 +126,9 @@ def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = 
     suite, margin = config.protection.suite, config.protection.stego_margin_px
     # The gateway's device key signs every envelope (the same key signs its ledger: gateway.crypto.origin).
     signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
+    # One side thread per worker: an image's key search and body mask run there while it is segmented, on
+    # the core its segmentation leaves idle when it is processed alone (pipeline.protect).
+    overlap = ThreadPoolExecutor(max_workers=config.limits.workers, thread_name_prefix="protect-overlap")
 
     def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
         return [
@@ -140,6 +144,7 @@ def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = 
                 carrier_rule=config.protection.stego_carriers,
                 source=source,
                 message_id=message_id if i == 0 else derived_id(message_id, card.key_id),
+                overlap=overlap,
             )
             for i, card in enumerate(cards)
         ]

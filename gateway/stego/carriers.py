@@ -74,15 +74,21 @@ def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np
     `hu` (Hounsfield units, or the segmenter's estimate of them for images without) is needed by
     `outside-body`. ValueError for an unknown rule or a missing `hu`.
     """
-    exclusion = exclusion_mask(lesion_mask, margin_px)
+    return with_lesion(rule_exclusion(rule, hu), lesion_mask, margin_px)
+
+
+def rule_exclusion(rule: str, hu: np.ndarray | None = None) -> np.ndarray | None:
+    """The part of `rule`'s exclusion that does not depend on the lesion mask (None under `non-lesion`): it can
+    be computed while the image is being segmented. `with_lesion` adds the lesion and its margin.
+
+    ValueError for an unknown rule or a missing `hu`.
+    """
     if rule == "non-lesion":
-        return exclusion
+        return None
     if rule != "outside-body":
         raise ValueError(f"unknown carrier rule {rule!r}; expected one of {', '.join(CARRIER_RULES)}")
     if hu is None:
         raise ValueError("the outside-body carrier rule needs the image in Hounsfield units")
-    if np.asarray(hu).shape != exclusion.shape:
-        raise ValueError(f"hu is {np.asarray(hu).shape}, the lesion mask {exclusion.shape}")
     hu = np.asarray(hu, np.float32)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * body_margin_px(hu.shape) + 1,) * 2)
     # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient (a slice
@@ -94,5 +100,15 @@ def carrier_exclusion(rule: str, lesion_mask: np.ndarray, margin_px: int, hu: np
     # replicated) is not all air. Both are dilations by the same disk, and dilation distributes over union,
     # so one dilation of (hull | not air) gives both. The edge needs no replication: the disk's rows are
     # centred and shrink away from its middle row, so a replicated pixel is never nearer than its original.
-    grown = cv2.dilate((body_hull(hu) | not_air).astype(np.uint8), disk) > 0
-    return np.asarray(exclusion | grown, dtype=bool)
+    grown: np.ndarray = cv2.dilate((body_hull(hu) | not_air).astype(np.uint8), disk) > 0
+    return grown
+
+
+def with_lesion(fixed: np.ndarray | None, lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
+    """The whole exclusion: `rule_exclusion`'s part (`fixed`) and the lesion dilated by `margin_px`."""
+    exclusion = exclusion_mask(lesion_mask, margin_px)
+    if fixed is None:
+        return exclusion
+    if fixed.shape != exclusion.shape:
+        raise ValueError(f"hu is {fixed.shape}, the lesion mask {exclusion.shape}")
+    return np.asarray(exclusion | fixed, dtype=bool)

@@ -142,6 +142,30 @@ def test_search_result_and_timings(make_sealer: Callable[..., Sealer]) -> None:
     assert peek_header(sealed.envelope)["sbbe"]["sample_shape"] == [8, 16]
 
 
+def test_choose_key_early_gives_the_same_envelope(make_sealer: Callable[..., Sealer], alice: Keys) -> None:
+    late = make_sealer().seal(b"abc", sample=SAMPLE)
+    sealer = make_sealer()
+    sealer.choose_key(SAMPLE)
+    early = sealer.seal(b"abc")
+    assert early.envelope == late.envelope
+    assert open_envelope(early.envelope, alice[0], gateways=GATEWAYS).plaintext == b"abc"
+    # The early search's CPU time counts in the seal: it is sealing work, done before the plaintext existed.
+    assert early.timings["seal"] >= early.timings["search_cpu"] > 0 and "search_cpu" not in late.timings
+
+
+def test_choose_key_at_most_once_and_before_seal(make_sealer: Callable[..., Sealer]) -> None:
+    sealer = make_sealer()
+    sealer.choose_key(SAMPLE)
+    with pytest.raises(RuntimeError, match="already chosen"):
+        sealer.choose_key(SAMPLE)
+    with pytest.raises(ValueError, match="takes no sample"):
+        sealer.seal(b"abc", sample=SAMPLE)
+    sealed = make_sealer()
+    sealed.seal(b"abc")
+    with pytest.raises(RuntimeError, match="already chosen"):
+        sealed.choose_key(SAMPLE)
+
+
 def test_minimal_search_params(make_sealer: Callable[..., Sealer], alice: Keys) -> None:
     data = make_sealer(params=SearchParams(population=1, generations=0)).seal(b"abc", sample=SAMPLE).envelope
     assert open_envelope(data, alice[0], gateways=GATEWAYS).plaintext == b"abc"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pydicom
@@ -11,6 +12,7 @@ from pipeline_samples import GATEWAY, PINNED, ct_slice_as_dicom, npy_bytes, png_
 from pydicom.data import get_testdata_file
 
 from gateway import codecs
+from gateway.crypto.envelope import Sealer, peek_header
 from gateway.crypto.recipients import generate_recipient
 from gateway.crypto.sbbe import SearchParams
 from gateway.errors import CapacityError, InputError, OpenError
@@ -88,6 +90,27 @@ def test_seed_makes_protect_deterministic(lung1, recipient):
     second = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
     third = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"t"), clock=clock).envelope
     assert first == second != third
+
+
+def test_overlap_gives_the_same_envelope_and_scores_the_input_image(lung1, recipient):
+    _, card = recipient
+    data = ct_slice_as_dicom(lung1["image_hu"][10])
+    mask = lung1["lesion_mask"][10]
+    clock = lambda: 1_700_000_000_000_000_000  # noqa: E731
+    inline = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    with ThreadPoolExecutor(1) as overlap:
+        beside = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock, overlap=overlap)
+    assert beside.envelope == inline
+    # The genome is the one the search picks on the input's own pixels (the documented sample: the image
+    # before hiding), so a writer that scored the marked image instead would be told apart here.
+    pixels = codecs.decode(data).pixels
+    message_id = peek_header(inline)["message_id"]
+    rng = SeededRandom(b"s")
+    rng(16)  # the message id
+    sealer = Sealer(card, GATEWAY, message_id=message_id, rng=rng, clock=clock)
+    sealer.choose_key(pixels)
+    expected = peek_header(sealer.seal(b"x").envelope)["sbbe"]["genome"]
+    assert peek_header(inline)["sbbe"]["genome"] == expected
 
 
 def test_wrong_recipient_and_tampering_give_the_one_error(lung1, recipient):
