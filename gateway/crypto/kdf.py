@@ -38,11 +38,15 @@ def hkdf_expand(prk: bytes, info: bytes, length: int = 32) -> bytes:
     if not 1 <= length <= MAX_LENGTH:
         raise ValueError(f"HKDF output length must be 1..{MAX_LENGTH}, got {length}")
     info = bytes(info)
-    out = bytearray()
-    block = b""
-    counter = 1
+    # T(1) and T(2) written out: every key MedShield derives is at most two blocks, and the SBBE search
+    # derives four per candidate, where the general loop's bookkeeping cost as much as the HMACs.
+    first = hmac.digest(prk, info + b"\x01", HASH_NAME)
+    if length <= HASH_LEN:
+        return first[:length]
+    out = first + hmac.digest(prk, first + info + b"\x02", HASH_NAME)
+    block, counter = out[HASH_LEN:], 3
     while len(out) < length:
         block = hmac.digest(prk, block + info + bytes((counter,)), HASH_NAME)
         out += block
         counter += 1
-    return bytes(out[:length])
+    return out[:length]

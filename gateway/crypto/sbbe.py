@@ -139,6 +139,8 @@ def _ctr(k_prk: bytes, tag: bytes):  # type: ignore[no-untyped-def]
 
 
 def _tag(mac_key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    if not aad:  # the search's samples: the one-shot C HMAC, without the hmac object's Python layers
+        return hmac.digest(mac_key, plaintext, "sha256")
     mac = hmac.new(mac_key, aad, "sha256")
     mac.update(plaintext)  # no concatenated copy of a large plaintext
     return mac.digest()
@@ -305,17 +307,25 @@ def fitness_batch(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
 
 
 def _score(secret: bytes, genomes: list[bytes], sample: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """Encrypt the sample and its one-byte-changed twin under each candidate with the real cipher; score."""
+    """Encrypt the sample and its one-byte-changed twin under each candidate with the real cipher; score.
+
+    The cipher is `_seal`'s, written out for many small messages: the CTR keystream is Blowfish-ECB of the
+    big-endian block counters, XORed with the messages in one numpy pass for all candidates. Building a CTR
+    cipher object per message cost more than the key schedule it wraps."""
     s1, s2 = sample.tobytes(), probe.tobytes()
-    shape = (len(genomes),) + sample.shape
-    c1 = np.empty(shape, dtype=np.uint8)
-    c2 = np.empty(shape, dtype=np.uint8)
+    blocks = -(-len(s1) // BLOCK_BYTES)
+    counters = np.arange(blocks, dtype=">u8").tobytes()
     secret_prk = hkdf_extract(b"", secret)
-    for i, genome in enumerate(genomes):
+    streams = []
+    for genome in genomes:
         k_prk = hkdf_extract(b"", _candidate_key(secret_prk, genome))
         mk = _mac_key(k_prk)
-        c1[i] = np.frombuffer(_seal(k_prk, mk, b"", s1)[1], dtype=np.uint8).reshape(sample.shape)
-        c2[i] = np.frombuffer(_seal(k_prk, mk, b"", s2)[1], dtype=np.uint8).reshape(sample.shape)
+        for message in (s1, s2):
+            k_img = hkdf_expand(k_prk, INFO_ENC + _tag(mk, b"", message), KEY_BYTES)
+            streams.append(Blowfish.new(k_img, Blowfish.MODE_ECB).encrypt(counters))
+    keystream = np.frombuffer(b"".join(streams), dtype=np.uint8).reshape(len(genomes), 2, -1)[:, :, : len(s1)]
+    c1 = (keystream[:, 0] ^ sample.reshape(-1)).reshape((len(genomes),) + sample.shape)
+    c2 = (keystream[:, 1] ^ probe.reshape(-1)).reshape((len(genomes),) + sample.shape)
     # Rounded so that summation-order differences between numpy builds cannot reorder candidates.
     return np.round(fitness_batch(c1, c2), 9)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -44,6 +45,26 @@ def recipient_cards(config: GatewayConfig) -> list[RecipientCard]:
     return cards
 
 
+class InFlight:
+    """How many calls are inside `enter()` at once; each learns whether it entered alone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @contextmanager
+    def enter(self) -> Iterator[bool]:
+        """Count this call while inside; yields True when no other call was inside."""
+        with self._lock:
+            self._count += 1
+            alone = self._count == 1
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
 class SegmenterPool:
     """Loaded segmenters handed out one per call: `predict` takes a free one, runs it and gives it back, so no
     two calls share an inference session while there are as many segmenters as concurrent callers (the
@@ -64,8 +85,7 @@ class SegmenterPool:
             self._free.put(segmenter)
         for segmenter in self.alone:
             self._free_alone.put(segmenter)
-        self._lock = threading.Lock()
-        self._running = 0
+        self._in_flight = InFlight()
 
     @property
     def backend(self) -> str:
@@ -74,17 +94,13 @@ class SegmenterPool:
 
     def predict(self, image: object) -> np.ndarray:
         """`Segmenter.predict` on a segmenter no other call is using."""
-        with self._lock:
-            self._running += 1
-            by_itself = self._running == 1
-        free = self._free_alone if by_itself and self.alone else self._free
-        segmenter = free.get()
-        try:
-            return segmenter.predict(image)  # type: ignore[arg-type]
-        finally:
-            free.put(segmenter)
-            with self._lock:
-                self._running -= 1
+        with self._in_flight.enter() as by_itself:
+            free = self._free_alone if by_itself and self.alone else self._free
+            segmenter = free.get()
+            try:
+                return segmenter.predict(image)  # type: ignore[arg-type]
+            finally:
+                free.put(segmenter)
 
 
 def segmenter_pool(config: GatewayConfig) -> SegmenterPool:
@@ -126,27 +142,32 @@ def pipeline_protect_fn(config: GatewayConfig, metrics: GatewayMetrics | None = 
     suite, margin = config.protection.suite, config.protection.stego_margin_px
     # The gateway's device key signs every envelope (the same key signs its ledger: gateway.crypto.origin).
     signer = GatewayKey.load_or_create(config.ledger_key_path, config.gateway.device_id)
-    # One side thread per worker: an image's key search and body mask run there while it is segmented, on
-    # the core its segmentation leaves idle when it is processed alone (pipeline.protect).
-    overlap = ThreadPoolExecutor(max_workers=config.limits.workers, thread_name_prefix="protect-overlap")
+    # An image protected alone has its key search and body mask run on a side thread while it is segmented,
+    # on the core its segmentation leaves partly idle (pipeline.protect). With other images in protection
+    # every core is busy already: the extra thread would only make them share.
+    overlap = ThreadPoolExecutor(max_workers=1, thread_name_prefix="protect-overlap")
+    in_flight = InFlight()
 
     def protect(data: bytes, *, message_id: str, source: Mapping[str, str]) -> list[ProtectedLike]:
-        return [
-            pipeline.protect(
-                data,
-                card,
-                signer=signer,
-                suite=suite,
-                segmenter=segmenter.predict,
-                limits=limits,
-                sbbe_params=params,
-                margin_px=margin,
-                carrier_rule=config.protection.stego_carriers,
-                source=source,
-                message_id=message_id if i == 0 else derived_id(message_id, card.key_id),
-                overlap=overlap,
-            )
-            for i, card in enumerate(cards)
-        ]
+        with in_flight.enter() as alone:
+            return [_protect_one(data, card, i, message_id, source, overlap if alone else None)
+                    for i, card in enumerate(cards)]
+
+    def _protect_one(data: bytes, card: RecipientCard, i: int, message_id: str, source: Mapping[str, str],
+                     side: Executor | None) -> ProtectedLike:
+        return pipeline.protect(
+            data,
+            card,
+            signer=signer,
+            suite=suite,
+            segmenter=segmenter.predict,
+            limits=limits,
+            sbbe_params=params,
+            margin_px=margin,
+            carrier_rule=config.protection.stego_carriers,
+            source=source,
+            message_id=message_id if i == 0 else derived_id(message_id, card.key_id),
+            overlap=side,
+        )
 
     return protect

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.config import parse_config
-from gateway.daemon.protect import SegmenterPool, segmenter_pool
+from gateway.daemon.protect import InFlight, SegmenterPool, segmenter_pool
 from gateway.inference._ort import default_threads
 from gateway.segment import Segmenter
 
@@ -90,3 +90,26 @@ def test_concurrent_calls_never_share_a_session(shared_data: Path, sessions: int
         assert watched[-1].calls == before + 1
     with pytest.raises(ValueError):
         SegmenterPool([])
+
+
+def test_in_flight_tells_a_call_whether_it_entered_alone() -> None:
+    in_flight = InFlight()
+    inside, release = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with in_flight.enter() as alone:
+            seen.append(alone)
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(10)
+    with in_flight.enter() as alone:
+        seen.append(alone)  # entered while the first is inside
+    release.set()
+    thread.join()
+    with in_flight.enter() as alone:
+        seen.append(alone)  # the first has left
+    assert seen == [True, False, True]
