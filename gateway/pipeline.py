@@ -5,7 +5,8 @@ Stages (each a pure function elsewhere; this module only composes them and times
     decode ▸ keys ▸ segment ▸ hide (stamp + lesion mask into carrier LSBs) ▸ pack (encode + compress) ▸ seal
     (encrypt ▸ sign)
 
-The SBBE key search, the carrier rule's body mask and the pixel digest need no lesion mask: they run beside
+The SBBE key search, the carrier rule's body mask, the pixel digest and the marked file's metadata (a DICOM
+derived object is written ahead, its pixels spliced in after hiding) need no lesion mask: they run beside
 the segmenter when the caller gives an executor (`overlap`), on the core that an image segmented alone
 leaves partly idle, and first otherwise; the envelope is the same.
 
@@ -109,8 +110,8 @@ def protect(
     be protected and `CapacityError` when the payload does not fit the carriers; nothing is written anywhere.
 
     `overlap`: an executor on which the work that needs no lesion mask (the key search, the carrier rule's
-    body mask, the pixel digest) runs while the image is segmented; without one it runs first, in the
-    caller's thread. The envelope is the same either way.
+    body mask, the pixel digest, the marked file but for its pixels) runs while the image is segmented;
+    without one it runs first, in the caller's thread. The envelope is the same either way.
     """
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -131,7 +132,7 @@ def protect(
     lap("keys")
     # What does not need the lesion mask runs beside the segmenter (on `overlap`, if given): the key search
     # scores on the image's own central crop, and the carrier rule's body and air masks read only the pixels.
-    early = _start(overlap, _before_mask, sealer, image, carrier_rule)
+    early = _start(overlap, _before_mask, sealer, image, carrier_rule, message_id)
 
     if mask is None:
         assert segmenter is not None
@@ -143,9 +144,9 @@ def protect(
         )
     lap("segment")
 
-    fixed_exclusion, pixel_digest = early()
+    prepared = early()
     timestamp_ns = clock()
-    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, pixel_digest, message_id)
+    stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, prepared.pixel_digest, message_id)
     payload = HiddenPayload(
         message_id=message_id,
         timestamp_ns=timestamp_ns,
@@ -153,14 +154,14 @@ def protect(
         lesion_mask=lesion,
         source_ref=image.source_ref,
     )
-    exclusion = with_lesion(fixed_exclusion, lesion, margin_px)
+    exclusion = with_lesion(prepared.fixed_exclusion, lesion, margin_px)
     try:
         marked, record = stego.embed(image.pixels, exclusion, payload.to_bytes(), sealer.derive(ORDER_LABEL))
     except CapacityError as exc:
         raise CapacityError(f"{exc} (carrier rule {carrier_rule!r}: {CARRIER_RULE_MEANING[carrier_rule]})") from None
     lap("hide")
 
-    marked_bytes = codecs.encode_marked(image, marked, message_id)
+    marked_bytes = prepared.write_marked(marked)
     meta = {
         "content": {
             "format": image.format,
@@ -243,12 +244,26 @@ def _unpack_opened(opened: OpenedEnvelope, restore_original: bool, limits: codec
     )
 
 
-def _before_mask(sealer: Sealer, image: codecs.DecodedImage, carrier_rule: str) -> tuple[np.ndarray | None, bytes]:
+@dataclass(frozen=True)
+class _BeforeMask:
+    """What `protect` prepares without the lesion mask (`_before_mask`)."""
+
+    fixed_exclusion: np.ndarray | None
+    pixel_digest: bytes
+    write_marked: Callable[[np.ndarray], bytes]
+
+
+def _before_mask(sealer: Sealer, image: codecs.DecodedImage, carrier_rule: str, message_id: str) -> _BeforeMask:
     """The work of `protect` that needs no lesion mask: the sealer's key search on the image, the carrier
-    rule's lesion-independent exclusion, and the digest of the original pixels that the stamp binds."""
+    rule's lesion-independent exclusion, the digest of the original pixels that the stamp binds, and the
+    marked file but for its pixels."""
     sealer.choose_key(image.pixels)
     hu = _hu_estimate(image) if carrier_rule != "non-lesion" else None
-    return rule_exclusion(carrier_rule, hu), pixel_sha256(image.pixels)
+    return _BeforeMask(
+        fixed_exclusion=rule_exclusion(carrier_rule, hu),
+        pixel_digest=pixel_sha256(image.pixels),
+        write_marked=codecs.marked_writer(image, message_id),
+    )
 
 
 def _start(executor: Executor | None, fn: Callable[..., T], *args: Any) -> Callable[[], T]:

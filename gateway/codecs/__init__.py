@@ -10,6 +10,8 @@ is an `InputError` whose `reason` is one of:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from gateway.codecs import dicom, npy, png
@@ -69,6 +71,14 @@ def encode_marked(image: DecodedImage, pixels: np.ndarray, message_id: str) -> b
     if image.format == "dicom":
         return dicom.derive(image, pixels, message_id)
     return encode(image, pixels)
+
+
+def marked_writer(image: DecodedImage, message_id: str) -> Callable[[np.ndarray], bytes]:
+    """`encode_marked(image, ·, message_id)` with what needs no marked pixels done now: a DICOM derived
+    object is written ahead and the pixels spliced in (`dicom.derive_later`); other formats wait for them."""
+    if image.format == "dicom":
+        return dicom.derive_later(image, message_id)
+    return lambda pixels: encode(image, pixels)
 
 
 def rebuild(recipe: bytes, pixels: np.ndarray) -> bytes:

@@ -34,6 +34,7 @@ import struct
 import uuid
 import warnings
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -351,7 +352,7 @@ def _with_pixels(image: DecodedImage, pixels: np.ndarray) -> Any:
     syntax = ds.file_meta.TransferSyntaxUID
     # deepcopy shares the (immutable) Pixel Data bytes, so this copies metadata only.
     out = copy.deepcopy(ds)
-    new = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
+    new = _little_endian_words(pixels)
     if syntax in (IMPLICIT_LE, EXPLICIT_LE):
         # Keep whatever follows the pixels (the pad byte of an odd length) exactly as it was.
         old = ds.PixelData
@@ -394,6 +395,54 @@ def derive(image: DecodedImage, pixels: np.ndarray, message_id: str) -> bytes:
     by the source's Series Instance UID, so a whole marked series shares one derived series. Study and Frame
     of Reference are kept (same patient, same geometry).
     """
+    return _write(_derived_dataset(image, pixels, message_id))
+
+
+def derive_later(image: DecodedImage, message_id: str) -> Callable[[np.ndarray], bytes]:
+    """`derive(image, ·, message_id)` with the file written now and the pixels spliced in when they come.
+
+    The derived object is written with the original pixels; its Pixel Data holds them as little-endian words,
+    which the marked ones replace. Where that value is not found where it should be, this falls back to
+    `derive`.
+    """
+    ds = _derived_dataset(image, image.pixels, message_id)
+    data, value = _write(ds), bytes(ds.PixelData)
+    # What follows Pixel Data (Data Set Trailing Padding, say), written as the file writes it, gives the offset.
+    start = len(data) - _written_length(ds, [tag for tag in ds.keys() if int(tag) > PIXEL_DATA]) - len(value)
+    if data[start : start + len(value)] != value:
+        return lambda pixels: derive(image, pixels, message_id)
+    head, tail = data[:start], data[start + image.pixels.nbytes :]
+
+    def splice(pixels: np.ndarray) -> bytes:
+        pixels = check_new_pixels(image, pixels)
+        return head + _little_endian_words(pixels) + tail
+
+    return splice
+
+
+def _written_length(ds: Any, tags: list[Any]) -> int:
+    """How many bytes the top-level elements `tags` of `ds` take in its file (little endian, its own VR mode)."""
+    if not tags:
+        return 0
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = ds.file_meta.TransferSyntaxUID == IMPLICIT_LE
+    part = Dataset({tag: ds[tag] for tag in tags})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_dataset(buffer, part)
+    return len(buffer.getvalue())
+
+
+def _little_endian_words(pixels: np.ndarray) -> bytes:
+    return pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _derived_dataset(image: DecodedImage, pixels: np.ndarray, message_id: str) -> Any:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -426,7 +475,7 @@ def derive(image: DecodedImage, pixels: np.ndarray, message_id: str) -> bytes:
     reference.ReferencedSOPInstanceUID = source_sop
     reference.PurposeOfReferenceCodeSequence = Sequence([purpose])
     ds.SourceImageSequence = Sequence([reference])
-    return _write(ds)
+    return ds
 
 
 def _sop_instance_uid(ds: Any) -> str:

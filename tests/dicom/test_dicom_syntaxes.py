@@ -236,3 +236,18 @@ def test_a_jpeg_frame_must_be_what_the_data_set_says(dcmtk_files):
         with pytest.raises(InputError) as info:
             codecs.decode(data)
         assert info.value.reason == "malformed" and "frame header" in str(info.value)
+
+
+@pytest.mark.parametrize(("syntax", "name"), CASES, ids=[name for _, name in CASES])
+def test_marked_file_written_ahead_equals_the_derived_object(syntax, name, dcmtk_files, monkeypatch):
+    image = codecs.decode(real_file(name, dcmtk_files).read_bytes())
+    marked = image.pixels ^ np.asarray(1, image.pixels.dtype)  # every pixel's low bit changed
+    message_id = "00000000-0000-4000-8000-000000000001"
+    expected = codecs.encode_marked(image, marked, message_id)
+    write = codecs.marked_writer(image, message_id)
+
+    def not_again(*args: object) -> bytes:
+        raise AssertionError("the marked pixels were not spliced in: the file was derived again")
+
+    monkeypatch.setattr(dicom, "derive", not_again)
+    assert write(marked) == expected
