@@ -65,10 +65,11 @@ class SearchParams:
 
     `population` N (paper: 20-50), `generations` G, `offspring` new genomes per generation (None: N/2,
     rounded up), `sample_side`: the fitness sample is the central crop of at most side×side pixels. The
-    defaults (20, 1, 6, 32) score 26 candidates; each costs two Blowfish key schedules (about 0.05 ms each on
-    a 2-core EPYC), which dominate. One generation keeps the population at the paper's lower bound (N 20-50)
-    and every operator in play; three generations (50 candidates) took 12-14 ms under daemon load, and with 10
-    offspring (30 candidates) the seal took 10.4 ms p50 in the daemon's bursts (benchmarks/results/daemon-s5),
+    defaults (20, 1, 6, 32) score 26 candidates; each costs two Blowfish key schedules (about 0.03 ms each on
+    a 2-core EPYC), which dominate: about 5.5 ms a search. One generation keeps the population at the
+    paper's lower bound (N 20-50) and every operator in play; three generations (50 candidates) took 12-14 ms
+    under daemon load, and with 10 offspring (30 candidates) the seal took 10.4 ms p50 in the daemon's bursts
+    (benchmarks/results/daemon-s5),
     above the 10 ms aim. Opening needs only the genome, so envelopes sealed with any settings open.
     """
 
