@@ -8,7 +8,7 @@ Stages (each a pure function elsewhere; this module only composes them and times
 The SBBE key search, the carrier rule's body mask, the pixel digest and the marked file's metadata (a DICOM
 derived object is written ahead, its pixels spliced in after hiding) need no lesion mask: they run beside
 the segmenter when the caller gives an executor (`overlap`), on the core that an image segmented alone
-leaves partly idle, and first otherwise; the envelope is the same.
+leaves partly idle, and after it otherwise; the envelope is the same.
 
 Per-message keys for the hiding stage (pixel order, timestamp MAC) come from the envelope's message secret, so
 only the recipient can locate or verify the hidden payload, and nothing the gateway keeps can recompute them.
@@ -111,7 +111,7 @@ def protect(
 
     `overlap`: an executor on which the work that needs no lesion mask (the key search, the carrier rule's
     body mask, the pixel digest, the marked file but for its pixels) runs while the image is segmented;
-    without one it runs first, in the caller's thread. The envelope is the same either way.
+    without one it runs in the caller's thread once the mask is there. The envelope is the same either way.
     """
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -130,8 +130,9 @@ def protect(
     message_id = message_id or str(uuid.UUID(bytes=rng(16), version=4))
     sealer = Sealer(card, signer, suite, message_id, rng=rng, clock=clock, params=sbbe_params)
     lap("keys")
-    # What does not need the lesion mask runs beside the segmenter (on `overlap`, if given): the key search
-    # scores on the image's own central crop, and the carrier rule's body and air masks read only the pixels.
+    # What does not need the lesion mask runs beside the segmenter on `overlap` (without one, after it): the
+    # key search scores on the image's own central crop, and the carrier rule's body and air masks read only
+    # the pixels.
     early = _start(overlap, _before_mask, sealer, image, carrier_rule, message_id)
 
     if mask is None:
@@ -145,6 +146,9 @@ def protect(
     lap("segment")
 
     prepared = early()
+    if overlap is None:
+        # Run just now in this thread: its parts are added to the stages they belong to below, not to this lap.
+        tick = time.perf_counter()
     timestamp_ns = clock()
     stamp = make_stamp(sealer.derive(STAMP_LABEL), timestamp_ns, prepared.pixel_digest, message_id)
     payload = HiddenPayload(
@@ -160,6 +164,8 @@ def protect(
     except CapacityError as exc:
         raise CapacityError(f"{exc} (carrier rule {carrier_rule!r}: {CARRIER_RULE_MEANING[carrier_rule]})") from None
     lap("hide")
+    if overlap is None:
+        timings["hide"] += prepared.hide_s
 
     marked_bytes = prepared.write_marked(marked)
     meta = {
@@ -174,6 +180,8 @@ def protect(
     box = container.Container(marked=marked_bytes, record=record.to_bytes(), meta=meta, recipe=image.recipe or b"")
     plaintext = container.pack(box, compression)
     lap("pack")
+    if overlap is None:
+        timings["pack"] += prepared.pack_s
 
     sealed = sealer.seal(plaintext, compression=compression)
     lap("seal")
@@ -251,6 +259,10 @@ class _BeforeMask:
     fixed_exclusion: np.ndarray | None
     pixel_digest: bytes
     write_marked: Callable[[np.ndarray], bytes]
+    hide_s: float
+    """How long the exclusion and the digest took (hiding work)."""
+    pack_s: float
+    """How long writing the marked file ahead took (packing work)."""
 
 
 def _before_mask(sealer: Sealer, image: codecs.DecodedImage, carrier_rule: str, message_id: str) -> _BeforeMask:
@@ -258,19 +270,19 @@ def _before_mask(sealer: Sealer, image: codecs.DecodedImage, carrier_rule: str, 
     rule's lesion-independent exclusion, the digest of the original pixels that the stamp binds, and the
     marked file but for its pixels."""
     sealer.choose_key(image.pixels)
+    t0 = time.perf_counter()
     hu = _hu_estimate(image) if carrier_rule != "non-lesion" else None
-    return _BeforeMask(
-        fixed_exclusion=rule_exclusion(carrier_rule, hu),
-        pixel_digest=pixel_sha256(image.pixels),
-        write_marked=codecs.marked_writer(image, message_id),
-    )
+    fixed_exclusion, pixel_digest = rule_exclusion(carrier_rule, hu), pixel_sha256(image.pixels)
+    t1 = time.perf_counter()
+    write_marked = codecs.marked_writer(image, message_id)
+    return _BeforeMask(fixed_exclusion, pixel_digest, write_marked, hide_s=t1 - t0, pack_s=time.perf_counter() - t1)
 
 
 def _start(executor: Executor | None, fn: Callable[..., T], *args: Any) -> Callable[[], T]:
-    """`fn(*args)` submitted to `executor` (run here and now without one); call the result for its value."""
+    """`fn(*args)` submitted to `executor`, or, without one, run in the caller's thread when the result is
+    called (once) for its value."""
     if executor is None:
-        value = fn(*args)
-        return lambda: value
+        return lambda: fn(*args)
     return executor.submit(fn, *args).result
 
 

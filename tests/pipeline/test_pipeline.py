@@ -81,36 +81,35 @@ def test_generated_png_and_npy_round_trips(dtype, side, recipient):
         assert (codecs.decode(opened.marked).pixels != pixels).any()
 
 
+SLICE = 10
+FIXED_CLOCK = lambda: 1_700_000_000_000_000_000  # noqa: E731
+
+
+def _seeded(lung1, card, seed: bytes, **kw):  # type: ignore[no-untyped-def]
+    data = ct_slice_as_dicom(lung1["image_hu"][SLICE])
+    mask = lung1["lesion_mask"][SLICE]
+    return protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(seed), clock=FIXED_CLOCK, **kw).envelope
+
+
 def test_seed_makes_protect_deterministic(lung1, recipient):
     _, card = recipient
-    data = ct_slice_as_dicom(lung1["image_hu"][10])
-    mask = lung1["lesion_mask"][10]
-    clock = lambda: 1_700_000_000_000_000_000  # noqa: E731
-    first = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
-    second = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
-    third = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"t"), clock=clock).envelope
+    first, second, third = (_seeded(lung1, card, seed) for seed in (b"s", b"s", b"t"))
     assert first == second != third
 
 
 def test_overlap_gives_the_same_envelope_and_scores_the_input_image(lung1, recipient):
     _, card = recipient
-    data = ct_slice_as_dicom(lung1["image_hu"][10])
-    mask = lung1["lesion_mask"][10]
-    clock = lambda: 1_700_000_000_000_000_000  # noqa: E731
-    inline = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock).envelope
+    inline = _seeded(lung1, card, b"s")
     with ThreadPoolExecutor(1) as overlap:
-        beside = protect(data, card, signer=GATEWAY, mask=mask, rng=SeededRandom(b"s"), clock=clock, overlap=overlap)
-    assert beside.envelope == inline
+        assert _seeded(lung1, card, b"s", overlap=overlap) == inline
     # The genome is the one the search picks on the input's own pixels (the documented sample: the image
     # before hiding), so a writer that scored the marked image instead would be told apart here.
-    pixels = codecs.decode(data).pixels
-    message_id = peek_header(inline)["message_id"]
+    pixels = codecs.decode(ct_slice_as_dicom(lung1["image_hu"][SLICE])).pixels
     rng = SeededRandom(b"s")
     rng(16)  # the message id
-    sealer = Sealer(card, GATEWAY, message_id=message_id, rng=rng, clock=clock)
+    sealer = Sealer(card, GATEWAY, message_id=peek_header(inline)["message_id"], rng=rng, clock=FIXED_CLOCK)
     sealer.choose_key(pixels)
-    expected = peek_header(sealer.seal(b"x").envelope)["sbbe"]["genome"]
-    assert peek_header(inline)["sbbe"]["genome"] == expected
+    assert peek_header(inline)["sbbe"]["genome"] == peek_header(sealer.seal(b"x").envelope)["sbbe"]["genome"]
 
 
 def test_wrong_recipient_and_tampering_give_the_one_error(lung1, recipient):
