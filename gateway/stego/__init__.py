@@ -75,19 +75,36 @@ def exclusion_mask(lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
     margin = int(margin_px)
     if margin == 0 or not lesion.any():
         return np.array(lesion, dtype=bool)
-    import cv2
-
-    yy, xx = np.mgrid[-margin : margin + 1, -margin : margin + 1]
-    disk = ((yy * yy + xx * xx) <= margin * margin).astype(np.uint8)
-    # Only the lesion's bounding box grown by the margin can change: dilate that window, not the whole image.
+    # Only the lesion's bounding box grown by the margin can change: grow that window, not the whole image.
     rows = np.flatnonzero(lesion.any(axis=1))
     cols = np.flatnonzero(lesion.any(axis=0))
     top, bottom = max(0, rows[0] - margin), min(lesion.shape[0], rows[-1] + margin + 1)
     left, right = max(0, cols[0] - margin), min(lesion.shape[1], cols[-1] + margin + 1)
-    window = lesion[top:bottom, left:right].astype(np.uint8)
     out = np.zeros(lesion.shape, dtype=bool)
-    out[top:bottom, left:right] = cv2.dilate(window, disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
+    out[top:bottom, left:right] = grow(lesion[top:bottom, left:right], margin)
     return out
+
+
+_DISTANCE_FROM_RADIUS = 16
+"""From this radius on, `grow` thresholds a distance transform, whose cost does not depend on the radius;
+below it the dilation, whose cost grows with the disk's area, is the faster (measured at 512² to 4096²)."""
+
+
+def grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Bool: every pixel within Euclidean distance `radius` of a nonzero pixel of the 2-D `mask` (the dilation
+    by the disk of lattice points x² + y² ≤ radius²; nothing outside the image counts)."""
+    import cv2
+
+    marked = np.asarray(mask) != 0
+    if radius >= _DISTANCE_FROM_RADIUS:
+        # Exact Euclidean distance to the nearest marked pixel (DIST_MASK_PRECISE), so `<= radius` is the same set.
+        distance = cv2.distanceTransform((~marked).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        grown: np.ndarray = distance <= radius
+        return grown
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = ((yy * yy + xx * xx) <= radius * radius).astype(np.uint8)
+    dilated: np.ndarray = cv2.dilate(marked.astype(np.uint8), disk, borderType=cv2.BORDER_CONSTANT, borderValue=0) != 0
+    return dilated
 
 
 def capacity_bytes(exclusion: np.ndarray) -> int:

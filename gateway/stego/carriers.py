@@ -5,8 +5,9 @@ every pixel outside the predicted lesion and its safety margin) a missed tumour 
 least significant bits are overwritten. The default rule does not bet the tumour on the model:
 
 - `outside-body` (default): carriers only in the air around the patient. The body is the convex hull of
-  everything denser than `BODY_HU` (patient, table, clothing, arms), grown by `body_margin_px`; the hull holds the
-  lungs and every lesion whatever the segmenter says, even when the scanner's field of view cuts the body.
+  everything denser than `BODY_HU` (patient, table, clothing, arms), grown by `body_margin_px` (every pixel
+  within that Euclidean distance, `gateway.stego.grow`); the hull holds the lungs and every lesion whatever
+  the segmenter says, even when the scanner's field of view cuts the body.
   Where the field of view cuts the patient the hull is open at the image edge, so a carrier must also lie
   where every pixel within that margin reads as air (below `AIR_HU`; lung and tumours never do). The
   predicted lesion and its margin stay excluded as well. An image with no air around the body (a
@@ -23,7 +24,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
-from gateway.stego import exclusion_mask
+from gateway.stego import exclusion_mask, grow
 
 CarrierRule = Literal["outside-body", "non-lesion"]
 CARRIER_RULES: tuple[str, ...] = get_args(CarrierRule)
@@ -90,18 +91,16 @@ def rule_exclusion(rule: str, hu: np.ndarray | None = None) -> np.ndarray | None
     if hu is None:
         raise ValueError("the outside-body carrier rule needs the image in Hounsfield units")
     hu = np.asarray(hu, np.float32)
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * body_margin_px(hu.shape) + 1,) * 2)
     # A carrier's whole neighbourhood must be air as well: where the field of view cuts the patient (a slice
     # cropped around the spine, say) the hull is open at the image edge and the lungs lie outside it. Lung
     # parenchyma reads about -850 HU and every lesion, faint ground glass included, more; air about -1000.
     # The smoothing keeps scanner noise in the air from breaking it up.
     not_air = ~(cv2.GaussianBlur(hu, (0, 0), 1.5) < AIR_HU)
-    # Excluded: the body hull grown by the disk, and every pixel whose disk neighbourhood (the image edge
-    # replicated) is not all air. Both are dilations by the same disk, and dilation distributes over union,
-    # so one dilation of (hull | not air) gives both. The edge needs no replication: the disk's rows are
+    # Excluded: the body hull grown by the margin, and every pixel whose neighbourhood within the margin (the
+    # image edge replicated) is not all air. Both are growths by the same disk, and growth distributes over
+    # union, so one growth of (hull | not air) gives both. The edge needs no replication: the disk's rows are
     # centred and shrink away from its middle row, so a replicated pixel is never nearer than its original.
-    grown: np.ndarray = cv2.dilate((body_hull(hu) | not_air).astype(np.uint8), disk) > 0
-    return grown
+    return grow(body_hull(hu) | not_air, body_margin_px(hu.shape))
 
 
 def with_lesion(fixed: np.ndarray | None, lesion_mask: np.ndarray, margin_px: int) -> np.ndarray:
