@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from gateway.image_metrics.cipher import bit_depth
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
@@ -19,11 +21,10 @@ def peak_value(pixels: np.ndarray, given: float | None = None) -> float:
         if not given > 0:
             raise ValueError("data_range must be positive")
         return float(given)
-    if pixels.dtype == np.uint8:
-        return 255.0
-    if pixels.dtype == np.uint16:
-        return 65535.0
-    raise ValueError(f"give data_range for {pixels.dtype} images")
+    try:
+        return float((1 << bit_depth(pixels)) - 1)
+    except ValueError:
+        raise ValueError(f"give data_range for {pixels.dtype} images") from None
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
