@@ -50,6 +50,11 @@ def test_quick_run_measures_every_variant_floor_and_phase(quick_run: Path) -> No
         sum(result["floors_ms"][n]["p50"] for n in summary["sum_of_floors_terms"])
     )
     assert summary["e2e_p50_over_sum_of_floors"] > 0 and summary["images_per_s_over_cpu_floor_capacity"] > 0
+    # The bound that cannot flatter: the model's term is the smaller of its floor and the daemon's own stage.
+    model, segment = result["floors_ms"]["model alone"]["p50"], current["stages_ms_p50"]["latency"]["segment"]
+    lower = summary["sum_of_floors_ms"] - model + min(model, segment)
+    assert summary["e2e_p50_over_sum_of_floors_lower_model"] == pytest.approx(current["latency_ms"]["p50"] / lower)
+    assert summary["e2e_p50_over_sum_of_floors_lower_model"] >= summary["e2e_p50_over_sum_of_floors"]
     assert result["machine"]["usable_cores"] >= 1 and len(result["load_average"]["before"]) == 3
     assert "unsigned" in result["inputs"]["format"] and result["inputs"]["distinct_slices"] >= 48
     assert result["overload"]["images"] == 6
