@@ -129,7 +129,6 @@ def predict_prob(model: torch.nn.Module, inputs: np.ndarray, batch: int = 8) -> 
     return np.concatenate(out)
 
 
-@torch.no_grad()
 def load_training_pool(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The training split of `data` as crops are drawn from it: (x, y, hard-negative masks or None, indices of
     the slices with a lesion, indices of the slices with a hard-negative organ)."""
@@ -142,6 +141,7 @@ def load_training_pool(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray |
     return x, y, hard, lesion_idx, hard_idx
 
 
+@torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """Re-estimate every BatchNorm's running statistics as a plain average over `batches`.
 
