@@ -69,8 +69,8 @@ class SearchParams:
     a 2-core EPYC), which dominate: about 5.5 ms a search. One generation keeps the population at the
     paper's lower bound (N 20-50) and every operator in play; three generations (50 candidates) took 12-14 ms
     under daemon load, and with 10 offspring (30 candidates) the seal took 10.4 ms p50 in the daemon's bursts
-    (benchmarks/results/daemon-s5),
-    above the 10 ms aim. Opening needs only the genome, so envelopes sealed with any settings open.
+    (benchmarks/results/daemon-s5), above the 10 ms aim. Opening needs only the genome, so envelopes sealed
+    with any settings open.
     """
 
     population: int = 20
