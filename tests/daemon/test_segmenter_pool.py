@@ -113,3 +113,43 @@ def test_in_flight_tells_a_call_whether_it_entered_alone() -> None:
     with in_flight.enter() as alone:
         seen.append(alone)  # the first has left
     assert seen == [True, False, True]
+
+
+
+def test_the_daemon_protects_an_image_alone_with_the_side_thread_and_others_without(
+        tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import pipeline
+    from gateway.crypto.recipients import generate_recipient, save_recipient
+    from gateway.daemon import pipeline_protect_fn
+    from gateway.rng import SeededRandom
+    from medshield_tools.scanner_sim import dicom_from_hu
+
+    _, card = save_recipient(tmp_path, generate_recipient("pool-rx", SeededRandom(b"pool"))[0])
+    config = parse_config({"gateway": {"device_id": "gw-pool", "state_dir": str(tmp_path / "state")},
+                           "protection": {"recipients": [str(card)]}, "limits": {"workers": 2}}, environ={})
+    protect = pipeline_protect_fn(config)
+    real_protect, seen = pipeline.protect, []
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def watched(*args, overlap=None, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(overlap)
+        if len(seen) == 1:  # the first image stays in protection until the second has been protected
+            first_inside.set()
+            second_done.wait(60)
+        return real_protect(*args, overlap=overlap, **kwargs)
+
+    monkeypatch.setattr(pipeline, "protect", watched)
+    with np.load(shared_data / "ct" / "lung1.npz") as npz:
+        data = dicom_from_hu(npz["image_hu"][30], instance=30)
+
+    def one(n: int) -> None:
+        protect(data, message_id=f"00000000-0000-4000-8000-{n:012d}", source={"topic": "t"})
+
+    first = threading.Thread(target=one, args=(1,))
+    first.start()
+    assert first_inside.wait(60)
+    one(2)  # while the first is in protection
+    second_done.set()
+    first.join(60)
+    one(3)  # alone again
+    assert [overlap is not None for overlap in seen] == [True, False, True]
