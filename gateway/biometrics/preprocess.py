@@ -1,6 +1,7 @@
 """What a real capture goes through before MSE-Net sees it (numpy + OpenCV only; shared with training).
 
-Fingerprint: to grey; foreground (ridge area) from local contrast; the ridge orientation field from smoothed
+Fingerprint: to grey; a capture with little contrast is stretched to the full grey range, and one whose ridge
+period says it is not 500 dpi is resampled to 500 dpi; foreground (ridge area) from local contrast; the ridge orientation field from smoothed
 gradient structure tensors; pose normalisation: the rotation that makes the finger's long axis (second moments
 of the foreground) vertical, and the translation that puts the core (the loop or whorl centre: the point
 where the orientation field turns by +180° around a small circle, Poincaré index +1/2, nearest the print's
@@ -73,6 +74,12 @@ _ORIENT_SIGMA = 7.0  # px: smoothing of the structure tensor (about one ridge pe
 _RIDGE_PERIOD = 8.5  # px at 500 dpi, typical adult ridge period (measured 7.8-9.2 on the real prints)
 _N_GABOR = 16
 _MAX_TILT_DEG = 45.0  # a finger on a platen is never more than this far off vertical
+# Ridge periods an adult finger shows at 500 dpi (0.33-0.64 mm). A capture whose measured period lies outside
+# comes from a sensor or scan of another resolution (inked cards scanned at 250 dpi show 4-5.5 px) and is
+# resampled to _RIDGE_PERIOD; captures inside are left as they are, so 500 dpi captures keep their bits.
+_PLAUSIBLE_PERIOD = (6.5, 12.5)
+_LOW_CONTRAST = 128  # grey levels between the 1st and 99th percentile below which a capture is stretched
+_PERIOD_BLOCK = 64
 
 
 def _foreground(g: np.ndarray) -> np.ndarray:
@@ -83,6 +90,56 @@ def _foreground(g: np.ndarray) -> np.ndarray:
     # Close the gaps between ridges and drop specks so moments describe the finger, not noise.
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     return cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8)).astype(bool)
+
+
+def ridge_period(g: np.ndarray, fg: np.ndarray) -> float | None:
+    """Ridge period (px) of the print: the peak, refined by a parabola, of the radial power profile summed over
+    the blocks at least three quarters in the foreground, between periods of 3 and 20 px. None without such blocks."""
+    b = _PERIOD_BLOCK
+    h, w = g.shape
+    starts = [(y, x) for y in range(0, h - b + 1, b) for x in range(0, w - b + 1, b)
+              if fg[y:y + b, x:x + b].mean() >= 0.75]
+    if not starts:
+        return None
+    blocks = np.stack([g[y:y + b, x:x + b] for y, x in starts]).astype(np.float64)
+    blocks = (blocks - blocks.mean(axis=(1, 2), keepdims=True)) * np.outer(np.hanning(b), np.hanning(b))
+    power = (np.abs(np.fft.fft2(blocks)) ** 2).sum(axis=0)
+    f = np.fft.fftfreq(b) * b  # cycles per block
+    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    rings = np.rint(radius).astype(int)
+    profile = np.bincount(rings.ravel(), power.ravel()) / np.maximum(np.bincount(rings.ravel()), 1)
+    lo, hi = int(np.ceil(b / 20)), int(b / 3)
+    k = lo + int(np.argmax(profile[lo:hi + 1]))
+    if lo < k < len(profile) - 1:
+        a, c, e = profile[k - 1], profile[k], profile[k + 1]
+        denom = a - 2 * c + e
+        k_ref = k + (0.5 * (a - e) / denom if denom < 0 else 0.0)
+    else:
+        k_ref = float(k)
+    return float(b / k_ref)
+
+
+def fingerprint_grey(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The capture as float32 grey at 500 dpi with full contrast, and its foreground; BiometricError when no
+    ridge area is found. A capture with less than half the grey range is stretched to it (dim sensors, faint
+    scans); one whose ridge period is implausible at 500 dpi is resampled (see _PLAUSIBLE_PERIOD)."""
+    g = load_capture(img).astype(np.float32)
+    lo, hi = np.percentile(g, (1, 99))
+    if hi - lo < _LOW_CONTRAST:
+        g = np.clip((g - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.float32)
+    fg = _foreground(g)
+    period = ridge_period(g, fg) if fg.any() else None
+    if period is not None and not _PLAUSIBLE_PERIOD[0] <= period <= _PLAUSIBLE_PERIOD[1]:
+        scale = _RIDGE_PERIOD / period
+        size = (round(g.shape[1] * scale), round(g.shape[0] * scale))
+        if max(size) > MAX_SIDE or min(size) < 32:
+            raise BiometricError("bad_capture", "fingerprint capture is too large or too small once brought to 500 dpi")
+        resized = cv2.resize(g, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        g = np.clip(resized, 0, 255).astype(np.float32)
+        fg = _foreground(g)
+    if fg.sum() < 0.02 * fg.size:
+        raise BiometricError("no_fingerprint", "no fingerprint ridge area found in the capture")
+    return g, fg
 
 
 def orientation_field(g: np.ndarray, sigma: float = _ORIENT_SIGMA) -> tuple[np.ndarray, np.ndarray]:
@@ -174,19 +231,12 @@ def _pose(g: np.ndarray, fg: np.ndarray) -> tuple[float, float, float]:
 
 def fingerprint_pose(img: np.ndarray) -> tuple[float, float, float]:
     """(x, y, tilt in degrees) of the window fingerprint_input cuts: core (or centre) and finger axis."""
-    g = load_capture(img).astype(np.float32)
-    fg = _foreground(g)
-    if fg.sum() < 0.02 * fg.size:
-        raise BiometricError("no_fingerprint", "no fingerprint ridge area found in the capture")
-    return _pose(g, fg)
+    return _pose(*fingerprint_grey(img))
 
 
 def fingerprint_input(img: np.ndarray) -> np.ndarray:
     """Network input (1, 96, 96) float32 from a grey fingerprint image (dark ridges on light)."""
-    g = load_capture(img).astype(np.float32)
-    fg = _foreground(g)
-    if fg.sum() < 0.02 * fg.size:
-        raise BiometricError("no_fingerprint", "no fingerprint ridge area found in the capture")
+    g, fg = fingerprint_grey(img)
     cx, cy, tilt = _pose(g, fg)
     half = FINGERPRINT_WINDOW / 2
     # One affine map: rotate about the core by -tilt, then move the core to the window centre.

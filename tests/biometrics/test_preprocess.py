@@ -102,3 +102,57 @@ def test_generated_impressions_look_like_the_real_sensor(shared_data: Path) -> N
     lo_r, hi_r = min(r[0] for r in real) - 0.1, max(r[0] for r in real) + 0.1
     assert all(lo_r <= g[0] <= hi_r for g in gen), gen
     assert 0.25 <= float(np.mean([g[1] for g in gen])) <= 0.55
+
+
+NIST_LOOP = Path(__file__).parent / "data" / "nist_loop_right.jpg"
+
+
+def test_captures_of_a_500_dpi_sensor_with_full_contrast_are_left_as_they_are(shared_data: Path) -> None:
+    # Profiles enrolled before the capture normalisation keep their bits: nothing changes for such captures.
+    from gateway.biometrics.preprocess import fingerprint_grey
+
+    for img in [*fingerprint.impressions(21, 2),
+                load_capture((shared_data / "fingerprints" / "p2_1.png").read_bytes())]:
+        g, _ = fingerprint_grey(img)
+        assert np.array_equal(g, load_capture(img).astype(np.float32))
+
+
+def test_a_low_contrast_capture_is_stretched_and_keeps_its_pose() -> None:
+    from gateway.biometrics.preprocess import fingerprint_pose
+
+    img = fingerprint.impressions(7, 1)[0]
+    dim = (168 + img.astype(np.float32) * (73 / 255)).astype(np.uint8)  # a dim sensor: grey 168-241
+    x, y, tilt = fingerprint_pose(img)
+    x1, y1, tilt1 = fingerprint_pose(dim)
+    assert abs(x1 - x) <= 8 and abs(y1 - y) <= 8 and abs(tilt1 - tilt) < 1.0
+    a, b = fingerprint_input(img)[0].ravel(), fingerprint_input(dim)[0].ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+def test_a_capture_at_half_the_resolution_is_brought_to_500_dpi() -> None:
+    from gateway.biometrics.features import FeatureExtractor
+    from gateway.biometrics.preprocess import fingerprint_grey, ridge_period
+
+    img, same_finger, other = *fingerprint.impressions(7, 2), fingerprint.impressions(8, 1)[0]
+    half = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    g, fg = fingerprint_grey(half)
+    period = ridge_period(g, fg)
+    assert period is not None and 7.5 <= period <= 9.5
+    assert g.shape[0] > 1.5 * half.shape[0]
+    inputs = np.stack([fingerprint_input(c) for c in (img, half, same_finger, other)])
+    emb = FeatureExtractor().run(inputs, np.zeros((4, 1, *IRIS_STRIP), np.float32)).fingerprint
+    # The resampled capture is as close to the original as another impression of the finger is, or closer.
+    assert emb[0] @ emb[1] >= emb[0] @ emb[2] - 0.02
+    assert emb[0] @ emb[1] > emb[0] @ emb[3] + 0.5
+
+
+def test_an_inked_print_scanned_at_250_dpi_is_accepted_at_500_dpi() -> None:
+    from gateway.biometrics.preprocess import _foreground, fingerprint_grey, ridge_period
+
+    raw = load_capture(NIST_LOOP.read_bytes())
+    native = ridge_period(raw.astype(np.float32), _foreground(raw.astype(np.float32)))
+    assert native is not None and native < 6.5  # about 250 dpi
+    g, fg = fingerprint_grey(raw)
+    period = ridge_period(g, fg)
+    assert period is not None and 7.5 <= period <= 9.5
+    assert np.isfinite(fingerprint_input(raw)).all()
