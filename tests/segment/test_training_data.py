@@ -60,3 +60,35 @@ def test_real_slices_add_border_tissue_only_when_asked(slice20: np.ndarray) -> N
     assert not any((h.astype(bool) & y.astype(bool)).any() for h, y in zip(hs, ys, strict=True))
     # The same lesions either way: the border rule reads the slice, not the random stream.
     assert all(np.array_equal(a, b) for a, b in zip(runs[0.0][0], ys, strict=True))
+
+
+def _metaimage(vol: np.ndarray, spacing_xyz: tuple[float, float, float], orientation: str = "RAI",
+               compressed: bool = False) -> bytes:
+    import zlib
+
+    body = vol.astype("<i2").tobytes()
+    if compressed:
+        body = zlib.compress(body)
+    nz, ny, nx = vol.shape
+    head = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+            f"CompressedData = {compressed}\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\n"
+            f"AnatomicalOrientation = {orientation}\nElementSpacing = {' '.join(map(str, spacing_xyz))}\n"
+            f"DimSize = {nx} {ny} {nz}\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_metaimage_is_read_as_z_y_x_slices_with_its_spacing(compressed: bool) -> None:
+    from models.data.fetch import read_metaimage
+
+    vol = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) - 1000  # (z, y, x), x fastest in the file
+    got, spacing = read_metaimage(_metaimage(vol, (1.366, 1.5, 2.5), compressed=compressed))
+    assert got.dtype == np.int16 and np.array_equal(got, vol)
+    assert np.allclose(spacing, [2.5, 1.5, 1.366])
+
+
+def test_metaimage_in_another_orientation_is_refused() -> None:
+    from models.data.fetch import read_metaimage
+
+    with pytest.raises(SystemExit):
+        read_metaimage(_metaimage(np.zeros((2, 3, 4), np.int16), (1, 1, 1), orientation="LPS"))
