@@ -1,15 +1,15 @@
 """What a real capture goes through before MSE-Net sees it (numpy + OpenCV only; shared with training).
 
 Fingerprint: to grey; a capture with little contrast is stretched to the full grey range, and one whose ridge
-period says it is not 500 dpi is resampled to 500 dpi; foreground (ridge area) from local contrast; the ridge orientation field from smoothed
-gradient structure tensors; pose normalisation: the rotation that makes the finger's long axis (second moments
-of the foreground) vertical, and the translation that puts the core (the loop or whorl centre: the point
-where the orientation field turns by +180° around a small circle, Poincaré index +1/2, nearest the print's
-centre) in the window centre, falling back to the foreground's centre when no core is found; a fixed physical
-window (the sensor is 500 dpi, so pixels are a fixed size) cut in that pose; ridge enhancement: local contrast
-normalisation, then an oriented Gabor filter along the local ridge orientation (the classic Hong–Wan–Jain
-step: it joins broken, dry ridges and suppresses creases and pores that cross the ridge flow); resized to the
-network's input and z-scored over the foreground (paper eq. 13).
+period says it is not 500 dpi is resampled to 500 dpi; foreground (ridge area) from local contrast; the ridge
+orientation field from smoothed gradient structure tensors; pose normalisation: the rotation that makes the
+finger's long axis (second moments of the foreground) vertical, and the translation that puts the core (the
+loop or whorl centre: the point where the orientation field turns by +180° around a small circle, Poincaré
+index +1/2, nearest the print's centre) in the window centre, falling back to the foreground's centre when no
+core is found; a fixed physical window (the sensor is 500 dpi, so pixels are a fixed size) cut in that pose;
+ridge enhancement: local contrast normalisation, then an oriented Gabor filter along the local ridge
+orientation (the classic Hong–Wan–Jain step: it joins broken, dry ridges and suppresses creases and pores that
+cross the ridge flow); resized to the network's input and z-scored over the foreground (paper eq. 13).
 
 Iris: pupil localised as the largest dark blob (lashes removed by an opening, specular spots filled), limbus
 by a simplified Daugman integro-differential search (largest jump of the mean intensity over lateral arcs,
