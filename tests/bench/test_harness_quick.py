@@ -92,3 +92,17 @@ def test_json_has_machine_cases_and_ratios(quick_run: Path) -> None:
 )
 def test_bad_options_are_usage_errors(argv: list[str], tmp_path: Path) -> None:
     assert main(["bench", *argv, "--out", str(tmp_path)]) == 2
+
+
+def test_an_early_search_is_a_leaf_by_the_cpu_time_that_seal_counts() -> None:
+    from medshield_tools.bench.harness import _leaf_stages
+
+    # Sealer.seal adds an early search's CPU time (3 ms) to its own wall time (2 ms: encrypt 1.5, the rest 0.5);
+    # on a busy machine the search's wall time (5 ms) is longer than its CPU time.
+    leaves = _leaf_stages({"seal": 0.005, "seal.search": 0.005, "seal.search_cpu": 0.003, "seal.encrypt": 0.0015})
+    assert leaves["seal.search"] == 0.003 and leaves["seal.search_wall"] == 0.005
+    assert leaves["seal.other"] == pytest.approx(0.0005)
+    assert leaves["seal.search"] + leaves["seal.encrypt"] + leaves["seal.other"] == pytest.approx(leaves["seal"])
+    # A search inside seal: its wall time is the leaf.
+    inline = _leaf_stages({"seal": 0.007, "seal.search": 0.005, "seal.encrypt": 0.0015})
+    assert inline["seal.other"] == pytest.approx(0.0005) and "seal.search_wall" not in inline
