@@ -54,28 +54,32 @@ CANDIDATE_CODES = [(3, 8), (4, 4), (5, 2), (3, 6), (4, 3), (3, 4), (4, 2), (5, 1
 ENROL = 4
 MAX_FRR = 0.05
 IMPOSTOR_BASE = SPLIT_BASE["eval"] + 100_000  # test-split impostors, disjoint from the test targets
+SAME_FLOW_BASE = SPLIT_BASE["eval"] + 200_000  # a finger per test target with that target's ridge flow
 SHARD = 250
 
 
-def _inputs(seed_count: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, count = seed_count
-    fps, eyes = identity_captures(seed, count)
+def _inputs(seed_count: tuple[int, int] | tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    seed, count, *flow = seed_count
+    fps, eyes = identity_captures(seed, count, flow_seed=flow[0] if flow else None)
     return (np.stack([fingerprint_input(f) for f in fps]).astype(np.float16),
             np.stack([iris_input(e) for e in eyes]).astype(np.float16))
 
 
-def inputs(first_seed: int, identities: int, captures: int, cache: Path, workers: int = 2) -> dict[str, np.ndarray]:
-    """Preprocessed inputs (identities, captures, ...) of seeds first_seed.., cached in shards."""
+def inputs(first_seed: int, identities: int, captures: int, cache: Path, workers: int = 2,
+           flow_base: int | None = None) -> dict[str, np.ndarray]:
+    """Preprocessed inputs (identities, captures, ...) of seeds first_seed.., cached in shards. With
+    `flow_base`, identity i's finger has the ridge flow of identity flow_base + i (`master_print`)."""
     cache.mkdir(parents=True, exist_ok=True)
     fp, ir = [], []
     for start in range(0, identities, SHARD):
         n = min(SHARD, identities - start)
-        path = cache / f"{first_seed + start}_{n}x{captures}.npz"
+        flow_tag = "" if flow_base is None else f"_flow{flow_base + start}"
+        path = cache / f"{first_seed + start}_{n}x{captures}{flow_tag}.npz"
         if not path.exists():
-            seeds = [first_seed + start + i for i in range(n)]
+            jobs = [(first_seed + start + i, captures) if flow_base is None else
+                    (first_seed + start + i, captures, flow_base + start + i) for i in range(n)]
             with ProcessPoolExecutor(workers) as ex:
-                out = list(tqdm(ex.map(_inputs, [(s, captures) for s in seeds]), total=n,
-                                desc=f"generate {path.name}"))
+                out = list(tqdm(ex.map(_inputs, jobs), total=n, desc=f"generate {path.name}"))
             np.savez(path, fingerprint=np.stack([o[0] for o in out]), iris=np.stack([o[1] for o in out]))
         with np.load(path) as d:
             fp.append(d["fingerprint"])
@@ -259,8 +263,24 @@ def capture_bank_attack(imp: KeyFeatures, targets: list[Target], codes: dict[str
             "nominal_bits": codes["fingerprint"].k + codes["iris"].k}
 
 
-def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeParams], k: int) -> dict[str, object]:
-    """FRR, independent impostor attempts (1 and k capture pairs) and the capture-bank attack, on test."""
+def same_flow_rows(kf: KeyFeatures, same: KeyFeatures, targets: list[Target], k: int) -> dict[str, object]:
+    """Another finger with the victim's own ridge flow (class, singular points, orientation field, outline), k
+    capture pairs, one attempt per target: what the fingerprint extractor matches, and what is released when
+    the iris is the victim's own genuine capture."""
+    gsl = slice(ENROL, ENROL + k)
+    fp_hits = released = 0
+    for t, tg in enumerate(targets):
+        ok = bool(tg.match("fingerprint", same.fingerprint[t:t + 1, :k])[0])
+        fp_hits += int(ok)
+        released += int(ok and tg.match("iris", kf.iris[t:t + 1, gsl])[0])
+    return {"captures_per_attempt": k, "fingerprint_extractor_matches": _rate(fp_hits, len(targets)),
+            "released_with_the_victims_iris": _rate(released, len(targets))}
+
+
+def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeParams], k: int,
+                 same_flow: KeyFeatures | None = None) -> dict[str, object]:
+    """FRR, independent impostor attempts (1 and k capture pairs), the same-flow finger, and the capture-bank
+    attack, on test."""
     n_t = kf.fingerprint.shape[0]
     targets = [Target(kf.fingerprint[t, :ENROL], kf.iris[t, :ENROL], codes, f"test-{t}".encode()) for t in range(n_t)]
     genuine: dict[str, object] = {}
@@ -277,8 +297,9 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeP
                 n += 1
                 fails += int(not ok)
         genuine[f"frr_{size}_captures"] = _rate(fails, n)
+    extra = {} if same_flow is None else {f"same_flow_finger_{k}_captures": same_flow_rows(kf, same_flow, targets, k)}
     return {"genuine": genuine, "impostor_1_capture": impostor_rows(kf, imp, targets, 1),
-            f"impostor_{k}_captures": impostor_rows(kf, imp, targets, k),
+            f"impostor_{k}_captures": impostor_rows(kf, imp, targets, k), **extra,
             "capture_bank_attack_1_capture": capture_bank_attack(imp, targets, codes, 1),
             f"capture_bank_attack_{k}_captures": capture_bank_attack(imp, targets, codes, k)}
 
@@ -349,6 +370,29 @@ def write_manifest_metrics(res: dict, model: Path) -> None:  # type: ignore[type
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def same_flow_only(model: Path, n: int, k: int, cache: Path, workers: int, results: Path) -> None:
+    """The same-flow row for the shipped codes, with the genuine match rate and mean cosines beside it."""
+    test = inputs(SPLIT_BASE["eval"], n, ENROL + 3 * k, cache, workers)
+    same = inputs(SAME_FLOW_BASE, n, k, cache, workers, flow_base=SPLIT_BASE["eval"])
+    ext = FeatureExtractor(model)
+    test_emb, test_kf = embed(ext, test)
+    same_emb, same_kf = embed(ext, same)
+    targets = [Target(test_kf.fingerprint[t, :ENROL], test_kf.iris[t, :ENROL], DEFAULT_CODES, f"test-{t}".encode())
+               for t in range(n)]
+    row = same_flow_rows(test_kf, same_kf, targets, k)
+    genuine = sum(int(tg.match("fingerprint", test_kf.fingerprint[t:t + 1, ENROL:ENROL + k])[0])
+                  for t, tg in enumerate(targets))
+    row["genuine_fingerprint_extractor_matches"] = _rate(genuine, n)
+    tf, sf = test_emb.fingerprint, same_emb.fingerprint  # unit-norm multi-view embeddings
+    row["mean_cosine"] = {"genuine": float(np.mean([tf[t, 0] @ tf[t, 1] for t in range(n)])),
+                          "same_flow_finger": float(np.mean([tf[t, 0] @ sf[t, 0] for t in range(n)])),
+                          "another_finger": float(np.mean([tf[t, 0] @ tf[(t + 1) % n, 0] for t in range(n)]))}
+    row["model_sha256"] = ext.sha256
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "same_flow.json").write_text(json.dumps(row, indent=2) + "\n")
+    print(json.dumps(row, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--val-identities", type=int, default=300)
@@ -363,8 +407,13 @@ def main() -> None:
                     help="ONNX model (its manifest and whitening beside it)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where eval.json and roc.png go")
     ap.add_argument("--choose-only", action="store_true", help="print the validation choice of codes and stop")
+    ap.add_argument("--same-flow-only", action="store_true",
+                    help="only the same-flow row with the default codes, into same_flow.json (no validation)")
     a = ap.parse_args()
     k = RELEASE_CAPTURES
+    if a.same_flow_only:
+        same_flow_only(a.model, a.test_targets, k, a.cache, a.workers, a.results)
+        return
     val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers)
     if a.choose_only:
         val_emb, val_kf = embed(FeatureExtractor(a.model), val)
@@ -379,6 +428,7 @@ def main() -> None:
         return
     test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers)
     imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers)
+    same = inputs(SAME_FLOW_BASE, a.test_targets, k, a.cache, a.workers, flow_base=SPLIT_BASE["eval"])
     if a.generate_only:
         return
     ext = FeatureExtractor(a.model)
@@ -386,12 +436,15 @@ def main() -> None:
     _, val_kf = embed(ext, val)
     test_emb, test_kf = embed(ext, test)
     _, imp_kf = embed(ext, imp)
+    _, same_kf = embed(ext, same)
     res: dict[str, object] = {"model_sha256": ext.sha256, "embed_s": round(time.time() - t0, 1),
                               "splits": {"val": f"seeds {SPLIT_BASE['val']}..+{a.val_identities - 1} x {ENROL + k}",
                                          "test_targets": f"seeds {SPLIT_BASE['eval']}..+{a.test_targets - 1} x "
                                                          f"{ENROL + 3 * k}",
                                          "test_impostors": f"seeds {IMPOSTOR_BASE}..+{a.impostors - 1} x "
-                                                           f"{a.impostor_captures}"}}
+                                                           f"{a.impostor_captures}",
+                                         "test_same_flow": f"seeds {SAME_FLOW_BASE}..+{a.test_targets - 1} x {k}, "
+                                                           "each with its test target's ridge flow"}}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -424,7 +477,7 @@ def main() -> None:
     codes = ({"fingerprint": fuzzy.CodeParams(*chosen["fingerprint"]), "iris": fuzzy.CodeParams(*chosen["iris"])}
              if chosen else DEFAULT_CODES)
     res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
-    res["test"] = test_figures(test_kf, imp_kf, codes, k)
+    res["test"] = test_figures(test_kf, imp_kf, codes, k, same_kf)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     write_manifest_metrics(res, a.model)

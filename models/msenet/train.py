@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--budget-s", type=float, default=1800.0, help="stop (checkpointed) after this wall time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--log", type=Path, default=RESULTS / "train_log.jsonl", help="JSON-lines metrics (appended)")
     ap.add_argument("--new-cycle", action="store_true",
                     help="on resume, start a fresh cosine cycle (warm restart, SGDR) from the checkpoint's step to "
                          "--steps at peak --lr; weights and Adam moments are kept")
@@ -103,6 +104,13 @@ def main() -> None:
     va = np.load(a.val)
     fp_all, ir_all, labels = tr["fingerprint"], tr["iris"], tr["labels"]
     by_id = [np.nonzero(labels == k)[0] for k in range(labels.max() + 1)]
+    # Identities whose fingers share one ridge flow (dataset.py --family): a batch takes whole families, so each
+    # finger meets its hardest impostors and the fingerprint branch cannot separate fingers by their flow alone.
+    family = tr["family"] if "family" in tr.files else np.arange(len(by_id))
+    families = [np.nonzero(family == f)[0] for f in np.unique(family)]
+    per_family = len(families[0])
+    if a.ids_per_batch % per_family:
+        raise SystemExit(f"--ids-per-batch must be a multiple of the family size {per_family}")
 
     model = MSENet()
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -125,7 +133,7 @@ def main() -> None:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.steps - step, eta_min=a.lr * 0.05)
             print(f"new cosine cycle: lr {a.lr} -> {a.lr * 0.05} over steps {step}..{a.steps}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    log = (RESULTS / "train_log.jsonl").open("a")
+    log = a.log.open("a")
 
     def save() -> None:
         a.ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +147,8 @@ def main() -> None:
     best_path = a.ckpt.with_name("weights_best.pt")
     best = json.loads(best_path.with_suffix(".json").read_text())["selected_on"] if best_path.exists() else 1.0
     while step < a.steps:
-        ids = rng.choice(len(by_id), a.ids_per_batch, replace=False)
+        ids = np.concatenate([families[f] for f in
+                              rng.choice(len(families), a.ids_per_batch // per_family, replace=False)])
         idx = np.concatenate([rng.choice(by_id[k], a.per_id, replace=False) for k in ids])
         fp = torch.from_numpy(fp_all[idx].astype(np.float32))
         ir = torch.from_numpy(ir_all[idx].astype(np.float32))

@@ -90,16 +90,22 @@ def _finger_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def master_print(identity_seed: int) -> MasterPrint:
-    """The master ridge pattern of one finger, a pure function of `identity_seed`."""
+def master_print(identity_seed: int, flow_seed: int | None = None) -> MasterPrint:
+    """The master ridge pattern of one finger, a pure function of `identity_seed`. With `flow_seed`, the ridge
+    flow (orientation field, ridge period) and the finger's outline are those of finger `flow_seed`, and only the
+    ridges grown along them, the scars and the creases are this finger's own: a finger of the same class and
+    shape whose minutiae differ, the hardest impostor for a matcher that reads the flow."""
     rng = np.random.default_rng([identity_seed, 0x51F])
+    flow = rng if flow_seed is None else np.random.default_rng([flow_seed, 0x51F])
     # Ridges are grown at half resolution (4x cheaper) and upsampled; the period is set for full size.
     h, w = HEIGHT // 2, WIDTH // 2
-    theta = _orientation_field(rng, h, w)
-    period = rng.uniform(7.5, 9.5) / 2
+    theta = _orientation_field(flow, h, w)
+    period = flow.uniform(7.5, 9.5) / 2
     bank = _gabor_bank(period)
     bins = np.round(theta / np.pi * _N_ORIENT).astype(int) % _N_ORIENT
     img = rng.normal(0, 1, (h, w)).astype(np.float32)
+    if flow is not rng:
+        flow.normal(0, 1, (h, w))  # the flow finger's own ridge noise, drawn so that its outline comes next
     for _ in range(7):
         out = np.zeros_like(img)
         for k, kern in enumerate(bank):
@@ -108,7 +114,7 @@ def master_print(identity_seed: int) -> MasterPrint:
                 out[sel] = cv2.filter2D(img, -1, kern, borderType=cv2.BORDER_REFLECT)[sel]
         img = np.clip(out / (out.std() + 1e-6) * 1.5, -1, 1)
     full = cv2.resize(img, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
-    mask = _finger_mask(rng, HEIGHT, WIDTH)
+    mask = _finger_mask(flow, HEIGHT, WIDTH)
     scars = np.zeros((HEIGHT, WIDTH), np.uint8)
     for _ in range(int(rng.integers(0, 3))):
         # A scar: a wide curved stroke somewhere on the pad.
@@ -189,7 +195,9 @@ def impression(master: MasterPrint, capture_seed: int, *, severity: float = 1.0)
     return img
 
 
-def impressions(identity_seed: int, count: int, *, first_capture: int = 0, severity: float = 1.0) -> list[np.ndarray]:
-    """`count` impressions of identity `identity_seed` (capture seeds first_capture, first_capture+1, ...)."""
-    master = master_print(identity_seed)
+def impressions(identity_seed: int, count: int, *, first_capture: int = 0, severity: float = 1.0,
+                flow_seed: int | None = None) -> list[np.ndarray]:
+    """`count` impressions of identity `identity_seed` (capture seeds first_capture, first_capture+1, ...);
+    `flow_seed` as in `master_print`."""
+    master = master_print(identity_seed, flow_seed)
     return [impression(master, identity_seed * 100_003 + first_capture + i, severity=severity) for i in range(count)]

@@ -156,3 +156,22 @@ def test_an_inked_print_scanned_at_250_dpi_is_accepted_at_500_dpi() -> None:
     period = ridge_period(g, fg)
     assert period is not None and 7.5 <= period <= 9.5
     assert np.isfinite(fingerprint_input(raw)).all()
+
+
+def test_a_finger_grown_on_another_fingers_flow_shares_the_flow_and_outline_not_the_ridges() -> None:
+    from gateway.biometrics.preprocess import orientation_field
+    from models.msenet.dataset import flow_seeds
+
+    own, same_flow, other = fingerprint.master_print(5), fingerprint.master_print(77, 5), fingerprint.master_print(77)
+    assert np.array_equal(own.mask, same_flow.mask) and not np.array_equal(own.mask, other.mask)
+    assert abs(np.corrcoef(own.ridges.ravel(), same_flow.ridges.ravel())[0, 1]) < 0.2
+
+    def flow_agreement(a: fingerprint.MasterPrint, b: fingerprint.MasterPrint) -> float:
+        ta, _ = orientation_field(a.ridges)
+        tb, _ = orientation_field(b.ridges)
+        inside = a.mask & b.mask
+        return float(np.cos(2 * (ta - tb))[inside].mean())  # 1 where the ridges run the same way
+
+    assert flow_agreement(own, same_flow) > 0.8 > flow_agreement(own, other)
+    assert flow_seeds([10, 11, 12, 13, 14], 2) == [None, 10, None, 12, None]
+    assert flow_seeds([10, 11], 1) == [None, None]
