@@ -69,7 +69,6 @@ PACKAGES = {
 }
 
 
-
 @dataclass(frozen=True)
 class DebianSource:
     """A file of a Debian source package (fetched with apt, `models.data.debian_source`), pinned by sha256."""
