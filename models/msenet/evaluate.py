@@ -137,7 +137,8 @@ def _bisect(f, lo: float, hi: float) -> float:  # type: ignore[no-untyped-def]
     return (lo + hi) / 2
 
 
-def _rate(k: int, n: int) -> dict[str, float | int]:
+def rate_with_ci(k: int, n: int) -> dict[str, float | int]:
+    """k of n with its Clopper-Pearson 95 % interval."""
     lo, hi = clopper_pearson(k, n)
     return {"count": k, "attempts": n, "rate": k / n if n else float("nan"), "ci95": [lo, hi]}
 
@@ -231,8 +232,9 @@ def impostor_rows(kf: KeyFeatures, imp: KeyFeatures, targets: list[Target], k: i
             fp_only += int(fp_ok and tg.match("iris", kf.iris[t:t + 1, gsl])[0])
             iris_only += int(ir_ok and tg.match("fingerprint", kf.fingerprint[t:t + 1, gsl])[0])
             attempts += 1
-    return {"captures_per_attempt": k, "impostor_full": _rate(full, attempts),
-            "impostor_fingerprint_only": _rate(fp_only, attempts), "impostor_iris_only": _rate(iris_only, attempts)}
+    return {"captures_per_attempt": k, "impostor_full": rate_with_ci(full, attempts),
+            "impostor_fingerprint_only": rate_with_ci(fp_only, attempts),
+            "impostor_iris_only": rate_with_ci(iris_only, attempts)}
 
 
 def capture_bank_attack(imp: KeyFeatures, targets: list[Target], codes: dict[str, fuzzy.CodeParams],
@@ -273,16 +275,21 @@ def same_flow_rows(kf: KeyFeatures, same: KeyFeatures, targets: list[Target], k:
         ok = bool(tg.match("fingerprint", same.fingerprint[t:t + 1, :k])[0])
         fp_hits += int(ok)
         released += int(ok and tg.match("iris", kf.iris[t:t + 1, gsl])[0])
-    return {"captures_per_attempt": k, "fingerprint_extractor_matches": _rate(fp_hits, len(targets)),
-            "released_with_the_victims_iris": _rate(released, len(targets))}
+    return {"captures_per_attempt": k, "fingerprint_extractor_matches": rate_with_ci(fp_hits, len(targets)),
+            "released_with_the_victims_iris": rate_with_ci(released, len(targets))}
 
 
-def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeParams], k: int,
-                 same_flow: KeyFeatures | None = None) -> dict[str, object]:
+def test_targets(kf: KeyFeatures, codes: dict[str, fuzzy.CodeParams]) -> list[Target]:
+    """Each test identity enrolled from its first ENROL captures (the enrolment's randomness seeded by index)."""
+    return [Target(kf.fingerprint[t, :ENROL], kf.iris[t, :ENROL], codes, f"test-{t}".encode())
+            for t in range(kf.fingerprint.shape[0])]
+
+
+def test_figures(kf: KeyFeatures, imp: KeyFeatures, same_flow: KeyFeatures, codes: dict[str, fuzzy.CodeParams],
+                 k: int) -> dict[str, object]:
     """FRR, independent impostor attempts (1 and k capture pairs), the same-flow finger, and the capture-bank
     attack, on test."""
-    n_t = kf.fingerprint.shape[0]
-    targets = [Target(kf.fingerprint[t, :ENROL], kf.iris[t, :ENROL], codes, f"test-{t}".encode()) for t in range(n_t)]
+    targets = test_targets(kf, codes)
     genuine: dict[str, object] = {}
     for size in (1, k):
         sets = (kf.fingerprint.shape[1] - ENROL) // size
@@ -296,10 +303,10 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, codes: dict[str, fuzzy.CodeP
                 )
                 n += 1
                 fails += int(not ok)
-        genuine[f"frr_{size}_captures"] = _rate(fails, n)
-    extra = {} if same_flow is None else {f"same_flow_finger_{k}_captures": same_flow_rows(kf, same_flow, targets, k)}
+        genuine[f"frr_{size}_captures"] = rate_with_ci(fails, n)
     return {"genuine": genuine, "impostor_1_capture": impostor_rows(kf, imp, targets, 1),
-            f"impostor_{k}_captures": impostor_rows(kf, imp, targets, k), **extra,
+            f"impostor_{k}_captures": impostor_rows(kf, imp, targets, k),
+            f"same_flow_finger_{k}_captures": same_flow_rows(kf, same_flow, targets, k),
             "capture_bank_attack_1_capture": capture_bank_attack(imp, targets, codes, 1),
             f"capture_bank_attack_{k}_captures": capture_bank_attack(imp, targets, codes, k)}
 
@@ -337,8 +344,8 @@ def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, f
                 fp_match[probe].append(int(ok))
                 out[probe].append(int(ok and ir_ok))
     return {"fingerprint_cosine": cos, "cone_single_view": cone, "iris_identities": identities,
-            "release": {p: _rate(sum(v), len(v)) for p, v in out.items()},
-            "fingerprint_extractor_match": {p: _rate(sum(v), len(v)) for p, v in fp_match.items()},
+            "release": {p: rate_with_ci(sum(v), len(v)) for p, v in out.items()},
+            "fingerprint_extractor_match": {p: rate_with_ci(sum(v), len(v)) for p, v in fp_match.items()},
             "note": "one impression per real finger: every attempt presents the same fingerprint image; the iris "
                     "captures and each enrolment's random rotation and secret vary"}
 
@@ -377,12 +384,11 @@ def same_flow_only(model: Path, n: int, k: int, cache: Path, workers: int, resul
     ext = FeatureExtractor(model)
     test_emb, test_kf = embed(ext, test)
     same_emb, same_kf = embed(ext, same)
-    targets = [Target(test_kf.fingerprint[t, :ENROL], test_kf.iris[t, :ENROL], DEFAULT_CODES, f"test-{t}".encode())
-               for t in range(n)]
+    targets = test_targets(test_kf, DEFAULT_CODES)
     row = same_flow_rows(test_kf, same_kf, targets, k)
     genuine = sum(int(tg.match("fingerprint", test_kf.fingerprint[t:t + 1, ENROL:ENROL + k])[0])
                   for t, tg in enumerate(targets))
-    row["genuine_fingerprint_extractor_matches"] = _rate(genuine, n)
+    row["genuine_fingerprint_extractor_matches"] = rate_with_ci(genuine, n)
     tf, sf = test_emb.fingerprint, same_emb.fingerprint  # unit-norm multi-view embeddings
     row["mean_cosine"] = {"genuine": float(np.mean([tf[t, 0] @ tf[t, 1] for t in range(n)])),
                           "same_flow_finger": float(np.mean([tf[t, 0] @ sf[t, 0] for t in range(n)])),
@@ -477,7 +483,7 @@ def main() -> None:
     codes = ({"fingerprint": fuzzy.CodeParams(*chosen["fingerprint"]), "iris": fuzzy.CodeParams(*chosen["iris"])}
              if chosen else DEFAULT_CODES)
     res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
-    res["test"] = test_figures(test_kf, imp_kf, codes, k, same_kf)
+    res["test"] = test_figures(test_kf, imp_kf, same_kf, codes, k)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     write_manifest_metrics(res, a.model)

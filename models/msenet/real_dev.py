@@ -5,8 +5,8 @@ different real fingers.
 
 The prints come from the source package of libfprint 1.94.9 in Debian (trixie), fetched with apt
 (`models.data.debian_source`) and pinned by the sha256 of `libfprint_1.94.9.orig.tar.xz`; nothing is read from
-the archive before the hash matches. Ten of its images
-are real fingers, each a different one (there are no two impressions of one finger in it):
+the archive before the hash matches. Ten of its images are real fingers, each a different one (there are no two
+impressions of one finger in it):
 
 - `examples/prints/*.jpg`: four inked NIST impressions ("example images from NIST and in the public domain",
   their README), scanned at about 250 dpi;
@@ -32,10 +32,10 @@ import numpy as np
 
 from gateway.biometrics.features import FeatureExtractor
 from gateway.biometrics.keyrelease import DEFAULT_CODES
-from gateway.biometrics.preprocess import fingerprint_input, load_capture
+from gateway.biometrics.preprocess import IRIS_STRIP, fingerprint_input, load_capture
 from gateway.resources import shared_data_dir
 from models.data.debian_source import download_source_file
-from models.msenet.evaluate import ENROL, Target, clopper_pearson
+from models.msenet.evaluate import ENROL, Target, rate_with_ci
 
 PACKAGE, VERSION, SUITE = "libfprint", "1:1.94.9-1", "trixie"
 ARCHIVE = "libfprint_1.94.9.orig.tar.xz"
@@ -84,7 +84,7 @@ def measure(prints: dict[str, bytes], ext: FeatureExtractor) -> dict[str, object
         except Exception as exc:  # noqa: BLE001 - a refused capture is a result to report
             refused[name] = str(exc)
     fp = np.stack(inputs).astype(np.float32)
-    emb = ext.run(fp, np.zeros((len(fp), 1, 32, 256), np.float32))
+    emb = ext.run(fp, np.zeros((len(fp), 1, *IRIS_STRIP), np.float32))  # the fingerprint branch ignores the iris
     kf = ext.whitening.apply(emb).fingerprint
     same = {frozenset(("shared_p1_1", "shared_p1_2"))}
     no_iris = np.random.default_rng(0).normal(size=(ENROL, ext.whitening.iris_w.shape[1]))
@@ -107,19 +107,15 @@ def measure(prints: dict[str, bytes], ext: FeatureExtractor) -> dict[str, object
     dev_hits, dev_attempts = sum(sum(v) for v in dev_only.values()), sum(len(v) for v in dev_only.values())
     cos = emb.fingerprint @ emb.fingerprint.T
 
-    def rate(k: int, n: int) -> dict[str, object]:
-        lo, hi = clopper_pearson(k, n)
-        return {"hits": k, "attempts": n, "rate": k / n if n else float("nan"), "ci95": [lo, hi]}
-
     return {
         "source": f"Debian source package {PACKAGE} {VERSION} ({SUITE}), {ARCHIVE} (sha256 {SHA256}), "
                   "and shared/data/fingerprints",
         "fingers": names, "refused": refused,
         "enrolments_per_finger": ENROLMENTS, "release_pairs": RELEASE_PAIRS, "code": str(DEFAULT_CODES["fingerprint"]),
-        "impostor_all": rate(hits, attempts),
-        "impostor_libfprint_fingers_only": rate(dev_hits, dev_attempts),
+        "impostor_all": rate_with_ci(hits, attempts),
+        "impostor_libfprint_fingers_only": rate_with_ci(dev_hits, dev_attempts),
         "finger_pairs_that_ever_match": sorted(k for k, v in impostor.items() if sum(v)),
-        "genuine_shared_p1": rate(sum(genuine), len(genuine)),
+        "genuine_shared_p1": rate_with_ci(sum(genuine), len(genuine)),
         "cosine": {f"{a}~{b}": round(float(cos[i, j]), 3) for i, a in enumerate(names)
                    for j, b in enumerate(names) if i < j},
         "note": "one image per finger: the attempts of a pair differ only in the enrolment's helper and secret, "

@@ -109,8 +109,8 @@ def main() -> None:
     family = tr["family"] if "family" in tr.files else np.arange(len(by_id))
     families = [np.nonzero(family == f)[0] for f in np.unique(family)]
     per_family = len(families[0])
-    if a.ids_per_batch % per_family:
-        raise SystemExit(f"--ids-per-batch must be a multiple of the family size {per_family}")
+    if any(len(f) != per_family for f in families) or a.ids_per_batch % per_family:
+        raise SystemExit(f"families must all have {per_family} identities and --ids-per-batch be a multiple of it")
 
     model = MSENet()
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -132,7 +132,7 @@ def main() -> None:
                 g["lr"] = g["initial_lr"] = a.lr
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.steps - step, eta_min=a.lr * 0.05)
             print(f"new cosine cycle: lr {a.lr} -> {a.lr * 0.05} over steps {step}..{a.steps}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    a.log.parent.mkdir(parents=True, exist_ok=True)
     log = a.log.open("a")
 
     def save() -> None:
