@@ -234,8 +234,9 @@ def fingerprint_pose(img: np.ndarray) -> tuple[float, float, float]:
     return _pose(*fingerprint_grey(img))
 
 
-def fingerprint_input(img: np.ndarray) -> np.ndarray:
-    """Network input (1, 96, 96) float32 from a grey fingerprint image (dark ridges on light)."""
+def fingerprint_input(img: np.ndarray, size: int = FINGERPRINT_SIZE) -> np.ndarray:
+    """Network input (1, size, size) float32 from a grey fingerprint image (dark ridges on light): the
+    FINGERPRINT_WINDOW-pixel window at 500 dpi, area-resized to `size` pixels."""
     g, fg = fingerprint_grey(img)
     cx, cy, tilt = _pose(g, fg)
     half = FINGERPRINT_WINDOW / 2
@@ -248,10 +249,10 @@ def fingerprint_input(img: np.ndarray) -> np.ndarray:
     fg_crop = cv2.warpAffine(fg.astype(np.float32), m.astype(np.float32), win, flags=cv2.INTER_NEAREST) > 0.5
     theta, _ = orientation_field(crop)
     enhanced = np.where(fg_crop, enhance_ridges(crop, theta), 0.0).astype(np.float32)
-    size = (FINGERPRINT_SIZE, FINGERPRINT_SIZE)
+    shape = (size, size)
     # Area-downsample so the ridges average out instead of aliasing.
-    out = cv2.resize(enhanced, size, interpolation=cv2.INTER_AREA)
-    fg_small = cv2.resize(fg_crop.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+    out = cv2.resize(enhanced, shape, interpolation=cv2.INTER_AREA)
+    fg_small = cv2.resize(fg_crop.astype(np.float32), shape, interpolation=cv2.INTER_AREA) > 0.5
     return _zscore(out, fg_small)[None]
 
 

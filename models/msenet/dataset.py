@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gateway.biometrics.preprocess import fingerprint_input, iris_input
+from gateway.biometrics.preprocess import FINGERPRINT_SIZE, fingerprint_input, iris_input
 from models.synth import fingerprint, iris
 
 SPLIT_BASE = {"train": 10_000, "val": 500_000, "eval": 1_000_000}
@@ -32,19 +32,21 @@ def flow_seeds(seeds: list[int], family: int) -> list[int | None]:
     return [None if family <= 1 or i % family == 0 else seeds[i - i % family] for i in range(len(seeds))]
 
 
-def _one(args: tuple[int, int, int | None]) -> tuple[np.ndarray, np.ndarray]:
-    seed, count, flow_seed = args
+def _one(args: tuple[int, int, int | None, int]) -> tuple[np.ndarray, np.ndarray]:
+    seed, count, flow_seed, fp_size = args
     fps, eyes = identity_captures(seed, count, flow_seed=flow_seed)
-    return (np.stack([fingerprint_input(f) for f in fps]), np.stack([iris_input(e) for e in eyes]))
+    return (np.stack([fingerprint_input(f, fp_size) for f in fps]), np.stack([iris_input(e) for e in eyes]))
 
 
-def build(split: str, identities: int, captures: int, workers: int = 2, family: int = 1) -> dict[str, np.ndarray]:
-    """Preprocessed network inputs for `identities` x `captures` of one split; `family` as in `flow_seeds`."""
+def build(split: str, identities: int, captures: int, workers: int = 2, family: int = 1,
+          fp_size: int = FINGERPRINT_SIZE) -> dict[str, np.ndarray]:
+    """Preprocessed network inputs for `identities` x `captures` of one split; `family` as in `flow_seeds`;
+    fingerprint inputs of `fp_size` pixels."""
     seeds = [SPLIT_BASE[split] + i for i in range(identities)]
     flows = flow_seeds(seeds, family)
     fp, ir, labels = [], [], []
     with ProcessPoolExecutor(workers) as ex:
-        jobs = [(s, captures, f) for s, f in zip(seeds, flows, strict=True)]
+        jobs = [(s, captures, f, fp_size) for s, f in zip(seeds, flows, strict=True)]
         for i, (f, e) in enumerate(tqdm(ex.map(_one, jobs), total=len(seeds), desc=f"generate {split}")):
             fp.append(f)
             ir.append(e)
@@ -63,9 +65,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--family", type=int, default=1,
                     help="identities per family sharing one ridge flow (hard impostors for the fingerprint branch)")
+    ap.add_argument("--fp-size", type=int, default=FINGERPRINT_SIZE,
+                    help="pixels a side of the fingerprint input (the window at 500 dpi, area-resized)")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(a.out, **build(a.split, a.identities, a.captures, a.workers, a.family))
+    np.savez(a.out, **build(a.split, a.identities, a.captures, a.workers, a.family, a.fp_size))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from gateway.biometrics import fuzzy
 from gateway.biometrics.features import Embeddings, FeatureExtractor, KeyFeatures
 from gateway.biometrics.keyrelease import DEFAULT_CODES, RELEASE_CAPTURES
-from gateway.biometrics.preprocess import fingerprint_input, iris_input, load_capture
+from gateway.biometrics.preprocess import FINGERPRINT_SIZE, fingerprint_input, iris_input, load_capture
 from gateway.resources import shared_data_dir
 from gateway.rng import SeededRandom
 from models.msenet.dataset import SPLIT_BASE, identity_captures
@@ -58,26 +58,27 @@ SAME_FLOW_BASE = SPLIT_BASE["eval"] + 200_000  # a finger per test target with t
 SHARD = 250
 
 
-def _inputs(seed_count: tuple[int, int] | tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    seed, count, *flow = seed_count
-    fps, eyes = identity_captures(seed, count, flow_seed=flow[0] if flow else None)
-    return (np.stack([fingerprint_input(f) for f in fps]).astype(np.float16),
+def _inputs(job: tuple[int, int, int, int | None]) -> tuple[np.ndarray, np.ndarray]:
+    seed, count, fp_size, flow_seed = job
+    fps, eyes = identity_captures(seed, count, flow_seed=flow_seed)
+    return (np.stack([fingerprint_input(f, fp_size) for f in fps]).astype(np.float16),
             np.stack([iris_input(e) for e in eyes]).astype(np.float16))
 
 
 def inputs(first_seed: int, identities: int, captures: int, cache: Path, workers: int = 2,
-           flow_base: int | None = None) -> dict[str, np.ndarray]:
+           flow_base: int | None = None, fp_size: int = FINGERPRINT_SIZE) -> dict[str, np.ndarray]:
     """Preprocessed inputs (identities, captures, ...) of seeds first_seed.., cached in shards. With
-    `flow_base`, identity i's finger has the ridge flow of identity flow_base + i (`master_print`)."""
+    `flow_base`, identity i's finger has the ridge flow of identity flow_base + i (`master_print`);
+    fingerprint inputs of `fp_size` pixels."""
     cache.mkdir(parents=True, exist_ok=True)
     fp, ir = [], []
     for start in range(0, identities, SHARD):
         n = min(SHARD, identities - start)
         flow_tag = "" if flow_base is None else f"_flow{flow_base + start}"
-        path = cache / f"{first_seed + start}_{n}x{captures}{flow_tag}.npz"
+        path = cache / f"{first_seed + start}_{n}x{captures}{flow_tag}_fp{fp_size}.npz"
         if not path.exists():
-            jobs = [(first_seed + start + i, captures) if flow_base is None else
-                    (first_seed + start + i, captures, flow_base + start + i) for i in range(n)]
+            jobs = [(first_seed + start + i, captures, fp_size,
+                     None if flow_base is None else flow_base + start + i) for i in range(n)]
             with ProcessPoolExecutor(workers) as ex:
                 out = list(tqdm(ex.map(_inputs, jobs), total=n, desc=f"generate {path.name}"))
             np.savez(path, fingerprint=np.stack([o[0] for o in out]), iris=np.stack([o[1] for o in out]))
@@ -409,6 +410,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--fp-size", type=int, default=FINGERPRINT_SIZE,
+                    help="fingerprint input pixels a side (the model's input; for --generate-only ahead of a model)")
     ap.add_argument("--model", type=Path, default=HERE / "msenet.onnx",
                     help="ONNX model (its manifest and whitening beside it)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where eval.json and roc.png go")
@@ -420,7 +423,7 @@ def main() -> None:
     if a.same_flow_only:
         same_flow_only(a.model, a.test_targets, k, a.cache, a.workers, a.results)
         return
-    val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers)
+    val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers, fp_size=a.fp_size)
     if a.choose_only:
         val_emb, val_kf = embed(FeatureExtractor(a.model), val)
         print("validation EER", {m: round(eer(*score_sets(getattr(val_emb, m))), 4)
@@ -432,9 +435,10 @@ def main() -> None:
                       r["impostor_matches"], "/", r["impostor_attempts"])
         print(json.dumps(choose_codes(rates)["chosen"]))
         return
-    test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers)
-    imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers)
-    same = inputs(SAME_FLOW_BASE, a.test_targets, k, a.cache, a.workers, flow_base=SPLIT_BASE["eval"])
+    test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers, fp_size=a.fp_size)
+    imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers, fp_size=a.fp_size)
+    same = inputs(SAME_FLOW_BASE, a.test_targets, k, a.cache, a.workers, flow_base=SPLIT_BASE["eval"],
+                  fp_size=a.fp_size)
     if a.generate_only:
         return
     ext = FeatureExtractor(a.model)

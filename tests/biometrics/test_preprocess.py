@@ -31,6 +31,16 @@ def test_fingerprint_input_from_generated_and_real(shared_data: Path) -> None:
     assert np.isfinite(y).all() and abs(float(y.mean())) < 1.0
 
 
+def test_a_finer_fingerprint_input_is_the_same_window_at_more_pixels(shared_data: Path) -> None:
+    # The training and evaluation tools build inputs at other sizes (dataset.py / evaluate.py --fp-size): the same
+    # window and pose at more pixels, so that area-shrinking the finer input gives back the served one.
+    real = load_capture((shared_data / "fingerprints" / "p1_1.png").read_bytes())
+    served, fine = fingerprint_input(real), fingerprint_input(real, 2 * FINGERPRINT_SIZE)
+    assert fine.shape == (1, 2 * FINGERPRINT_SIZE, 2 * FINGERPRINT_SIZE)
+    shrunk = cv2.resize(fine[0], (FINGERPRINT_SIZE, FINGERPRINT_SIZE), interpolation=cv2.INTER_AREA)
+    assert np.corrcoef(shrunk.ravel(), served[0].ravel())[0, 1] > 0.95
+
+
 def test_generators_are_seeded() -> None:
     assert np.array_equal(fingerprint.impressions(3, 1)[0], fingerprint.impressions(3, 1)[0])
     assert not np.array_equal(fingerprint.impressions(3, 2)[0], fingerprint.impressions(3, 2)[1])
