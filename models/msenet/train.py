@@ -36,22 +36,18 @@ def supcon(emb: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) ->
     return -(logprob * pos).sum(1).div(pos.sum(1).clamp(min=1)).mean()
 
 
-def pair_scores(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_scores(emb: np.ndarray, labels: np.ndarray,
+                family: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of genuine and impostor pairs; with `family` (per identity), only impostors of one family
+    (fingers sharing a ridge flow)."""
     sim = emb @ emb.T
     iu = np.triu_indices(len(labels), 1)
     same = labels[:, None] == labels[None, :]
-    return sim[iu][same[iu]], sim[iu][~same[iu]]
-
-
-def same_flow_scores(emb: np.ndarray, labels: np.ndarray, family: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Genuine pairs, and impostor pairs of different identities of one family (fingers sharing a ridge flow);
-    `family` is per identity."""
-    sim = emb @ emb.T
-    iu = np.triu_indices(len(labels), 1)
-    same = labels[:, None] == labels[None, :]
-    fam = family[labels]
-    kin = (fam[:, None] == fam[None, :]) & ~same
-    return sim[iu][same[iu]], sim[iu][kin[iu]]
+    impostor = ~same
+    if family is not None:
+        fam = family[labels]
+        impostor &= fam[:, None] == fam[None, :]
+    return sim[iu][same[iu]], sim[iu][impostor[iu]]
 
 
 @torch.no_grad()
@@ -187,7 +183,7 @@ def main() -> None:
             if "family" in va.files and len(np.unique(va["family"])) < len(va["family"]):
                 # Reported, not selected on: the fingerprint branch against fingers with the same ridge flow.
                 rec["val_eer_same_flow_fingerprint"] = round(
-                    eer(*same_flow_scores(embs[0], va["labels"], va["family"])), 4)
+                    eer(*pair_scores(embs[0], va["labels"], va["family"])), 4)
             log.write(json.dumps(rec) + "\n")
             log.flush()
             tqdm.write(json.dumps(rec))
