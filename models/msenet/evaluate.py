@@ -58,30 +58,37 @@ SAME_FLOW_BASE = SPLIT_BASE["eval"] + 200_000  # a finger per test target with t
 SHARD = 250
 
 
-def _inputs(job: tuple[int, int, int, int | None]) -> tuple[np.ndarray, np.ndarray]:
-    seed, count, fp_size, flow_seed = job
+def _inputs(job: tuple[int, int, tuple[int, ...], int | None]) -> tuple[list[np.ndarray], np.ndarray]:
+    seed, count, fp_sizes, flow_seed = job
     fps, eyes = identity_captures(seed, count, flow_seed=flow_seed)
-    return (np.stack([fingerprint_input(f, fp_size) for f in fps]).astype(np.float16),
+    return ([np.stack([fingerprint_input(f, size) for f in fps]).astype(np.float16) for size in fp_sizes],
             np.stack([iris_input(e) for e in eyes]).astype(np.float16))
 
 
 def inputs(first_seed: int, identities: int, captures: int, cache: Path, workers: int = 2,
-           flow_base: int | None = None, fp_size: int = FINGERPRINT_SIZE) -> dict[str, np.ndarray]:
+           flow_base: int | None = None, fp_size: int = FINGERPRINT_SIZE,
+           also_fp_sizes: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Preprocessed inputs (identities, captures, ...) of seeds first_seed.., cached in shards. With
     `flow_base`, identity i's finger has the ridge flow of identity flow_base + i (`master_print`);
-    fingerprint inputs of `fp_size` pixels."""
+    fingerprint inputs of `fp_size` pixels. A shard that has to be generated is also cached at
+    `also_fp_sizes`, from the same captures (synthesis is half the cost of a capture)."""
     cache.mkdir(parents=True, exist_ok=True)
     fp, ir = [], []
     for start in range(0, identities, SHARD):
         n = min(SHARD, identities - start)
         flow_tag = "" if flow_base is None else f"_flow{flow_base + start}"
-        path = cache / f"{first_seed + start}_{n}x{captures}{flow_tag}_fp{fp_size}.npz"
+        shard = {size: cache / f"{first_seed + start}_{n}x{captures}{flow_tag}_fp{size}.npz"
+                 for size in dict.fromkeys((fp_size, *also_fp_sizes))}
+        path = shard[fp_size]
         if not path.exists():
-            jobs = [(first_seed + start + i, captures, fp_size,
+            sizes = tuple(size for size, p in shard.items() if not p.exists())
+            jobs = [(first_seed + start + i, captures, sizes,
                      None if flow_base is None else flow_base + start + i) for i in range(n)]
             with ProcessPoolExecutor(workers) as ex:
                 out = list(tqdm(ex.map(_inputs, jobs), total=n, desc=f"generate {path.name}"))
-            np.savez(path, fingerprint=np.stack([o[0] for o in out]), iris=np.stack([o[1] for o in out]))
+            eyes = np.stack([o[1] for o in out])
+            for j, size in enumerate(sizes):
+                np.savez(shard[size], fingerprint=np.stack([o[0][j] for o in out]), iris=eyes)
         with np.load(path) as d:
             fp.append(d["fingerprint"])
             ir.append(d["iris"])
@@ -414,6 +421,8 @@ def main() -> None:
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--fp-size", type=int, default=FINGERPRINT_SIZE,
                     help="fingerprint input pixels a side: the model's input (every input, the real prints' too)")
+    ap.add_argument("--also-fp-size", type=int, action="append", default=[],
+                    help="also cache the generated inputs at this size, from the same captures (repeatable)")
     ap.add_argument("--model", type=Path, default=HERE / "msenet.onnx",
                     help="ONNX model (its manifest and whitening beside it)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where eval.json and roc.png go")
@@ -425,7 +434,8 @@ def main() -> None:
     if a.same_flow_only:
         same_flow_only(a.model, a.test_targets, k, a.cache, a.workers, a.results, a.fp_size)
         return
-    val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers, fp_size=a.fp_size)
+    sizes = {"fp_size": a.fp_size, "also_fp_sizes": tuple(a.also_fp_size)}
+    val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers, **sizes)
     if a.choose_only:
         val_emb, val_kf = embed(FeatureExtractor(a.model), val)
         print("validation EER", {m: round(eer(*score_sets(getattr(val_emb, m))), 4)
@@ -437,10 +447,10 @@ def main() -> None:
                       r["impostor_matches"], "/", r["impostor_attempts"])
         print(json.dumps(choose_codes(rates)["chosen"]))
         return
-    test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers, fp_size=a.fp_size)
-    imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers, fp_size=a.fp_size)
+    test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers, **sizes)
+    imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers, **sizes)
     same = inputs(SAME_FLOW_BASE, a.test_targets, k, a.cache, a.workers, flow_base=SPLIT_BASE["eval"],
-                  fp_size=a.fp_size)
+                  **sizes)
     if a.generate_only:
         return
     ext = FeatureExtractor(a.model)
