@@ -10,7 +10,8 @@ statistics of the training identities (`models/msenet/whiten.py`), so that the f
 feed their own fuzzy extractor and each must match on its own.
 
 Each embedding is the normalised mean over a few views of the capture: the fingerprint input shifted by
-FP_SHIFTS pixels on both axes (the residual error of the core/pose normalisation), the iris strip rolled by
+FP_SHIFTS pixels of a 96-pixel input on both axes, scaled to the model's input (the residual error of the
+core/pose normalisation; the input size is the model's, from its manifest), the iris strip rolled by
 IRIS_SHIFTS angular columns (eye rotation is a circular shift of the rubber-sheet strip). The views were chosen
 on validation identities (models/msenet/MODEL_CARD.md): they make a person's embedding steadier across
 captures, so a stricter code can be used at the same false rejection rate.
@@ -35,9 +36,9 @@ from gateway.resources import MODELS_DIR
 DEFAULT_MODEL = MODELS_DIR / "msenet" / "msenet.onnx"
 WHITENING_FILE = "whitening.npz"
 MAX_CAPTURES = 16
-FP_SHIFTS = (-4, 0, 4)  # pixels of the 96-pixel input (about 9 px at 500 dpi), on both axes: 9 views
+FP_SHIFTS = (-4, 0, 4)  # pixels of a FP_SHIFTS_SIZE-pixel input (about 9 px at 500 dpi), on both axes: 9 views
+FP_SHIFTS_SIZE = 96
 IRIS_SHIFTS = (-4, 0, 4)  # angular columns of the 256-column strip (5.6 degrees each way): 3 views
-VIEWS_ID = f"views/v1/fp{FP_SHIFTS}/iris{IRIS_SHIFTS}"
 _VIEW_BATCH = 512
 
 Capture = bytes | np.ndarray | Path
@@ -88,18 +89,30 @@ def model_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def fingerprint_shifts(size: int) -> tuple[int, ...]:
+    """FP_SHIFTS for a fingerprint input of `size` pixels: the same distance on the print."""
+    return tuple(round(s * size / FP_SHIFTS_SIZE) for s in FP_SHIFTS)
+
+
+def views_id(fp_size: int) -> str:
+    """The views' part of a model identity (a profile's bits depend on them)."""
+    return f"views/v1/fp{fingerprint_shifts(fp_size)}/iris{IRIS_SHIFTS}"
+
+
 def _manifest(p: Path) -> dict:  # type: ignore[type-arg]
     manifest = p.with_name("manifest.json")
     try:
         doc = json.loads(manifest.read_text("utf-8"))
         doc["sha256"], doc["whitening"]["sha256"]
+        if not isinstance(doc["inputs"]["fingerprint"]["shape"][-1], int):
+            raise TypeError("fingerprint input size")
         return doc  # type: ignore[no-any-return]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"MSE-Net manifest missing or invalid: {manifest}") from exc
 
 
 @lru_cache(maxsize=4)
-def _session(path: str) -> tuple[Any, str, Whitening]:
+def _session(path: str) -> tuple[Any, str, Whitening, int]:
     import onnxruntime as ort
 
     p = Path(path)
@@ -121,8 +134,9 @@ def _session(path: str) -> tuple[Any, str, Whitening]:
     opts.log_severity_level = 3
     # The model's identity for profiles covers both files: changing either changes everyone's bits.
     # The views are part of it too: the same files with other views give other bits.
-    ident = hashlib.sha256((actual + manifest["whitening"]["sha256"] + VIEWS_ID).encode()).hexdigest()
-    return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]), ident, whitening
+    fp_size = int(manifest["inputs"]["fingerprint"]["shape"][-1])
+    ident = hashlib.sha256((actual + manifest["whitening"]["sha256"] + views_id(fp_size)).encode()).hexdigest()
+    return ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]), ident, whitening, fp_size
 
 
 def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -141,14 +155,16 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def multi_view(single_pass: Callable[[np.ndarray, np.ndarray], Embeddings], fp: np.ndarray,
                ir: np.ndarray) -> Embeddings:
-    """Per modality the normalised mean of `single_pass` over the views (FP_SHIFTS, IRIS_SHIFTS); the fused
-    embedding is that of the unshifted pair. Shared by the runtime and the whitening fit."""
+    """Per modality the normalised mean of `single_pass` over the views (`fingerprint_shifts` of the input's
+    size, IRIS_SHIFTS); the fused embedding is that of the unshifted pair. Shared by the runtime and the
+    whitening fit."""
     fp, ir = fp.astype(np.float32), ir.astype(np.float32)
     n = len(fp)
-    fp_views = np.concatenate([shifted(fp, dy, dx) for dy in FP_SHIFTS for dx in FP_SHIFTS])
-    fp_pass = single_pass(fp_views, np.tile(ir, (len(FP_SHIFTS) ** 2, 1, 1, 1)))
+    shifts = fingerprint_shifts(fp.shape[-1])
+    fp_views = np.concatenate([shifted(fp, dy, dx) for dy in shifts for dx in shifts])
+    fp_pass = single_pass(fp_views, np.tile(ir, (len(shifts) ** 2, 1, 1, 1)))
     ef, eu = fp_pass.fingerprint, fp_pass.fused
-    centre = FP_SHIFTS.index(0) * (len(FP_SHIFTS) + 1)  # the (0, 0) view
+    centre = shifts.index(0) * (len(shifts) + 1)  # the (0, 0) view
     ir_views = np.concatenate([np.roll(ir, s, axis=-1) for s in IRIS_SHIFTS])
     ei = single_pass(np.tile(fp, (len(IRIS_SHIFTS), 1, 1, 1)), ir_views).iris
     return Embeddings(fingerprint=_unit(ef.reshape(-1, n, ef.shape[-1]).sum(axis=0)),
@@ -157,11 +173,12 @@ def multi_view(single_pass: Callable[[np.ndarray, np.ndarray], Embeddings], fp: 
 
 
 class FeatureExtractor:
-    """Preprocess captures and run MSE-Net; `sha256` identifies the model a profile was enrolled with."""
+    """Preprocess captures and run MSE-Net; `sha256` identifies the model a profile was enrolled with and
+    `fp_size` is the side of its fingerprint input (from its manifest)."""
 
     def __init__(self, model_path: Path | None = None) -> None:
         self.path = Path(model_path) if model_path is not None else DEFAULT_MODEL
-        self._sess, self.sha256, self.whitening = _session(str(self.path))
+        self._sess, self.sha256, self.whitening, self.fp_size = _session(str(self.path))
 
     def inputs(self, fingerprints: Sequence[Capture], irises: Sequence[Capture]) -> tuple[np.ndarray, np.ndarray]:
         """Preprocessed network inputs; BiometricError on bad captures or mismatched counts."""
@@ -169,7 +186,7 @@ class FeatureExtractor:
             raise BiometricError("bad_capture", "give the same number (at least one) of fingerprint and iris captures")
         if len(fingerprints) > MAX_CAPTURES:
             raise BiometricError("bad_capture", f"at most {MAX_CAPTURES} capture pairs")
-        fp = np.stack([fingerprint_input(_capture(c)) for c in fingerprints]).astype(np.float32)
+        fp = np.stack([fingerprint_input(_capture(c), self.fp_size) for c in fingerprints]).astype(np.float32)
         ir = np.stack([iris_input(_capture(c)) for c in irises]).astype(np.float32)
         return fp, ir
 

@@ -320,13 +320,13 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, same_flow: KeyFeatures, code
 
 
 def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, fuzzy.CodeParams], k: int,
-                identities: int, test_fp: np.ndarray, fp_size: int = FINGERPRINT_SIZE) -> dict[str, object]:
+                identities: int, test_fp: np.ndarray) -> dict[str, object]:
     """Enrol p1_1 (with each test identity's iris), release with p1_2 (genuine) and p2_1 (another finger).
     Besides, how far the real prints sit from the generated ones: the norm of the mean single-pass fingerprint
     embedding of the three real prints and of 60 generated test prints (1 = all in one direction, a cone), and
     the mean cosine between real and generated prints."""
     base = shared_data_dir() / "fingerprints"
-    fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes()), fp_size)
+    fps = {n: fingerprint_input(load_capture((base / f"{n}.png").read_bytes()), ext.fp_size)
            for n in ("p1_1", "p1_2", "p2_1")}
     names = list(fps)
     e = ext.run(np.stack([fps[n] for n in names]), np.repeat(test_iris[:1, 0].astype(np.float32), 3, 0))
@@ -386,12 +386,11 @@ def write_manifest_metrics(res: dict, model: Path) -> None:  # type: ignore[type
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def same_flow_only(model: Path, n: int, k: int, cache: Path, workers: int, results: Path,
-                   fp_size: int = FINGERPRINT_SIZE) -> None:
+def same_flow_only(model: Path, n: int, k: int, cache: Path, workers: int, results: Path) -> None:
     """The same-flow row for the shipped codes, with the genuine match rate and mean cosines beside it."""
-    test = inputs(SPLIT_BASE["eval"], n, ENROL + 3 * k, cache, workers, fp_size=fp_size)
-    same = inputs(SAME_FLOW_BASE, n, k, cache, workers, flow_base=SPLIT_BASE["eval"], fp_size=fp_size)
     ext = FeatureExtractor(model)
+    test = inputs(SPLIT_BASE["eval"], n, ENROL + 3 * k, cache, workers, fp_size=ext.fp_size)
+    same = inputs(SAME_FLOW_BASE, n, k, cache, workers, flow_base=SPLIT_BASE["eval"], fp_size=ext.fp_size)
     test_emb, test_kf = embed(ext, test)
     same_emb, same_kf = embed(ext, same)
     targets = test_targets(test_kf, DEFAULT_CODES)
@@ -419,8 +418,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/msenet/eval"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--generate-only", action="store_true")
-    ap.add_argument("--fp-size", type=int, default=FINGERPRINT_SIZE,
-                    help="fingerprint input pixels a side: the model's input (every input, the real prints' too)")
+    ap.add_argument("--fp-size", type=int, default=None,
+                    help="fingerprint input pixels a side (default: the model's, from its manifest); with "
+                         "--generate-only, for a model not exported yet")
     ap.add_argument("--also-fp-size", type=int, action="append", default=[],
                     help="also cache the generated inputs at this size, from the same captures (repeatable)")
     ap.add_argument("--model", type=Path, default=HERE / "msenet.onnx",
@@ -432,8 +432,12 @@ def main() -> None:
     a = ap.parse_args()
     k = RELEASE_CAPTURES
     if a.same_flow_only:
-        same_flow_only(a.model, a.test_targets, k, a.cache, a.workers, a.results, a.fp_size)
+        same_flow_only(a.model, a.test_targets, k, a.cache, a.workers, a.results)
         return
+    if a.fp_size is None:
+        a.fp_size = FeatureExtractor(a.model).fp_size
+    elif not a.generate_only and a.fp_size != FeatureExtractor(a.model).fp_size:
+        raise SystemExit(f"--fp-size {a.fp_size} is not the input of {a.model}")
     sizes = {"fp_size": a.fp_size, "also_fp_sizes": tuple(a.also_fp_size)}
     val = inputs(SPLIT_BASE["val"], a.val_identities, ENROL + k, a.cache, a.workers, **sizes)
     if a.choose_only:
@@ -500,7 +504,7 @@ def main() -> None:
              if chosen else DEFAULT_CODES)
     res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
     res["test"] = test_figures(test_kf, imp_kf, same_kf, codes, k)
-    res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"], a.fp_size)
+    res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     write_manifest_metrics(res, a.model)
     print(json.dumps({kk: res[kk] for kk in ("codes_used", "test", "real_prints")}, indent=1))

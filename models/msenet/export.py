@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "msenet.onnx")
     ap.add_argument("--train", type=Path, default=Path("runs/msenet/train.npz"), help="fits the key-space transform")
     ap.add_argument("--whiten-reg", type=float, default=0.1)
+    ap.add_argument("--fp-size", type=int, default=FINGERPRINT_SIZE,
+                    help="fingerprint input pixels a side, as trained (dataset.py --fp-size)")
     a = ap.parse_args()
     torch.manual_seed(0)
     model = MSENet()
@@ -79,7 +81,7 @@ def main() -> None:
     mean, whiten = key_space(model, a.train, a.whiten_reg)
     model.eval()
     model = WithKeySpace(model, mean, whiten).eval()
-    fp = torch.randn(2, 1, FINGERPRINT_SIZE, FINGERPRINT_SIZE)
+    fp = torch.randn(2, 1, a.fp_size, a.fp_size)
     ir = torch.randn(2, 1, *IRIS_STRIP)
     torch.onnx.export(model, (fp, ir), str(a.out), input_names=["fingerprint", "iris"],
                       output_names=["emb_fingerprint", "emb_iris", "emb_fused", "key_features"], opset_version=OPSET,
@@ -107,7 +109,7 @@ def main() -> None:
             "opset": OPSET,
             "inputs": {
                 "fingerprint": {
-                    "shape": ["batch", 1, FINGERPRINT_SIZE, FINGERPRINT_SIZE],
+                    "shape": ["batch", 1, a.fp_size, a.fp_size],
                     "dtype": "float32",
                     "preprocess": "gateway.biometrics.preprocess.fingerprint_input: pose normalisation (finger axis, "
                     f"Poincare core), {FINGERPRINT_WINDOW}px window at 500 dpi, Gabor ridge enhancement, "

@@ -79,7 +79,7 @@ def measure(prints: dict[str, bytes], ext: FeatureExtractor) -> dict[str, object
     names, inputs, refused = [], [], {}
     for name, raw in captures.items():
         try:
-            inputs.append(fingerprint_input(load_capture(raw)))
+            inputs.append(fingerprint_input(load_capture(raw), ext.fp_size))
             names.append(name)
         except Exception as exc:  # noqa: BLE001 - a refused capture is a result to report
             refused[name] = str(exc)

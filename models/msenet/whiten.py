@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.biometrics.features import VIEWS_ID, Embeddings, multi_view
+from gateway.biometrics.features import Embeddings, multi_view, views_id
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,7 +69,7 @@ def main() -> None:
         "file": out.name, "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "reg": a.reg,
         "fitted_on": f"{len(np.unique(d['labels']))} generated training identities x "
                      f"{len(d['labels']) // len(np.unique(d['labels']))} captures ({a.train.name})",
-        "views": "one pass" if a.single_view else VIEWS_ID,
+        "views": "one pass" if a.single_view else views_id(int(d["fingerprint"].shape[-1])),
         "what": "per modality: (emb - mean) @ W, regularised PCA whitening of the multi-view embedding; each feeds "
                 "its own fuzzy extractor",
     }

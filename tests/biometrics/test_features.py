@@ -64,7 +64,8 @@ def test_model_identity_covers_the_views(ext: FeatureExtractor) -> None:
     files_only = hashlib.sha256((manifest["sha256"] + manifest["whitening"]["sha256"]).encode()).hexdigest()
     assert ext.sha256 != files_only
     assert ext.sha256 == hashlib.sha256((manifest["sha256"] + manifest["whitening"]["sha256"]
-                                         + features.VIEWS_ID).encode()).hexdigest()
+                                         + features.views_id(ext.fp_size)).encode()).hexdigest()
+    assert ext.fp_size == manifest["inputs"]["fingerprint"]["shape"][-1]
 
 
 def _rates(m: int, blocks: int, fails: range, matches: int) -> dict[str, object]:

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from gateway.biometrics import profile as profiles
 from gateway.biometrics import slowkdf
-from gateway.biometrics.features import VIEWS_ID, FeatureExtractor, KeyFeatures
+from gateway.biometrics.features import FeatureExtractor, KeyFeatures, views_id
 from gateway.biometrics.keyrelease import (
     RELEASE_CAPTURES,
     Enrolment,
@@ -179,10 +179,11 @@ def test_device_model_and_helper_are_bound(enrolled, feats, ext) -> None:  # typ
 
 
 # The identity of the model every profile enrolled before the retrain carries (the step-1 550 weights trained on
-# the earlier generator, their whitening, the same views): sha256(model sha256 + whitening sha256 + VIEWS_ID).
+# the earlier generator, their whitening, the same views of a 96-px input): sha256(model sha256 + whitening
+# sha256 + views id).
 PREVIOUS_MODEL = hashlib.sha256(
     ("68bd39d7ff5b293e3a46626c324443439d609f9b36d5f7e915ae3ea4f7e604f6"
-     "530f824bb064e896228ffe1cc00fc84a752ef6589eafa0543ba5d35ccabe9b20" + VIEWS_ID).encode()).hexdigest()
+     "530f824bb064e896228ffe1cc00fc84a752ef6589eafa0543ba5d35ccabe9b20" + views_id(96)).encode()).hexdigest()
 
 
 def test_profile_of_the_previous_model_is_refused_plainly(enrolled, feats, ext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
