@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--generated", type=int, default=300, help="generated training slices")
     parser.add_argument("--generated-val", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2, help="lesion-inserted copies of each real slice")
+    parser.add_argument("--patients", default=",".join(TRAIN_PATIENTS),
+                        help="comma-separated real training patients (models.data.fetch names), in this order")
     parser.add_argument("--border-mm", type=float, default=0.0,
                         help="soft tissue within this many mm of the lung region of real training slices joins "
                              "the hard negatives (0: organ labels only)")
@@ -171,7 +173,10 @@ def main() -> None:
 
     rng = np.random.default_rng(TRAIN_SEED)
     X, Y, H, meta = [], [], [], []
-    for name in TRAIN_PATIENTS:
+    patients = tuple(args.patients.split(","))
+    if overlap := set(patients) & set(VAL_PATIENTS):
+        raise SystemExit(f"validation patients cannot be trained on: {sorted(overlap)}")
+    for name in patients:
         patient = load_patient(args.real, name)
         for rep in range(args.repeats):
             xs, ys, hs, m = real_slices(rng, patient, bank, f"{name} #{rep + 1}", 0.85, with_plain=(rep == 0),
@@ -186,12 +191,12 @@ def main() -> None:
     H += hs
     meta += [dict(mm, patient="generated") for mm in m]
     np.savez(args.out / "train.npz", x=np.stack(X), y=np.stack(Y), hard=np.stack(H))
-    info = {"seed": TRAIN_SEED, "count": len(X), "patients": list(TRAIN_PATIENTS), "generated": args.generated,
+    info = {"seed": TRAIN_SEED, "count": len(X), "patients": list(patients), "generated": args.generated,
             "lesion_slices": int(sum(bool(y.any()) for y in Y)),
             "lesions": int(sum(len(mm.get("lesions", [])) for mm in meta)),
             "pixel_spacing_mm": PIXEL_SPACING_MM, "fit_body_to_input": FIT_BODY, "border_mm": args.border_mm,
             "store": STORE, "window": HU_WINDOW,
-            "sources": {k: sources[k] for k in TRAIN_PATIENTS + ("lung1",)}}
+            "sources": {k: sources[k] for k in patients + ("lung1",)}}
     (args.out / "train.json").write_text(json.dumps(info, indent=1))
     (args.out / "train_slices.json").write_text(json.dumps(meta))
 

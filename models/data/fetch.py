@@ -41,6 +41,7 @@ DEFAULT_OUT = Path("runs/realct")
 TS = "totalsegmentator-2.18.0"
 DCMPY = "dicompyler-core-0.5.6"
 ELASTIX = "elastix-5.2.0"
+PLASTIMATCH = "plastimatch-1.10.0+dfsg.2"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ DEBIAN_SOURCES = {
     "elastix": DebianSource("elastix", "5.2.0-2", "trixie", "elastix_5.2.0.orig.tar.gz",
                             "0d504ea585049984033f4b88e50005e704424b3fee73359ffe1dfee19fae4b60",
                             "Apache-2.0 (elastix and its test data); the scan's origin is not documented"),
+    "plastimatch": DebianSource("plastimatch", "1.10.0+dfsg.2-1~deb13u1", "trixie",
+                                "plastimatch_1.10.0+dfsg.2.orig-debian-tests-data.tar.xz",
+                                "ec55aef6c99c89db952d9773f1d22a18850afe07fce4401e1f3c7a320f873bc3",
+                                "BSD-3-Clause (Debian's copyright file for debian-tests-data/); the scan's origin "
+                                "is not documented"),
 }
 
 # TotalSegmentator "total" task: lung lobes 10-14; every other label is an organ that is never a lesion.
@@ -114,6 +120,12 @@ PATIENTS = {
                           f"{ELASTIX}/Testing/Data/3DCT_lung_baseline_mask.mha"],
                 "what": "chest CT cropped to the right lung and the mediastinal edge, apex to the liver dome, "
                         "1.37 mm, 2.5 mm slices; a lung mask (elastix's registration test data)"},
+    "pm_right": {"package": "plastimatch",
+                 "files": [f"{PLASTIMATCH}/registration-tutorial.tar.gz", "registration-tutorial/t0.mha"],
+                 "what": "thorax, shoulders to the upper abdomen, 1.95 mm, 2.5 mm slices (plastimatch's registration "
+                         "tutorial, breathing phase t0), cut at the body's midline to the patient's right half: "
+                         "the left lung is largely opacified by an abnormality nobody has labelled, so only the "
+                         "right lung, the right hilum and the right half of the mediastinum are used; no labels"},
     "dcmpy_neck": {"package": "dicompyler-core",
                    "files": [f"{DCMPY}/tests/testdata/example_data/ct.0.dcm"],
                    "what": "one neck-level CT slice (DICOM)"},
@@ -264,6 +276,27 @@ def convert_metaimage(tar: tarfile.TarFile, ct_member: str, lung_member: str) ->
             "lung": (lung > 0).astype(np.uint8)}
 
 
+def convert_right_half(tar: tarfile.TarFile, inner_archive: str, ct_member: str) -> dict[str, np.ndarray]:
+    """A MetaImage inside a .tar.gz inside the source archive, cut at the body's midline to the patient's right
+    half (the image's left columns, as `read_metaimage` orients them): the midline is the median over slices of
+    the column centroid of everything denser than -500 HU, so a cut straight down the spine and mediastinum."""
+    outer = tar.extractfile(inner_archive)
+    if outer is None:
+        raise SystemExit(f"{inner_archive} missing from the archive")
+    with tarfile.open(fileobj=io.BytesIO(outer.read()), mode="r:gz") as inner:
+        f = inner.extractfile(ct_member)
+        if f is None:
+            raise SystemExit(f"{ct_member} missing from {inner_archive}")
+        hu, spacing = read_metaimage(f.read())
+    body = hu > -500
+    cols = np.arange(hu.shape[2])[None, None, :]
+    counts = body.sum(axis=(1, 2))
+    centroids = (body * cols).sum(axis=(1, 2))[counts > 0] / counts[counts > 0]
+    mid = int(round(float(np.median(centroids))))
+    right = np.ascontiguousarray(hu[:, :, :mid]).astype(np.int16)
+    return {"hu": right, "spacing_zyx_mm": spacing, "organ": np.zeros(right.shape, np.uint8)}
+
+
 def convert_lung1() -> dict[str, np.ndarray]:
     with np.load(shared_data_dir() / "ct" / "lung1.npz") as d:
         return {"hu": d["image_hu"].astype(np.int16), "spacing_zyx_mm": d["spacing_zyx_mm"].astype(np.float32),
@@ -286,6 +319,10 @@ def fetch(out: Path, cache: Path) -> dict[str, dict]:
     with tarfile.open(download_source_file(ex.name, ex.version, ex.suite, ex.archive, ex.sha256, cache)) as tar:
         files = PATIENTS["ex_lung"]["files"]
         written["ex_lung"] = convert_metaimage(tar, files[0], files[1])
+    pm = DEBIAN_SOURCES["plastimatch"]
+    with tarfile.open(download_source_file(pm.name, pm.version, pm.suite, pm.archive, pm.sha256, cache)) as tar:
+        files = PATIENTS["pm_right"]["files"]
+        written["pm_right"] = convert_right_half(tar, files[0], files[1])
     with tarfile.open(archives["dicompyler-core"]) as tar:
         written["dcmpy_neck"] = convert_dicom_slice(tar, PATIENTS["dcmpy_neck"]["files"][0])
     written["lung1"] = convert_lung1()
