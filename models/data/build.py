@@ -6,10 +6,10 @@ Sources of training slices, all taken through the gateway's own pre-processing (
 make_canvas`: resample to `PIXEL_SPACING_MM`, crop to the body, z-score) so the network learns exactly what
 it is served:
 
-- real backgrounds (TotalSegmentator chest and abdomen patients, elastix's lung patient, the dicompyler neck
-  slice), each slice twice: once with lesions inserted into its lung region (`models.data.lesions`, or
-  lung1's real nodule copied in) where it has lung, once as it is; every organ label (liver, spleen, heart,
-  vessels, airways, bones ...) is a hard negative and crops are drawn around them;
+- real backgrounds (TotalSegmentator chest and abdomen patients, elastix's lung patient, the right half of
+  plastimatch's thorax, the dicompyler neck slice), each slice twice: once with lesions inserted into its lung
+  region (`models.data.lesions`, or lung1's real nodule copied in) where it has lung, once as it is; every organ
+  label (liver, spleen, heart, vessels, airways, bones ...) is a hard negative and crops are drawn around them;
 - the procedural generator (`models.synth.ct`) as one source among several.
 
 Validation is held out by patient. lung1 (chest, 0.57 mm): its slices as they are (45 tumour-free, 3 with
@@ -49,7 +49,7 @@ TRAIN_SEED = 20261201
 VAL_SEED = 20261202
 GEN_SEED = 20261121
 GEN_VAL_SEED = 7
-TRAIN_PATIENTS = ("ts_chest", "ts_abdomen", "ex_lung", "dcmpy_neck")
+TRAIN_PATIENTS = ("ts_chest", "ts_abdomen", "ex_lung", "dcmpy_neck", "pm_right")
 VAL_PATIENTS = ("lung1", "ts_domes")
 MIN_LUNG_MM2 = 1500.0
 LESION_EDGE_MM = 2.0
