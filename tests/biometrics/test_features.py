@@ -106,3 +106,10 @@ def test_the_published_figures_are_those_of_the_shipped_model(ext: FeatureExtrac
     assert results["codes_used"] == {m: [c.m, c.blocks] for m, c in DEFAULT_CODES.items()}
     assert manifest["metrics"]["frr"] == results["test"]["genuine"]
     assert manifest["metrics"]["codes"] == results["codes_used"]
+
+
+def test_views_keep_their_distance_on_the_print_at_any_input_size() -> None:
+    # Profiles enrolled with the 96-px model carry this string inside their model identity: it must not move.
+    assert features.views_id(96) == "views/v1/fp(-4, 0, 4)/iris(-4, 0, 4)"
+    assert features.fingerprint_shifts(192) == (-8, 0, 8)
+    assert features.views_id(192) != features.views_id(96)
