@@ -157,13 +157,21 @@ def _display_slices(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray,
     return np.ascontiguousarray(out), np.array([zooms[2], zooms[1], zooms[0]], np.float32)
 
 
+def _member(tar: tarfile.TarFile, member: str) -> bytes:
+    """The bytes of one file of an archive; a clear exit when the pinned archive lacks it."""
+    try:
+        f = tar.extractfile(member)
+    except KeyError:
+        f = None
+    if f is None:
+        raise SystemExit(f"{member} missing from the archive")
+    return f.read()
+
+
 def _nifti(tar: tarfile.TarFile, member: str) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
-    raw = tar.extractfile(member)
-    if raw is None:
-        raise SystemExit(f"{member} missing from the archive")
-    img = nib.Nifti1Image.from_bytes(_gunzip(raw.read()))
+    img = nib.Nifti1Image.from_bytes(_gunzip(_member(tar, member)))
     return np.asanyarray(img.dataobj), img.affine
 
 
@@ -208,9 +216,7 @@ def convert_ts_dicom(tar: tarfile.TarFile, folder: str, seg_member: str) -> dict
     members = sorted(m.name for m in tar.getmembers() if m.name.startswith(folder) and m.isfile())
     slices = []
     for name in members:
-        f = tar.extractfile(name)
-        assert f is not None
-        slices.append(_dicom_hu(f.read()))
+        slices.append(_dicom_hu(_member(tar, name)))
     slices.sort(key=lambda s: s[1])  # inferior -> superior, as the canonical NIfTI labels
     hu = np.stack([s[0] for s in slices])
     zs = np.array([s[1] for s in slices])
@@ -225,9 +231,7 @@ def convert_ts_dicom(tar: tarfile.TarFile, folder: str, seg_member: str) -> dict
 
 
 def convert_dicom_slice(tar: tarfile.TarFile, member: str) -> dict[str, np.ndarray]:
-    f = tar.extractfile(member)
-    assert f is not None
-    hu, _, sp = _dicom_hu(f.read())
+    hu, _, sp = _dicom_hu(_member(tar, member))
     return {"hu": hu[None], "spacing_zyx_mm": np.array([1.0, sp[0], sp[1]], np.float32),
             "organ": np.zeros((1,) + hu.shape, np.uint8)}
 
@@ -262,14 +266,8 @@ def read_metaimage(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def convert_metaimage(tar: tarfile.TarFile, ct_member: str, lung_member: str) -> dict[str, np.ndarray]:
-    def read(member: str) -> tuple[np.ndarray, np.ndarray]:
-        f = tar.extractfile(member)
-        if f is None:
-            raise SystemExit(f"{member} missing from the archive")
-        return read_metaimage(f.read())
-
-    hu, spacing = read(ct_member)
-    lung, lung_spacing = read(lung_member)
+    hu, spacing = read_metaimage(_member(tar, ct_member))
+    lung, lung_spacing = read_metaimage(_member(tar, lung_member))
     if lung.shape != hu.shape or not np.allclose(lung_spacing, spacing):
         raise SystemExit(f"{lung_member}: geometry differs from {ct_member}")
     return {"hu": hu.astype(np.int16), "spacing_zyx_mm": spacing, "organ": np.zeros(hu.shape, np.uint8),
@@ -280,14 +278,8 @@ def convert_right_half(tar: tarfile.TarFile, inner_archive: str, ct_member: str)
     """A MetaImage inside a .tar.gz inside the source archive, cut at the body's midline to the patient's right
     half (the image's left columns, as `read_metaimage` orients them): the midline is the median over slices of
     the column centroid of everything denser than -500 HU, so a cut straight down the spine and mediastinum."""
-    outer = tar.extractfile(inner_archive)
-    if outer is None:
-        raise SystemExit(f"{inner_archive} missing from the archive")
-    with tarfile.open(fileobj=io.BytesIO(outer.read()), mode="r:gz") as inner:
-        f = inner.extractfile(ct_member)
-        if f is None:
-            raise SystemExit(f"{ct_member} missing from {inner_archive}")
-        hu, spacing = read_metaimage(f.read())
+    with tarfile.open(fileobj=io.BytesIO(_member(tar, inner_archive)), mode="r:gz") as inner:
+        hu, spacing = read_metaimage(_member(inner, ct_member))
     body = hu > -500
     cols = np.arange(hu.shape[2])[None, None, :]
     counts = body.sum(axis=(1, 2))

@@ -100,10 +100,10 @@ def test_right_half_is_cut_at_the_body_midline_and_keeps_the_patients_right() ->
 
     from models.data.fetch import convert_right_half
 
-    vol = np.full((2, 8, 20), -1000, np.int16)
-    vol[:, 2:6, 4:16] = 40  # a body spanning columns 4..15: its midline is column 10
+    vol = np.full((2, 8, 24), -1000, np.int16)
+    vol[:, 2:6, 4:17] = 40  # a body over columns 4..16, off the image centre (12): its midline is column 10
     vol[:, 3, 5] = 300  # a mark on the patient's right (low columns, as read_metaimage orients them)
-    vol[:, 3, 14] = 900  # and one on the left, which must go
+    vol[:, 3, 11] = 900  # and one just left of the midline, which must go
 
     def tar_of(name: str, data: bytes, mode: str) -> bytes:
         buf = io.BytesIO()
@@ -116,6 +116,8 @@ def test_right_half_is_cut_at_the_body_midline_and_keeps_the_patients_right() ->
     inner = tar_of("tutorial/t0.mha", _metaimage(vol, (1.9, 1.9, 2.5)), "w:gz")
     with tarfile.open(fileobj=io.BytesIO(tar_of("pkg/tutorial.tar.gz", inner, "w")), mode="r") as outer:
         got = convert_right_half(outer, "pkg/tutorial.tar.gz", "tutorial/t0.mha")
+        with pytest.raises(SystemExit):  # a pinned archive without the named scan is refused plainly
+            convert_right_half(outer, "pkg/tutorial.tar.gz", "tutorial/t5.mha")
     assert got["hu"].shape == (2, 8, 10)
     assert (got["hu"] == 300).sum() == 2 and not (got["hu"] == 900).any()
     assert np.allclose(got["spacing_zyx_mm"], [2.5, 1.9, 1.9]) and not got["organ"].any()
