@@ -113,3 +113,18 @@ def test_views_keep_their_distance_on_the_print_at_any_input_size() -> None:
     assert features.views_id(96) == "views/v1/fp(-4, 0, 4)/iris(-4, 0, 4)"
     assert features.fingerprint_shifts(192) == (-8, 0, 8)
     assert features.views_id(192) != features.views_id(96)
+
+
+def test_inputs_cached_at_two_sizes_come_from_the_same_captures(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A model at 192 px and one at 96 px are compared on the same identities only if both caches hold one capture.
+    from models.msenet.dataset import identity_captures
+    from models.msenet.evaluate import inputs
+
+    fine = inputs(SEED, 2, 2, tmp_path, workers=1, fp_size=192, also_fp_sizes=(96,))
+    served = inputs(SEED, 2, 2, tmp_path, workers=1, fp_size=96)  # read from the cache written beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SEED}_2x2_fp192.npz", f"{SEED}_2x2_fp96.npz"]
+    assert fine["fingerprint"].shape[-1] == 192 and served["fingerprint"].shape[-1] == 96
+    assert np.array_equal(fine["iris"], served["iris"])
+    prints, _ = identity_captures(SEED + 1, 2)
+    assert np.array_equal(served["fingerprint"][1, 1], fingerprint_input(prints[1], 96).astype(np.float16))
+    assert np.array_equal(fine["fingerprint"][1, 1], fingerprint_input(prints[1], 192).astype(np.float16))
