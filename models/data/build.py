@@ -71,6 +71,14 @@ def lung_border_tissue(hu: np.ndarray, spacing_mm: tuple[float, float], region: 
     return np.asarray(near & (np.asarray(hu) > -400.0) & ~edge, dtype=bool)
 
 
+def training_patients(spec: str) -> tuple[str, ...]:
+    """The real training patients named in `spec` (comma-separated), refusing any validation patient."""
+    patients = tuple(name.strip() for name in spec.split(",") if name.strip())
+    if overlap := set(patients) & set(VAL_PATIENTS):
+        raise SystemExit(f"validation patients cannot be trained on: {sorted(overlap)}")
+    return patients
+
+
 def load_patient(real: Path, name: str) -> dict[str, np.ndarray]:
     with np.load(real / f"{name}.npz") as d:
         return {k: d[k] for k in d.files}
@@ -173,9 +181,7 @@ def main() -> None:
 
     rng = np.random.default_rng(TRAIN_SEED)
     X, Y, H, meta = [], [], [], []
-    patients = tuple(args.patients.split(","))
-    if overlap := set(patients) & set(VAL_PATIENTS):
-        raise SystemExit(f"validation patients cannot be trained on: {sorted(overlap)}")
+    patients = training_patients(args.patients)
     for name in patients:
         patient = load_patient(args.real, name)
         for rep in range(args.repeats):

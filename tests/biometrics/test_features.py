@@ -128,3 +128,19 @@ def test_inputs_cached_at_two_sizes_come_from_the_same_captures(tmp_path) -> Non
     prints, _ = identity_captures(SEED + 1, 2)
     assert np.array_equal(served["fingerprint"][1, 1], fingerprint_input(prints[1], 96).astype(np.float16))
     assert np.array_equal(fine["fingerprint"][1, 1], fingerprint_input(prints[1], 192).astype(np.float16))
+
+
+@pytest.mark.parametrize("size", ["96", None, 96.0])
+def test_a_manifest_without_a_whole_fingerprint_size_is_refused(tmp_path, size) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import shutil
+
+    from gateway.errors import ConfigError
+
+    for name in ("msenet.onnx", "whitening.npz"):
+        shutil.copy(features.DEFAULT_MODEL.with_name(name), tmp_path / name)
+    manifest = json.loads(features.DEFAULT_MODEL.with_name("manifest.json").read_text())
+    manifest["inputs"]["fingerprint"]["shape"][-1] = size
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="manifest missing or invalid"):
+        FeatureExtractor(tmp_path / "msenet.onnx")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.data.build import LESION_EDGE_MM, lung_border_tissue, real_slices
+from models.data.build import LESION_EDGE_MM, TRAIN_PATIENTS, lung_border_tissue, real_slices, training_patients
 from models.data.lesions import insert_lesions, lung_region
 
 SPACING = (0.5703, 0.5703)
@@ -121,3 +121,11 @@ def test_right_half_is_cut_at_the_body_midline_and_keeps_the_patients_right() ->
     assert got["hu"].shape == (2, 8, 10)
     assert (got["hu"] == 300).sum() == 2 and not (got["hu"] == 900).any()
     assert np.allclose(got["spacing_zyx_mm"], [2.5, 1.9, 1.9]) and not got["organ"].any()
+
+
+def test_validation_patients_are_never_training_patients() -> None:
+    assert training_patients(",".join(TRAIN_PATIENTS)) == TRAIN_PATIENTS
+    assert training_patients("ts_chest, pm_right") == ("ts_chest", "pm_right")
+    for spec in ("ts_chest,lung1", "ts_domes"):
+        with pytest.raises(SystemExit, match="validation patients"):
+            training_patients(spec)
