@@ -12,6 +12,11 @@ it is served:
   label (liver, spleen, heart, vessels, airways, bones ...) is a hard negative and crops are drawn around them;
 - the procedural generator (`models.synth.ct`) as one source among several.
 
+Two variants of the real patients can follow them in the seeded stream (measured in session 10, not in the
+committed recipe): `--slab-mm 5` adds each patient reconstructed at 5 mm slices (`thick_slabs`), and
+`--plain-vessels` adds each contrast-enhanced patient with its lung vessels at plain-CT density, marked never
+lesion (`without_contrast`). The slices of the plain recipe stay the same either way.
+
 Validation is held out by patient. lung1 (chest, 0.57 mm): its slices as they are (45 tumour-free, 3 with
 the real nodule) and its tumour-free slices with lesions inserted under a separate seed; its background is
 never trained on, but its nodule is copied into training patients, so the real-nodule figure is optimistic.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -82,6 +88,100 @@ def training_patients(spec: str) -> tuple[str, ...]:
 def load_patient(real: Path, name: str) -> dict[str, np.ndarray]:
     with np.load(real / f"{name}.npz") as d:
         return {k: d[k] for k in d.files}
+
+
+def thick_slabs(patient: dict[str, np.ndarray], slab_mm: float) -> dict[str, np.ndarray] | None:
+    """The patient as a scanner reconstructing `slab_mm` thick slices would show it, or None if its slices
+    are already that thick (or it has one slice).
+
+    A slice's HU is the attenuation averaged through its thickness, so consecutive slices averaged in HU, in
+    non-overlapping runs of round(slab_mm / spacing), are that thicker reconstruction: a vessel crossing
+    obliquely becomes a smeared blob and the liver dome a pale island in the lung base, the partial-volume
+    look of the 5 mm chest CT many hospitals still archive, which the 1.5-3 mm training patients lack. Organ
+    labels are the union over the run (an organ present in any part of the slab is never lesion); the lung
+    label is the middle slice's.
+    """
+    dz = float(patient["spacing_zyx_mm"][0])
+    k = int(round(slab_mm / dz))
+    n = patient["hu"].shape[0] // k if k >= 2 else 0
+    if n == 0:
+        return None
+    runs = patient["hu"][:n * k].astype(np.float32).reshape(n, k, *patient["hu"].shape[1:])
+    out = {"hu": np.round(runs.mean(axis=1)).astype(np.int16),
+           "organ": patient["organ"][:n * k].reshape(n, k, *patient["organ"].shape[1:]).max(axis=1),
+           "spacing_zyx_mm": np.array([dz * k, *patient["spacing_zyx_mm"][1:]], np.float64)}
+    if "lung" in patient:
+        out["lung"] = patient["lung"][k // 2:n * k:k]
+    return out
+
+
+NONCONTRAST_BLOOD_HU = 40.0
+"""Blood without contrast agent: what a vessel in the lung shows on a plain chest CT."""
+PARENCHYMA_HU = -850.0
+VESSEL_LABEL = 255
+"""Organ label of the lung vessels `without_contrast` finds (TotalSegmentator's ids stop at 117)."""
+ENHANCED_HU = 150.0
+ENHANCED_SHARE = 0.1
+"""A patient is contrast-enhanced when more than this share of the soft tissue (> -200 HU) inside its lung
+regions is denser than ENHANCED_HU: 0.35 for the TotalSegmentator chest (a pulmonary angiogram), at most 0.02
+for the other training patients and lung1."""
+
+
+def lung_vessel_hu(patient: dict[str, np.ndarray], every: int = 6) -> np.ndarray:
+    """HU of the soft tissue (> -200 HU) inside the lung regions of every `every`-th slice: the lung vessels."""
+    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+    out = [np.zeros(0, np.float32)]
+    for z in range(0, patient["hu"].shape[0], every):
+        hu = patient["hu"][z].astype(np.float32)
+        region = lung_region(hu, sp, patient["lung"][z] if "lung" in patient else None, patient["organ"][z])
+        out.append(hu[region & (hu > -200)])
+    return np.concatenate(out)
+
+
+def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A contrast-enhanced patient's lungs as a plain CT would show them, or None if it is not enhanced.
+
+    In a pulmonary angiogram every vessel in the lung is 300-650 HU, so a network trained on it learns that a
+    round soft-tissue density in the lung is a lesion, and calls the plain-CT vessels of lung1's hila
+    (40-100 HU) lesions. The enhanced vessels are the components of pixels denser than ENHANCED_HU within 3 mm
+    of each slice's lung region that lie mostly inside it (ribs and the mediastinum's vessels lie mostly
+    outside and are left as they are), with a 1 mm edge. There a pixel is read as a mixture of parenchyma and
+    blood: HU from PARENCHYMA_HU up to the patient's enhanced blood level (the median vessel HU above
+    ENHANCED_HU) is mapped linearly onto PARENCHYMA_HU .. NONCONTRAST_BLOOD_HU, denser pixels onto
+    NONCONTRAST_BLOOD_HU, so partial-volume edges stay partial. Where a mapped vessel is denser than -300 HU it
+    joins the organ labels as VESSEL_LABEL: a hard negative, never lesion. Lesions are inserted afterwards, at
+    their own HU.
+    """
+    vessels = lung_vessel_hu(patient)
+    enhanced = vessels[vessels > ENHANCED_HU]
+    if vessels.size == 0 or enhanced.size <= ENHANCED_SHARE * vessels.size:
+        return None
+    blood = float(np.median(enhanced))
+    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+
+    def disc(mm: float) -> np.ndarray:
+        r = max(1, int(round(mm / sp[0])))
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+
+    scale = (NONCONTRAST_BLOOD_HU - PARENCHYMA_HU) / (blood - PARENCHYMA_HU)
+    out = dict(patient)
+    out["hu"] = patient["hu"].copy()
+    out["organ"] = patient["organ"].copy()
+    for z in range(patient["hu"].shape[0]):
+        hu = patient["hu"][z].astype(np.float32)
+        region = lung_region(hu, sp, patient["lung"][z] if "lung" in patient else None, patient["organ"][z])
+        near = cv2.dilate(region.astype(np.uint8), disc(3.0)) > 0
+        dense = (near & (hu > ENHANCED_HU)).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
+        inside = np.bincount(labels[region], minlength=n)
+        keep = inside > 0.5 * stats[:, cv2.CC_STAT_AREA]
+        keep[0] = False
+        vessel = cv2.dilate(keep[labels].astype(np.uint8), disc(1.0)) > 0
+        mapped = np.where(hu >= blood, NONCONTRAST_BLOOD_HU, PARENCHYMA_HU + (hu - PARENCHYMA_HU) * scale)
+        pick = vessel & near & (hu > PARENCHYMA_HU)
+        out["hu"][z][pick] = np.round(mapped[pick]).astype(patient["hu"].dtype)
+        out["organ"][z][pick & (mapped > -300) & (out["organ"][z] == 0)] = VESSEL_LABEL
+    return out
 
 
 def to_store(x: np.ndarray, *masks: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -172,6 +272,12 @@ def main() -> None:
     parser.add_argument("--border-mm", type=float, default=0.0,
                         help="soft tissue within this many mm of the lung region of real training slices joins "
                              "the hard negatives (0: organ labels only)")
+    parser.add_argument("--slab-mm", type=float, default=0.0,
+                        help="also train on each real patient reconstructed at this slice thickness "
+                             "(thick_slabs; 0: off), after all patients in the seeded stream")
+    parser.add_argument("--plain-vessels", action="store_true",
+                        help="also train on each contrast-enhanced real patient with its lung vessels at plain-CT "
+                             "density (without_contrast), after the patients and slabs in the seeded stream")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lung1 = load_patient(args.real, "lung1")
@@ -180,17 +286,35 @@ def main() -> None:
     sources = json.loads((args.real / "sources.json").read_text())
 
     rng = np.random.default_rng(TRAIN_SEED)
-    X, Y, H, meta = [], [], [], []
+    X: list[np.ndarray] = []
+    Y: list[np.ndarray] = []
+    H: list[np.ndarray] = []
+    meta: list[dict[str, Any]] = []
     patients = training_patients(args.patients)
-    for name in patients:
-        patient = load_patient(args.real, name)
+
+    def add(patient: dict[str, np.ndarray], tag: str, desc: str) -> None:
+        """The patient's slices as they are and with lesions, `args.repeats` times, under the name `tag`."""
         for rep in range(args.repeats):
-            xs, ys, hs, m = real_slices(rng, patient, bank, f"{name} #{rep + 1}", 0.85, with_plain=(rep == 0),
+            xs, ys, hs, m = real_slices(rng, patient, bank, f"{desc} #{rep + 1}", 0.85, with_plain=(rep == 0),
                                         border_mm=args.border_mm)
-            X += xs
-            Y += ys
-            H += hs
-            meta += [dict(mm, patient=name) for mm in m]
+            X.extend(xs)
+            Y.extend(ys)
+            H.extend(hs)
+            meta.extend(dict(mm, patient=tag) for mm in m)
+
+    for name in patients:
+        add(load_patient(args.real, name), name, name)
+    # Variants come after every patient, so the slices above stay those of the plain recipe.
+    slabs: list[str] = []
+    plain: list[str] = []
+    for name in patients if args.slab_mm > 0 else ():
+        if (slab := thick_slabs(load_patient(args.real, name), args.slab_mm)) is not None:
+            slabs.append(name)
+            add(slab, f"{name}_slab", f"{name} {args.slab_mm:g} mm")
+    for name in patients if args.plain_vessels else ():
+        if (unenhanced := without_contrast(load_patient(args.real, name))) is not None:
+            plain.append(name)
+            add(unenhanced, f"{name}_plain", f"{name} plain vessels")
     xs, ys, hs, m, _, _ = generated(GEN_SEED, args.generated)
     X += xs
     Y += ys
@@ -201,7 +325,8 @@ def main() -> None:
             "lesion_slices": int(sum(bool(y.any()) for y in Y)),
             "lesions": int(sum(len(mm.get("lesions", [])) for mm in meta)),
             "pixel_spacing_mm": PIXEL_SPACING_MM, "fit_body_to_input": FIT_BODY, "border_mm": args.border_mm,
-            "store": STORE, "window": HU_WINDOW,
+            "slab_mm": args.slab_mm, "slab_patients": slabs,
+            "plain_vessel_patients": plain, "store": STORE, "window": HU_WINDOW,
             "sources": {k: sources[k] for k in patients + ("lung1",)}}
     (args.out / "train.json").write_text(json.dumps(info, indent=1))
     (args.out / "train_slices.json").write_text(json.dumps(meta))

@@ -8,7 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from models.data.build import LESION_EDGE_MM, TRAIN_PATIENTS, lung_border_tissue, real_slices, training_patients
+from models.data.build import (
+    LESION_EDGE_MM,
+    TRAIN_PATIENTS,
+    lung_border_tissue,
+    real_slices,
+    thick_slabs,
+    training_patients,
+)
 from models.data.lesions import insert_lesions, lung_region
 
 SPACING = (0.5703, 0.5703)
@@ -129,3 +136,65 @@ def test_validation_patients_are_never_training_patients() -> None:
     for spec in ("ts_chest,lung1", "ts_domes"):
         with pytest.raises(SystemExit, match="validation patients"):
             training_patients(spec)
+
+
+def test_thick_slabs_average_consecutive_slices_in_hu_without_overlap() -> None:
+    rng = np.random.default_rng(5)
+    hu = rng.integers(-1000, 400, (7, 4, 5)).astype(np.int16)
+    organ = np.zeros((7, 4, 5), np.uint8)
+    organ[1, 0, 0] = 3  # an organ in the slab's first run, on one of its slices only
+    lung = np.arange(7, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 5), np.uint8)
+    patient = {"hu": hu, "organ": organ, "lung": lung, "spacing_zyx_mm": np.array([1.5, 0.8, 0.8])}
+    slab = thick_slabs(patient, 5.0)
+    assert slab is not None
+    # round(5 / 1.5) = 3 slices a run: slices 0-2 and 3-5; the seventh is left over, not half a slab.
+    assert slab["hu"].shape == (2, 4, 5)
+    assert np.array_equal(slab["hu"], np.round(hu[:6].reshape(2, 3, 4, 5).astype(np.float64).mean(axis=1)))
+    assert np.allclose(slab["spacing_zyx_mm"], [4.5, 0.8, 0.8])
+    assert slab["organ"][0, 0, 0] == 3 and slab["organ"].sum() == 3
+    assert np.array_equal(slab["lung"][:, 0, 0], [1, 4])
+
+
+def test_thick_slabs_leave_thick_and_single_slice_patients_alone() -> None:
+    one = {"hu": np.zeros((1, 4, 4), np.int16), "organ": np.zeros((1, 4, 4), np.uint8),
+           "spacing_zyx_mm": np.array([1.0, 1.0, 1.0])}
+    thick = {"hu": np.zeros((6, 4, 4), np.int16), "organ": np.zeros((6, 4, 4), np.uint8),
+             "spacing_zyx_mm": np.array([5.0, 0.6, 0.6])}
+    assert thick_slabs(one, 5.0) is None
+    assert thick_slabs(thick, 5.0) is None
+
+
+def angiogram_slice() -> dict[str, np.ndarray]:
+    """Two lungs at parenchyma density, one with a 450 HU vessel inside, beside a 700 HU rib outside them."""
+    hu = np.full((1, 120, 160), 40, np.int16)  # soft tissue
+    hu[0, :3], hu[0, -3:], hu[0, :, :3], hu[0, :, -3:] = -1000, -1000, -1000, -1000  # air round the body
+    hu[0, 20:100, 15:70] = -850
+    hu[0, 20:100, 90:145] = -850
+    hu[0, 55:63, 40:48] = 450  # the vessel, deep in the left lung
+    hu[0, 50:70, 145:150] = 700  # a rib against the right lung's wall
+    return {"hu": hu, "organ": np.zeros(hu.shape, np.uint8), "spacing_zyx_mm": np.array([1.5, 1.0, 1.0])}
+
+
+def test_without_contrast_maps_lung_vessels_to_plain_blood_and_marks_them_never_lesion() -> None:
+    from models.data.build import NONCONTRAST_BLOOD_HU, VESSEL_LABEL, without_contrast
+
+    patient = angiogram_slice()
+    plain = without_contrast(patient)
+    assert plain is not None
+    hu, organ = plain["hu"][0], plain["organ"][0]
+    assert np.all(hu[56:62, 41:47] == NONCONTRAST_BLOOD_HU)
+    assert np.all(organ[56:62, 41:47] == VESSEL_LABEL)
+    # The rib, the chest wall and the parenchyma away from the vessel keep their HU; nothing else is a vessel.
+    assert np.all(hu[50:70, 145:150] == 700)
+    assert np.all(hu[5:15, 5:150] == 40)
+    assert np.all(hu[25:45, 20:65] == -850)
+    assert organ.sum() == VESSEL_LABEL * int((organ > 0).sum()) and (organ > 0).sum() <= 100
+    assert np.array_equal(patient["hu"], angiogram_slice()["hu"])  # the patient given is not changed
+
+
+def test_without_contrast_leaves_a_plain_ct_alone() -> None:
+    from models.data.build import without_contrast
+
+    patient = angiogram_slice()
+    patient["hu"][patient["hu"] == 450] = 45
+    assert without_contrast(patient) is None
