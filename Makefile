@@ -102,7 +102,7 @@ fetch-ct: train-venv
 	$(TRAIN_VENV)/bin/python -m models.data.fetch --out runs/realct
 
 train-data: fetch-ct
-	$(TRAIN_VENV)/bin/python -m models.data.build --real runs/realct --out runs/data-real --repeats 3
+	$(TRAIN_VENV)/bin/python -m models.data.build --real runs/realct --out runs/data-real --repeats 3 --slab-mm 5
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) .pytest_cache build dist *.egg-info
