@@ -12,10 +12,10 @@ it is served:
   label (liver, spleen, heart, vessels, airways, bones ...) is a hard negative and crops are drawn around them;
 - the procedural generator (`models.synth.ct`) as one source among several.
 
-Two variants of the real patients can follow them in the seeded stream (measured in session 10, not in the
-committed recipe): `--slab-mm 5` adds each patient reconstructed at 5 mm slices (`thick_slabs`), and
-`--plain-vessels` adds each contrast-enhanced patient with its lung vessels at plain-CT density, marked never
-lesion (`without_contrast`). The slices of the plain recipe stay the same either way.
+Two variants of the real patients can follow them in the seeded stream: `--slab-mm 5` (in `make train-data`
+since session 10) adds each patient reconstructed at 5 mm slices (`thick_slabs`), and `--plain-vessels`
+(measured, not in the recipe) adds each contrast-enhanced patient with its lung vessels at plain-CT density,
+marked never lesion (`without_contrast`). The patients' own slices are the same with or without them.
 
 Validation is held out by patient. lung1 (chest, 0.57 mm): its slices as they are (45 tumour-free, 3 with
 the real nodule) and its tumour-free slices with lesions inserted under a separate seed; its background is
@@ -141,9 +141,10 @@ def lung_vessel_hu(patient: dict[str, np.ndarray], every: int = 6) -> np.ndarray
 def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """A contrast-enhanced patient's lungs as a plain CT would show them, or None if it is not enhanced.
 
-    In a pulmonary angiogram every vessel in the lung is 300-650 HU, so a network trained on it learns that a
-    round soft-tissue density in the lung is a lesion, and calls the plain-CT vessels of lung1's hila
-    (40-100 HU) lesions. The enhanced vessels are the components of pixels denser than ENHANCED_HU within 3 mm
+    In a pulmonary angiogram every vessel in the lung is 300-650 HU, so a network trained on it may learn that a
+    round soft-tissue density in the lung is a lesion and call plain-CT vessels (40-100 HU, as at lung1's hila)
+    lesions; this variant shows it plain vessels as never lesion (measured in session 10: it did not help,
+    model card). The enhanced vessels are the components of pixels denser than ENHANCED_HU within 3 mm
     of each slice's lung region that lie mostly inside it (ribs and the mediastinum's vessels lie mostly
     outside and are left as they are), with a 1 mm edge. There a pixel is read as a mixture of parenchyma and
     blood: HU from PARENCHYMA_HU up to the patient's enhanced blood level (the median vessel HU above
@@ -304,7 +305,7 @@ def main() -> None:
 
     for name in patients:
         add(load_patient(args.real, name), name, name)
-    # Variants come after every patient, so the slices above stay those of the plain recipe.
+    # Variants come after every patient, so the slices above are the same with or without them.
     slabs: list[str] = []
     plain: list[str] = []
     for name in patients if args.slab_mm > 0 else ():

@@ -107,11 +107,11 @@ def sample_batch(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, lesion_
 def scanner_texture(rng: np.random.Generator, img: np.ndarray, probability: float) -> np.ndarray:
     """The crop as another scanner might have shown it: each of blur, sharpening and noise with `probability`.
 
-    The training patients are 1.37-1.95 mm scans enlarged to the network's 1.15 mm (soft edges, little noise
-    per pixel), lung1 a 0.57 mm scan averaged down to it (crisp vessel cross-sections); reconstruction kernels
-    and doses differ too. Blur (Gaussian, sigma 0.4-1.2 px), unsharp masking (amount 0.3-1.0) and additive
-    noise (0-0.08 z-units, about 0-35 HU, slightly correlated) make both look like the training data, so the
-    network is taught to look past the sharpness of an edge and the grain, and the label stays the same.
+    Reconstruction kernels, doses and native pixel sizes differ, so the same anatomy reaches the network softer
+    or sharper and with more or less grain (the training patients are enlarged from 1.37-3 mm, lung1 is
+    averaged down from 0.57 mm and has less fine detail than the three chest patients). Blur (Gaussian, sigma
+    0.4-1.2 px), unsharp masking (amount 0.3-1.0) and additive noise (0-0.08 z-units, about 0-35 HU, slightly
+    correlated) teach the network to look past the sharpness of an edge and the grain; the label stays the same.
     """
     if rng.uniform() < probability:
         img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))

@@ -10,11 +10,14 @@ import pytest
 
 from models.data.build import (
     LESION_EDGE_MM,
+    NONCONTRAST_BLOOD_HU,
     TRAIN_PATIENTS,
+    VESSEL_LABEL,
     lung_border_tissue,
     real_slices,
     thick_slabs,
     training_patients,
+    without_contrast,
 )
 from models.data.lesions import insert_lesions, lung_region
 
@@ -176,8 +179,6 @@ def angiogram_slice() -> dict[str, np.ndarray]:
 
 
 def test_without_contrast_maps_lung_vessels_to_plain_blood_and_marks_them_never_lesion() -> None:
-    from models.data.build import NONCONTRAST_BLOOD_HU, VESSEL_LABEL, without_contrast
-
     patient = angiogram_slice()
     plain = without_contrast(patient)
     assert plain is not None
@@ -193,8 +194,6 @@ def test_without_contrast_maps_lung_vessels_to_plain_blood_and_marks_them_never_
 
 
 def test_without_contrast_leaves_a_plain_ct_alone() -> None:
-    from models.data.build import without_contrast
-
     patient = angiogram_slice()
     patient["hu"][patient["hu"] == 450] = 45
     assert without_contrast(patient) is None
