@@ -90,6 +90,16 @@ def load_patient(real: Path, name: str) -> dict[str, np.ndarray]:
         return {k: d[k] for k in d.files}
 
 
+def in_plane_spacing(patient: dict[str, np.ndarray]) -> tuple[float, float]:
+    """(row, column) pixel size in mm of a patient file from `models.data.fetch`."""
+    return float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2])
+
+
+def lung_label(patient: dict[str, np.ndarray], z: int) -> np.ndarray | None:
+    """The patient's lung mask or lobe labels on slice z, where its source has them."""
+    return patient["lung"][z] if "lung" in patient else None
+
+
 def thick_slabs(patient: dict[str, np.ndarray], slab_mm: float) -> dict[str, np.ndarray] | None:
     """The patient as a scanner reconstructing `slab_mm` thick slices would show it, or None if its slices
     are already that thick (or it has one slice).
@@ -129,11 +139,11 @@ for the other training patients and lung1."""
 
 def lung_vessel_hu(patient: dict[str, np.ndarray], every: int = 6) -> np.ndarray:
     """HU of the soft tissue (> -200 HU) inside the lung regions of every `every`-th slice: the lung vessels."""
-    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+    sp = in_plane_spacing(patient)
     out = [np.zeros(0, np.float32)]
     for z in range(0, patient["hu"].shape[0], every):
         hu = patient["hu"][z].astype(np.float32)
-        region = lung_region(hu, sp, patient["lung"][z] if "lung" in patient else None, patient["organ"][z])
+        region = lung_region(hu, sp, lung_label(patient, z), patient["organ"][z])
         out.append(hu[region & (hu > -200)])
     return np.concatenate(out)
 
@@ -158,7 +168,7 @@ def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
     if vessels.size == 0 or enhanced.size <= ENHANCED_SHARE * vessels.size:
         return None
     blood = float(np.median(enhanced))
-    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+    sp = in_plane_spacing(patient)
 
     def disc(mm: float) -> np.ndarray:
         r = max(1, int(round(mm / sp[0])))
@@ -170,7 +180,7 @@ def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
     out["organ"] = patient["organ"].copy()
     for z in range(patient["hu"].shape[0]):
         hu = patient["hu"][z].astype(np.float32)
-        region = lung_region(hu, sp, patient["lung"][z] if "lung" in patient else None, patient["organ"][z])
+        region = lung_region(hu, sp, lung_label(patient, z), patient["organ"][z])
         near = cv2.dilate(region.astype(np.uint8), disc(3.0)) > 0
         dense = (near & (hu > ENHANCED_HU)).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
@@ -219,12 +229,12 @@ def real_slices(rng: np.random.Generator, patient: dict[str, np.ndarray], bank: 
     """Each slice with lesions (where it has lung, probability `lesion_p`) and, if `with_plain`, as it is.
     With `border_mm` > 0 the soft tissue in and around the lung region joins the hard negatives
     (`lung_border_tissue`)."""
-    sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+    sp = in_plane_spacing(patient)
     xs, ys, hs, meta = [], [], [], []
     for z in tqdm(range(patient["hu"].shape[0]), desc=desc, unit="slice"):
         hu = patient["hu"][z].astype(np.float32)
         hard = patient["organ"][z] > 0
-        label = patient["lung"][z] if "lung" in patient else None
+        label = lung_label(patient, z)
         region = lung_region(hu, sp, label, patient["organ"][z])
         lung_mm2 = float(region.sum()) * sp[0] * sp[1]
         variants = []
@@ -282,8 +292,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lung1 = load_patient(args.real, "lung1")
-    bank = nodule_bank_from(lung1["hu"], lung1["lesion"],
-                            (float(lung1["spacing_zyx_mm"][1]), float(lung1["spacing_zyx_mm"][2])))
+    bank = nodule_bank_from(lung1["hu"], lung1["lesion"], in_plane_spacing(lung1))
     sources = json.loads((args.real / "sources.json").read_text())
 
     rng = np.random.default_rng(TRAIN_SEED)
@@ -338,14 +347,14 @@ def main() -> None:
                                                   "inserted": []}
     for name in VAL_PATIENTS:
         patient = load_patient(args.real, name)
-        sp = (float(patient["spacing_zyx_mm"][1]), float(patient["spacing_zyx_mm"][2]))
+        sp = in_plane_spacing(patient)
         for z in tqdm(range(patient["hu"].shape[0]), desc=f"val {name}", unit="slice"):
             hu = patient["hu"][z].astype(np.float32)
             hard = patient["organ"][z] > 0
             real = patient["lesion"][z] > 0 if "lesion" in patient else np.zeros(hu.shape, bool)
             variants = [(hu, real, [])]
             if not real.any():  # lesions are inserted only beside no real one
-                label = patient["lung"][z] if "lung" in patient else None
+                label = lung_label(patient, z)
                 ins_hu, ins_mask, what = insert_lesions(vrng, hu, sp, int(vrng.choice([1, 2, 3])), None,
                                                         lung_label=label, organ=patient["organ"][z])
                 if what:
