@@ -156,7 +156,8 @@ def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
     lesions; this variant shows it plain vessels as never lesion (measured in session 10: it did not help,
     model card). The enhanced vessels are the components of pixels denser than ENHANCED_HU within 3 mm
     of each slice's lung region that lie mostly inside it (ribs and the mediastinum's vessels lie mostly
-    outside and are left as they are), with a 1 mm edge. There a pixel is read as a mixture of parenchyma and
+    outside and are left as they are), with a 1 mm edge; calcifications inside the lung fields are taken for
+    vessels too. There a pixel is read as a mixture of parenchyma and
     blood: HU from PARENCHYMA_HU up to the patient's enhanced blood level (the median vessel HU above
     ENHANCED_HU) is mapped linearly onto PARENCHYMA_HU .. NONCONTRAST_BLOOD_HU, denser pixels onto
     NONCONTRAST_BLOOD_HU, so partial-volume edges stay partial. Where a mapped vessel is denser than -300 HU it

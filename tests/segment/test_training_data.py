@@ -197,3 +197,40 @@ def test_without_contrast_leaves_a_plain_ct_alone() -> None:
     patient = angiogram_slice()
     patient["hu"][patient["hu"] == 450] = 45
     assert without_contrast(patient) is None
+
+
+@pytest.fixture(scope="module")
+def lung1_chest(shared_data: Path) -> dict[str, np.ndarray]:
+    """Six hilar slices of lung1, a plain (no contrast) chest CT, as a patient file of models.data.fetch."""
+    with np.load(shared_data / "ct" / "lung1.npz") as d:
+        hu = d["image_hu"][10:16].astype(np.int16)
+        return {"hu": hu, "organ": np.zeros(hu.shape, np.uint8),
+                "spacing_zyx_mm": np.asarray(d["spacing_zyx_mm"], np.float64)}
+
+
+def test_without_contrast_reads_real_plain_ct_as_plain(lung1_chest: dict[str, np.ndarray]) -> None:
+    assert without_contrast(lung1_chest) is None
+
+
+def test_without_contrast_finds_enhanced_vessels_in_real_lungs_and_leaves_the_ribs(
+        lung1_chest: dict[str, np.ndarray]) -> None:
+    # lung1's own lung vessels made 400 HU denser, as contrast agent would: the function must find those, and
+    # leave the dense anatomy outside the lung fields (ribs, spine, sternum) as it is. (Calcifications inside
+    # the lung fields, at lung1's right hilum, are taken for vessels: the docstring says so.)
+    enhanced = dict(lung1_chest)
+    enhanced["hu"] = lung1_chest["hu"].copy()
+    sp = (float(lung1_chest["spacing_zyx_mm"][1]), float(lung1_chest["spacing_zyx_mm"][2]))
+    vessels = np.zeros(enhanced["hu"].shape, bool)
+    lungs = np.zeros(enhanced["hu"].shape, bool)
+    for z in range(enhanced["hu"].shape[0]):
+        hu = lung1_chest["hu"][z].astype(np.float32)
+        lungs[z] = lung_region(hu, sp)
+        vessels[z] = lungs[z] & (hu > 0) & (hu < 150)
+    enhanced["hu"][vessels] += 400
+    plain = without_contrast(enhanced)
+    assert plain is not None
+    assert np.abs(plain["hu"][vessels].astype(np.float32) - NONCONTRAST_BLOOD_HU).mean() < 60
+    assert (plain["organ"][vessels] == VESSEL_LABEL).mean() > 0.9
+    bone = (lung1_chest["hu"] > 300) & ~lungs
+    assert bone.sum() > 10_000
+    assert np.array_equal(plain["hu"][bone], enhanced["hu"][bone])
