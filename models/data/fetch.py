@@ -100,12 +100,30 @@ DEBIAN_SOURCES = {
 # TotalSegmentator "total" task: lung lobes 10-14; every other label is an organ that is never a lesion.
 LUNG_LABELS = (10, 11, 12, 13, 14)
 
+HEART_LABEL = 51
+PULMONARY_ARTERY_LABEL = 200
+"""Not a "total" label (TotalSegmentator's pulmonary report segments it); the total ids stop at 117."""
+# The chest patient's great vessels, as TotalSegmentator's aorta and pulmonary reports segment them: masks on a
+# crop of the scan (their affines place them), labelled with the "total" task's ids.
+TS_CHEST_VESSELS = {
+    "aorta_report/test_result/models/aorta.nii.gz": 52,
+    "aorta_report/test_result/models/brachiocephalic_trunk.nii.gz": 54,
+    "aorta_report/test_result/models/subclavian_artery_left.nii.gz": 56,
+    "aorta_report/test_result/models/common_carotid_artery_left.nii.gz": 58,
+    "pulmonary_report/models/pulmonary_artery.nii.gz": PULMONARY_ARTERY_LABEL,
+}
+BLOOD_POOL_LABELS = (HEART_LABEL, *TS_CHEST_VESSELS.values())
+"""The organ labels that hold blood: contrast-enhanced in an angiogram, 40 HU on a plain CT."""
+
 # What each patient file is, where it comes from, and its use.
 PATIENTS = {
     "ts_chest": {"package": "totalsegmentator",
                  "files": [f"{TS}/tests/reference_files/aorta_report/example_ct.nii.gz",
-                           f"{TS}/tests/reference_files/pulmonary_report/models/heart.nii.gz"],
-                 "what": "contrast chest CT, apex to liver dome, 1.5 mm isotropic; organ label: heart only"},
+                           f"{TS}/tests/reference_files/pulmonary_report/models/heart.nii.gz",
+                           *(f"{TS}/tests/reference_files/{member}" for member in TS_CHEST_VESSELS)],
+                 "what": "contrast chest CT, apex to liver dome, 1.5 mm isotropic; organ labels: the heart, the "
+                         "aorta, the pulmonary artery and the aortic arch's left branches (TotalSegmentator's "
+                         "outputs in its aorta and pulmonary reports)"},
     "ts_abdomen": {"package": "totalsegmentator",
                    "files": [f"{TS}/tests/reference_files/example_ct.nii.gz",
                              f"{TS}/tests/reference_files/example_seg_fast_force_split.nii.gz"],
@@ -188,17 +206,48 @@ def _labels(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return organ, lung.astype(np.uint8)
 
 
-def convert_ts_nifti(tar: tarfile.TarFile, ct_member: str, seg_member: str, heart_only: bool) -> dict[str, np.ndarray]:
+def convert_ts_nifti(tar: tarfile.TarFile, ct_member: str, seg_member: str) -> dict[str, np.ndarray]:
+    """A TotalSegmentator scan with its "total" labels (organs and lung lobes) in the same geometry."""
     vol, aff = _nifti(tar, ct_member)
     hu, spacing = _display_slices(np.asarray(vol, np.int16), aff)
     seg, saff = _nifti(tar, seg_member)
     lab, _ = _display_slices(np.asarray(seg, np.uint8), saff)
     if lab.shape != hu.shape:
         raise SystemExit(f"{seg_member}: label shape {lab.shape} != CT {hu.shape}")
-    if heart_only:
-        return {"hu": hu, "spacing_zyx_mm": spacing, "organ": (lab > 0).astype(np.uint8) * 51}
     organ, lung = _labels(lab)
     return {"hu": hu, "spacing_zyx_mm": spacing, "organ": organ, "lung": lung}
+
+
+def place_crop(mask: np.ndarray, mask_affine: np.ndarray, shape: tuple[int, ...], affine: np.ndarray,
+               member: str) -> np.ndarray:
+    """A mask segmented on a crop of a volume, placed into the whole volume's voxel grid (bool, `shape`).
+
+    The crop's affine must be the volume's shifted by whole voxels, as TotalSegmentator's report crops are;
+    anything else (a resampled crop) is refused rather than interpolated."""
+    to_voxels = np.linalg.solve(affine, mask_affine)
+    offset = np.round(to_voxels[:3, 3]).astype(int)
+    if not (np.allclose(to_voxels[:3, :3], np.eye(3), atol=1e-3) and np.allclose(to_voxels[:3, 3], offset, atol=1e-3)
+            and (offset >= 0).all() and (offset + mask.shape <= np.array(shape)).all()):
+        raise SystemExit(f"{member}: not a whole-voxel crop of the scan it labels")
+    out = np.zeros(shape, bool)
+    out[tuple(slice(o, o + n) for o, n in zip(offset, mask.shape, strict=True))] = np.asarray(mask) > 0
+    return out
+
+
+def convert_ts_chest(tar: tarfile.TarFile, ct_member: str, heart_member: str,
+                     vessel_members: dict[str, int]) -> dict[str, np.ndarray]:
+    """The TotalSegmentator chest angiogram: its heart mask (same geometry) and its great vessels (on crops)."""
+    vol, aff = _nifti(tar, ct_member)
+    hu, spacing = _display_slices(np.asarray(vol, np.int16), aff)
+    heart, haff = _nifti(tar, heart_member)
+    if heart.shape != vol.shape or not np.allclose(haff, aff, atol=1e-3):
+        raise SystemExit(f"{heart_member}: not in the geometry of {ct_member}")
+    labels = np.where(np.asarray(heart) > 0, HEART_LABEL, 0).astype(np.uint8)
+    for member, label in vessel_members.items():
+        mask, maff = _nifti(tar, member)
+        labels[place_crop(mask, maff, vol.shape, aff, member) & (labels == 0)] = label
+    organ, _ = _display_slices(labels, aff)
+    return {"hu": hu, "spacing_zyx_mm": spacing, "organ": organ}
 
 
 def _dicom_hu(data: bytes) -> tuple[np.ndarray, float, tuple[float, float]]:
@@ -302,9 +351,10 @@ def fetch(out: Path, cache: Path) -> dict[str, dict]:
     written: dict[str, dict] = {}
     with tarfile.open(archives["totalsegmentator"]) as tar:
         files = PATIENTS["ts_chest"]["files"]
-        written["ts_chest"] = convert_ts_nifti(tar, files[0], files[1], heart_only=True)
+        written["ts_chest"] = convert_ts_chest(
+            tar, files[0], files[1], {f"{TS}/tests/reference_files/{m}": v for m, v in TS_CHEST_VESSELS.items()})
         files = PATIENTS["ts_abdomen"]["files"]
-        written["ts_abdomen"] = convert_ts_nifti(tar, files[0], files[1], heart_only=False)
+        written["ts_abdomen"] = convert_ts_nifti(tar, files[0], files[1])
         files = PATIENTS["ts_domes"]["files"]
         written["ts_domes"] = convert_ts_dicom(tar, files[0], files[1])
     ex = DEBIAN_SOURCES["elastix"]

@@ -19,6 +19,7 @@ from models.data.build import (
     training_patients,
     without_contrast,
 )
+from models.data.fetch import place_crop
 from models.data.lesions import insert_lesions, lung_region
 
 SPACING = (0.5703, 0.5703)
@@ -197,6 +198,26 @@ def test_without_contrast_leaves_a_plain_ct_alone() -> None:
     patient = angiogram_slice()
     patient["hu"][patient["hu"] == 450] = 45
     assert without_contrast(patient) is None
+
+
+def test_place_crop_puts_a_report_mask_where_its_affine_says() -> None:
+    affine = np.diag([-1.5, -1.5, 1.5, 1.0])
+    affine[:3, 3] = (100.0, 200.0, 300.0)
+    crop_affine = affine.copy()
+    crop_affine[:3, 3] = affine[:3, :3] @ np.array([3, 5, 7]) + affine[:3, 3]
+    mask = np.zeros((4, 4, 4), np.uint8)
+    mask[1, 2, 3] = 1
+    placed = place_crop(mask, crop_affine, (10, 12, 14), affine, "m")
+    assert placed.sum() == 1 and placed[4, 7, 10]
+    for bad in (np.array([3.5, 5, 7]), np.array([8, 5, 7])):  # half a voxel off; or running off the volume
+        shifted = affine.copy()
+        shifted[:3, 3] = affine[:3, :3] @ bad + affine[:3, 3]
+        with pytest.raises(SystemExit):
+            place_crop(mask, shifted, (10, 12, 14), affine, "m")
+    resampled = crop_affine.copy()
+    resampled[:3, :3] *= 2
+    with pytest.raises(SystemExit):
+        place_crop(mask, resampled, (10, 12, 14), affine, "m")
 
 
 @pytest.fixture(scope="module")
