@@ -14,8 +14,9 @@ it is served:
 
 Two variants of the real patients can follow them in the seeded stream: `--slab-mm 5` (in `make train-data`
 since session 10) adds each patient reconstructed at 5 mm slices (`thick_slabs`), and `--plain-vessels`
-(measured, not in the recipe) adds each contrast-enhanced patient with its lung vessels at plain-CT density,
-marked never lesion (`without_contrast`). The patients' own slices are the same with or without them.
+(measured in sessions 10 and 11, not in the recipe) adds each contrast-enhanced patient, and its 5 mm slabs, with
+its lung vessels and labelled blood pool at plain-CT density, marked never lesion (`without_contrast`). The
+patients' own slices are the same with or without them.
 
 Validation is held out by patient. lung1 (chest, 0.57 mm): its slices as they are (45 tumour-free, 3 with
 the real nodule) and its tumour-free slices with lesions inserted under a separate seed; its background is
@@ -40,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gateway.segment import HU_WINDOW, MODEL_SIZE, make_canvas, mask_to_canvas, zscore
+from models.data.fetch import BLOOD_POOL_LABELS
 from models.data.lesions import insert_lesions, lung_region, nodule_bank_from
 from models.synth.ct import PIXEL_SPACING_MM as GEN_SPACING_MM
 from models.synth.ct import generate_slice
@@ -130,6 +132,8 @@ NONCONTRAST_BLOOD_HU = 40.0
 PARENCHYMA_HU = -850.0
 VESSEL_LABEL = 255
 """Organ label of the lung vessels `without_contrast` finds (TotalSegmentator's ids stop at 117)."""
+PLAIN_POOL_SPREAD_HU = 15.0
+"""How far above NONCONTRAST_BLOOD_HU the enhanced blood pool lands in `plain_blood_pool`."""
 ENHANCED_HU = 150.0
 ENHANCED_SHARE = 0.1
 """A patient is contrast-enhanced when more than this share of the soft tissue (> -200 HU) inside its lung
@@ -148,27 +152,54 @@ def lung_vessel_hu(patient: dict[str, np.ndarray], every: int = 6) -> np.ndarray
     return np.concatenate(out)
 
 
-def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """A contrast-enhanced patient's lungs as a plain CT would show them, or None if it is not enhanced.
+def plain_blood_pool(hu: np.ndarray, organ: np.ndarray, pool_hu: float, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """A slice's labelled blood pool (heart, aorta, pulmonary artery, arch branches) at plain-CT density.
 
-    In a pulmonary angiogram every vessel in the lung is 300-650 HU, so a network trained on it may learn that a
-    round soft-tissue density in the lung is a lesion and call plain-CT vessels (40-100 HU, as at lung1's hila)
-    lesions; this variant shows it plain vessels as never lesion (measured in session 10: it did not help,
-    model card). The enhanced vessels are the components of pixels denser than ENHANCED_HU within 3 mm
-    of each slice's lung region that lie mostly inside it (ribs and the mediastinum's vessels lie mostly
-    outside and are left as they are), with a 1 mm edge; calcifications inside the lung fields are taken for
-    vessels too. There a pixel is read as a mixture of parenchyma and
-    blood: HU from PARENCHYMA_HU up to the patient's enhanced blood level (the median vessel HU above
-    ENHANCED_HU) is mapped linearly onto PARENCHYMA_HU .. NONCONTRAST_BLOOD_HU, denser pixels onto
-    NONCONTRAST_BLOOD_HU, so partial-volume edges stay partial. Where a mapped vessel is denser than -300 HU it
-    joins the organ labels as VESSEL_LABEL: a hard negative, never lesion. Lesions are inserted afterwards, at
-    their own HU.
+    Pixels of those labels, or within 1 mm of them (their partial-volume edge), that are denser than
+    NONCONTRAST_BLOOD_HU are compressed towards it: `pool_hu` (the patient's enhanced blood) becomes
+    NONCONTRAST_BLOOD_HU + PLAIN_POOL_SPREAD_HU and enhanced myocardium (~120 HU) a few HU above blood, as on a
+    plain scan where heart wall and blood are nearly alike. Fat and everything else keeps its HU."""
+    pool = np.isin(organ, BLOOD_POOL_LABELS).astype(np.uint8)
+    if not pool.any():
+        return hu
+    r = max(1, int(round(1.0 / spacing_mm[0])))
+    near = cv2.dilate(pool, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+    pick = near & (hu > NONCONTRAST_BLOOD_HU)
+    out = hu.copy()
+    scale = PLAIN_POOL_SPREAD_HU / max(pool_hu - NONCONTRAST_BLOOD_HU, 1.0)
+    out[pick] = NONCONTRAST_BLOOD_HU + (hu[pick] - NONCONTRAST_BLOOD_HU) * scale
+    return out
+
+
+def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A contrast-enhanced patient as a plain CT would show it, or None if it is not enhanced.
+
+    In a pulmonary angiogram every vessel in the lung is 300-650 HU and so are the heart and the great
+    vessels, so a network trained on it may learn that a round soft-tissue density next to the lung is a
+    lesion and call plain-CT vessels (40-100 HU, as at lung1's hila) and the plain descending aorta beside
+    the spine lesions. Two changes, both marked never lesion:
+
+    - the lung vessels: the components of pixels denser than ENHANCED_HU within 3 mm of each slice's lung
+      region that lie mostly inside it (ribs and the mediastinum lie mostly outside and are left), with a 1 mm
+      edge; calcifications inside the lung fields are taken for vessels too. There a pixel is read as a mixture
+      of parenchyma and blood: HU from PARENCHYMA_HU up to the patient's enhanced blood level (the median vessel
+      HU above ENHANCED_HU) is mapped linearly onto PARENCHYMA_HU .. NONCONTRAST_BLOOD_HU, denser pixels onto
+      NONCONTRAST_BLOOD_HU, so partial-volume edges stay partial. Where a mapped vessel is denser than -300 HU
+      it joins the organ labels as VESSEL_LABEL;
+    - the labelled blood pool (`plain_blood_pool`): heart, aorta, pulmonary artery and the arch's branches,
+      where the patient's labels have them (they are organ labels already).
+
+    Lesions are inserted afterwards, at their own HU. Measured (model card, sessions 10 and 11): the lung vessels
+    alone did not help; with the blood pool the network stops calling lung1's plain descending aorta on half
+    the slices where it did, and calls more beside the arch, where unlabelled veins stay enhanced.
     """
     vessels = lung_vessel_hu(patient)
     enhanced = vessels[vessels > ENHANCED_HU]
     if vessels.size == 0 or enhanced.size <= ENHANCED_SHARE * vessels.size:
         return None
     blood = float(np.median(enhanced))
+    in_pool = np.isin(patient["organ"], BLOOD_POOL_LABELS) & (patient["hu"] > ENHANCED_HU)
+    pool_hu = float(np.median(patient["hu"][in_pool])) if in_pool.any() else blood
     sp = in_plane_spacing(patient)
 
     def disc(mm: float) -> np.ndarray:
@@ -191,7 +222,9 @@ def without_contrast(patient: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
         vessel = cv2.dilate(keep[labels].astype(np.uint8), disc(1.0)) > 0
         mapped = np.where(hu >= blood, NONCONTRAST_BLOOD_HU, PARENCHYMA_HU + (hu - PARENCHYMA_HU) * scale)
         pick = vessel & near & (hu > PARENCHYMA_HU)
-        out["hu"][z][pick] = np.round(mapped[pick]).astype(patient["hu"].dtype)
+        plain = plain_blood_pool(hu, patient["organ"][z], pool_hu, sp)
+        plain[pick] = mapped[pick]
+        out["hu"][z] = np.round(plain).astype(patient["hu"].dtype)
         out["organ"][z][pick & (mapped > -300) & (out["organ"][z] == 0)] = VESSEL_LABEL
     return out
 
@@ -325,7 +358,9 @@ def main() -> None:
     for name in patients if args.plain_vessels else ():
         if (unenhanced := without_contrast(load_patient(args.real, name))) is not None:
             plain.append(name)
-            add(unenhanced, f"{name}_plain", f"{name} plain vessels")
+            add(unenhanced, f"{name}_plain", f"{name} plain")
+            if args.slab_mm > 0 and (slab := thick_slabs(unenhanced, args.slab_mm)) is not None:
+                add(slab, f"{name}_plain_slab", f"{name} plain {args.slab_mm:g} mm")
     xs, ys, hs, m, _, _ = generated(GEN_SEED, args.generated)
     X += xs
     Y += ys

@@ -11,6 +11,7 @@ import pytest
 from models.data.build import (
     LESION_EDGE_MM,
     NONCONTRAST_BLOOD_HU,
+    PLAIN_POOL_SPREAD_HU,
     TRAIN_PATIENTS,
     VESSEL_LABEL,
     lung_border_tissue,
@@ -19,7 +20,7 @@ from models.data.build import (
     training_patients,
     without_contrast,
 )
-from models.data.fetch import place_crop
+from models.data.fetch import HEART_LABEL, place_crop
 from models.data.lesions import insert_lesions, lung_region
 
 SPACING = (0.5703, 0.5703)
@@ -198,6 +199,27 @@ def test_without_contrast_leaves_a_plain_ct_alone() -> None:
     patient = angiogram_slice()
     patient["hu"][patient["hu"] == 450] = 45
     assert without_contrast(patient) is None
+
+
+def test_without_contrast_brings_the_labelled_blood_pool_to_plain_density() -> None:
+    # Between the lungs: a heart-labelled chamber of 450 HU blood in a 120 HU wall, a fat pad, a 700 HU
+    # vertebra 6 px from the heart, and an unlabelled enhanced vein outside the lungs.
+    patient = angiogram_slice()
+    hu, organ = patient["hu"][0], patient["organ"][0]
+    hu[30:60, 72:88] = -100  # mediastinal fat
+    hu[34:50, 74:86], organ[34:50, 74:86] = 120, HEART_LABEL  # heart wall
+    hu[37:47, 77:83] = 450  # its blood
+    hu[56:60, 74:86] = 700  # vertebra
+    hu[5:9, 75:85] = 450  # an unlabelled vein in the chest wall, away from the lungs
+    plain = without_contrast(patient)
+    assert plain is not None
+    got = plain["hu"][0].astype(np.float32)
+    blood, wall = got[38:46, 78:82], np.concatenate([got[35, 75:85], got[48, 75:85]])
+    assert np.all(np.abs(blood - (NONCONTRAST_BLOOD_HU + PLAIN_POOL_SPREAD_HU)) <= 2)
+    assert np.all((wall >= NONCONTRAST_BLOOD_HU) & (wall <= NONCONTRAST_BLOOD_HU + 6))
+    assert np.all(got[30:33, 72:88] == -100)  # the fat keeps its HU
+    assert np.all(got[56:60, 74:86] == 700) and np.all(got[5:9, 75:85] == 450)
+    assert np.array_equal(plain["organ"][0][34:50, 74:86], organ[34:50, 74:86])  # still never lesion
 
 
 def test_place_crop_puts_a_report_mask_where_its_affine_says() -> None:
