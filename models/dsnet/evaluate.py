@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare", action="append", default=[],
                         help="TAG=DIR: also evaluate DIR/dsnet.onnx and DIR/unet.onnx (with their manifests), "
-                             "reported as 'DS-Net (TAG)'")
+                             "reported as 'DS-Net (TAG)'; a folder may hold only one of the two")
     parser.add_argument("--no-write", action="store_true", help="print only; leave card, manifests and results")
     parser.add_argument("--results", action="append", default=[],
                         help="NAME=FILE: a result file written earlier by evaluate_model (e.g. a candidate model's), "
@@ -207,7 +207,8 @@ def main() -> None:
         tag, _, folder = spec.partition("=")
         for name, (onnx, manifest) in MODELS.items():
             other = Path(folder) / onnx.name
-            if other.read_bytes() != onnx.read_bytes():  # the same weights again would only repeat a row
+            # A missing model is not compared; the same weights again would only repeat a row.
+            if other.is_file() and other.read_bytes() != onnx.read_bytes():
                 models[f"{name}@{tag}"] = (other, Path(folder) / manifest.name)
     if args.without_gate:
         models.update({f"{name}@no gate": paths for name, paths in MODELS.items()})
