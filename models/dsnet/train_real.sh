@@ -6,8 +6,9 @@
 # 192x192 crops of the 256x256 body-fitted canvases (most of the body: heart and mediastinum are seen with
 # their context), 45 % centred on a hard-negative organ whose cross-entropy counts 4x, 25 % near a lesion;
 # the kept checkpoint has the best mean of validation Dice and clean tumour-free validation slices.
-# The defaults are the committed weights' recipe (session 10, model card: 5 mm slabs in the data, scanner texture
-# on the crops); session 9's run was TEXTURE=0 TAG=pm on data without slabs, session 5's
+# The defaults are the committed weights' recipe (session 11, model card: 5 mm slabs in the data and the chest
+# patient's great vessels as hard negatives, scanner texture on the crops); session 10's run was TAG=slabtex on
+# data without those labels, session 9's TEXTURE=0 TAG=pm on data without slabs, session 5's
 # DATA=runs/data-border TAG=border NICE=19 ARCHS=dsnet TEXTURE=0.
 set -eu
 DATA=${DATA:-runs/data-real}
@@ -15,7 +16,7 @@ EPOCHS=${EPOCHS:-10}
 STEPS=${STEPS:-100}
 LR=${LR:-1e-4}
 TEXTURE=${TEXTURE:-0.5}
-TAG=${TAG:-slabtex}
+TAG=${TAG:-labels}
 NICE=${NICE:-10}
 mkdir -p runs/logs
 for arch in ${ARCHS:-dsnet unet}; do
