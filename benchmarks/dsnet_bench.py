@@ -8,7 +8,8 @@ real 512x512 slices with their PixelSpacing: lung1 slice 33 (0.57 mm, a 292 mm f
 `--wide` names an .npy HU slice, a wider one (e.g. 0.98 mm: the physical-scale pre-processing then needs more
 than one 256x256 tile). `--compare TAG=DIR` times DIR's dsnet.onnx / unet.onnx (e.g. the previously
 committed models, kept outside the repository) in the same run, interleaved call by call with the current
-ones so that the load of a shared machine falls on both alike. CPU runs use ONNX Runtime with the given
+ones, in an order that rotates every round (`interleaved_latency_ms`), so that the load of a shared machine and
+the cost of following another model fall on all alike. CPU runs use ONNX Runtime with the given
 thread count; GPU backends are measured when present and skipped (with the reason) otherwise. Report the
 machine with the numbers: a shared 2-core CPU gives noisy, pessimistic figures.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +27,10 @@ from gateway.inference import available_backends
 from gateway.resources import MODELS_DIR, shared_data_dir
 from gateway.segment import Segmenter
 from medshield_tools.bench.machine import describe
-from medshield_tools.bench.stats import latency_ms
+from medshield_tools.bench.stats import interleaved_latency_ms
 
 MODELS = {"dsnet": (MODELS_DIR / "dsnet" / "dsnet.onnx", MODELS_DIR / "dsnet" / "manifest.json"),
           "unet": (MODELS_DIR / "dsnet" / "unet.onnx", MODELS_DIR / "dsnet" / "unet.manifest.json")}
-
-
-def interleaved(calls: dict[str, object], runs: int) -> dict[str, dict[str, float]]:
-    """Each callable timed `runs` times, one call of each in turn (after one warm-up call each)."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for fn in calls.values():
-        fn()  # type: ignore[operator]
-    for _ in range(runs):
-        for k, fn in calls.items():
-            t0 = time.perf_counter()
-            fn()  # type: ignore[operator]
-            times[k].append(time.perf_counter() - t0)
-    return {k: latency_ms(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -75,13 +63,13 @@ def main() -> None:
         segs = {name: Segmenter(onnx, manifest, backend=backend, threads=args.threads)
                 for name, (onnx, manifest) in models.items()}
         x = np.zeros(next(iter(segs.values())).runner.input_shape, np.float32)
-        calls: dict[str, object] = {
+        calls: dict[str, Callable[[], object]] = {
             f"{name}/network_256": (lambda s=seg, x=x: s.runner.run(x)) for name, seg in segs.items()
         }
         for sname, (hu, sp) in slices.items():
             calls.update({f"{name}/predict_{sname}": (lambda s=seg, h=hu, p=sp: s.predict_hu(h, p))
                           for name, seg in segs.items()})
-        for key, stats in interleaved(calls, args.runs).items():
+        for key, stats in interleaved_latency_ms(calls, args.runs).items():
             report["results"][f"{backend}/{key}"] = stats
             print(f"{backend:8s} {key:40s} p50 {stats['p50_ms']:8.2f} ms  p95 {stats['p95_ms']:8.2f} ms", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -177,3 +177,23 @@ def latency_ms(samples: list[float] | np.ndarray) -> dict[str, float]:
     s = summarize(samples)
     return {"n": s.n, "p50_ms": round(s.p50 * 1e3, 3), "p95_ms": round(s.p95 * 1e3, 3),
             "p99_ms": round(s.p99 * 1e3, 3), "mean_ms": round(s.mean * 1e3, 3), "min_ms": round(s.min * 1e3, 3)}
+
+
+def interleaved_latency_ms(calls: dict[str, Callable[[], Any]], runs: int) -> dict[str, dict[str, float]]:
+    """Each callable timed `runs` times, one call of each per round (after one warm-up call each), as
+    `latency_ms` figures.
+
+    The order rotates from round to round, so every call runs equally often in every position and after every
+    other, and no compared model is charged for its place in a fixed order (what follows a larger model finds
+    the caches holding that model's weights)."""
+    names = list(calls)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for fn in calls.values():
+        fn()
+    for r in range(runs):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: latency_ms(v) for k, v in times.items()}

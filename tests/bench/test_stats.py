@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medshield_tools.bench.stats import RepetitionRule, latency_ms, median_ci, repeat, summarize, time_calls
+from medshield_tools.bench.stats import (
+    RepetitionRule,
+    interleaved_latency_ms,
+    latency_ms,
+    median_ci,
+    repeat,
+    summarize,
+    time_calls,
+)
 
 
 def test_summary_percentiles_match_numpy() -> None:
@@ -73,3 +81,15 @@ def test_time_calls_discards_warmup_and_latency_ms_reports_milliseconds() -> Non
     assert figures["p50_ms"] == pytest.approx(30.0)
     assert figures["min_ms"] == pytest.approx(10.0) and figures["mean_ms"] == pytest.approx(30.0)
     assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= 50.0
+
+
+def test_interleaved_calls_take_every_position_equally() -> None:
+    order: list[str] = []
+    calls = {name: (lambda n=name: order.append(n)) for name in ("a", "b", "c")}
+    figures = interleaved_latency_ms(calls, runs=6)
+    assert order[:3] == ["a", "b", "c"]  # one warm-up call each
+    rounds = [order[3 + 3 * r:6 + 3 * r] for r in range(6)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)  # one call of each per round
+    for position in range(3):  # each name first, second and third equally often
+        assert sorted(r[position] for r in rounds) == ["a", "a", "b", "b", "c", "c"]
+    assert {k: v["n"] for k, v in figures.items()} == {"a": 6, "b": 6, "c": 6}
