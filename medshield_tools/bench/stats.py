@@ -184,8 +184,7 @@ def interleaved_latency_ms(calls: dict[str, Callable[[], Any]], runs: int) -> di
     `latency_ms` figures.
 
     The order rotates from round to round, so every call runs equally often in every position and after every
-    other, and no compared model is charged for its place in a fixed order (what follows a larger model finds
-    the caches holding that model's weights)."""
+    other: no compared model is charged for its place in a fixed order."""
     names = list(calls)
     times: dict[str, list[float]] = {k: [] for k in names}
     for fn in calls.values():

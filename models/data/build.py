@@ -157,8 +157,9 @@ def plain_blood_pool(hu: np.ndarray, organ: np.ndarray, pool_hu: float, spacing_
 
     Pixels of those labels, or within 1 mm of them (their partial-volume edge), that are denser than
     NONCONTRAST_BLOOD_HU are compressed towards it: `pool_hu` (the patient's enhanced blood) becomes
-    NONCONTRAST_BLOOD_HU + PLAIN_POOL_SPREAD_HU and enhanced myocardium (~120 HU) a few HU above blood, as on a
-    plain scan where heart wall and blood are nearly alike. Fat and everything else keeps its HU."""
+    NONCONTRAST_BLOOD_HU + PLAIN_POOL_SPREAD_HU and enhanced myocardium (~120 HU) a few HU above
+    NONCONTRAST_BLOOD_HU, as on a plain scan where heart wall and blood are nearly alike. Fat and everything
+    else keeps its HU."""
     pool = np.isin(organ, BLOOD_POOL_LABELS).astype(np.uint8)
     if not pool.any():
         return hu

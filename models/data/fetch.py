@@ -352,7 +352,7 @@ def fetch(out: Path, cache: Path) -> dict[str, dict]:
     with tarfile.open(archives["totalsegmentator"]) as tar:
         files = PATIENTS["ts_chest"]["files"]
         written["ts_chest"] = convert_ts_chest(
-            tar, files[0], files[1], {f"{TS}/tests/reference_files/{m}": v for m, v in TS_CHEST_VESSELS.items()})
+            tar, files[0], files[1], dict(zip(files[2:], TS_CHEST_VESSELS.values(), strict=True)))
         files = PATIENTS["ts_abdomen"]["files"]
         written["ts_abdomen"] = convert_ts_nifti(tar, files[0], files[1])
         files = PATIENTS["ts_domes"]["files"]
