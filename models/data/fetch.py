@@ -10,7 +10,8 @@ are converted to one `.npz` per patient:
   to posterior, columns from the patient's right to left, as DICOM's LPS stores them), Z inferior->superior;
 - `spacing_zyx_mm`: float32 (3,): slice spacing, row spacing, column spacing;
 - `organ`: uint8 (Z, H, W) TotalSegmentator label of a structure that is never a lesion (0 where none: liver,
-  spleen, heart, vessels, airways, bones ...; lungs excluded), the hard negatives;
+  spleen, heart, vessels, airways, bones ...; lungs excluded; PULMONARY_ARTERY_LABEL for the chest patient's
+  pulmonary artery, which the "total" task does not label), the hard negatives;
 - `lung`: uint8 (Z, H, W) 1 on TotalSegmentator's lung lobes, where the labels have them (else absent);
 - `lesion`: uint8 (Z, H, W) the reference lesion mask (lung1 only).
 

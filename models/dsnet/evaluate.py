@@ -205,6 +205,8 @@ def main() -> None:
     models = dict(MODELS)
     for spec in args.compare:
         tag, _, folder = spec.partition("=")
+        if not any((Path(folder) / onnx.name).is_file() for onnx, _ in MODELS.values()):
+            parser.error(f"--compare {spec}: {folder} holds neither {' nor '.join(o.name for o, _ in MODELS.values())}")
         for name, (onnx, manifest) in MODELS.items():
             other = Path(folder) / onnx.name
             # A missing model is not compared; the same weights again would only repeat a row.
