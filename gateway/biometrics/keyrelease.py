@@ -47,7 +47,7 @@ log = structlog.get_logger("gateway.biometrics")
 # One code per modality, chosen on validation identities (models/msenet/evaluate.py, MODEL_CARD.md): among
 # pairs whose joint FRR at 3 capture pairs is <= 5 % at the upper end of its 95 % interval, the one whose
 # weaker modality refuses impostors best.
-DEFAULT_CODES = {"fingerprint": fuzzy.CodeParams(m=3, blocks=8), "iris": fuzzy.CodeParams(m=3, blocks=6)}
+DEFAULT_CODES: dict[str, fuzzy.Code] = {"fingerprint": fuzzy.BchCode(t=2, flips=4), "iris": fuzzy.BchCode(t=5, flips=4)}
 MIN_ENROL_CAPTURES = 3
 RELEASE_CAPTURES = 3  # capture pairs a clinician should present at release (averaged by fuzzy.reproduce)
 DEVICE_ENV = "MEDSHIELD_DEVICE_ID"
@@ -132,7 +132,7 @@ class Enrolment:
 
 
 def enrol_features(name: str, feats: KeyFeatures, device_id: str, keyserver: profiles.KeyServerRef, model_sha256: str,
-                   *, codes: dict[str, fuzzy.CodeParams] = DEFAULT_CODES, rng: RandomSource = system_random,
+                   *, codes: dict[str, fuzzy.Code] = DEFAULT_CODES, rng: RandomSource = system_random,
                    r_kdf: slowkdf.Argon2Params = slowkdf.DEFAULT) -> Enrolment:
     """Pure core of enrolment: key features of several capture pairs → profile, card and the shares."""
     if feats.fingerprint.ndim != 2 or feats.fingerprint.shape[0] < MIN_ENROL_CAPTURES:
@@ -160,7 +160,7 @@ def enrol_features(name: str, feats: KeyFeatures, device_id: str, keyserver: pro
 
 def enrol(name: str, fingerprints: Sequence[Capture], irises: Sequence[Capture], device_id: str, out_dir: Path,
           passphrase: bytes, keyserver: profiles.KeyServerRef, enrol_token: str, *,
-          extractor: FeatureExtractor | None = None, codes: dict[str, fuzzy.CodeParams] = DEFAULT_CODES,
+          extractor: FeatureExtractor | None = None, codes: dict[str, fuzzy.Code] = DEFAULT_CODES,
           rng: RandomSource = system_random, kdf: slowkdf.Argon2Params = slowkdf.DEFAULT,
           timeout_s: float = 10.0) -> tuple[Path, Path, Path]:
     """Enrol from captures and register with the service; writes NAME.profile (sealed, 0600), NAME.card

@@ -25,7 +25,7 @@ import numpy as np
 from Crypto.Cipher import AES
 
 from gateway.biometrics import slowkdf
-from gateway.biometrics.fuzzy import CodeParams, Helper
+from gateway.biometrics.fuzzy import BchCode, Code, Helper, RmCode
 from gateway.encoding import b64url_decode, b64url_encode
 from gateway.errors import BiometricError, OpenError
 from gateway.files import write_atomic
@@ -81,17 +81,32 @@ def siv_open(key: bytes, wrapped: Wrapped, aad: bytes) -> bytes:
     return cipher.decrypt_and_verify(wrapped.ciphertext, wrapped.tag)
 
 
+def _code_doc(code: Code) -> dict[str, object]:
+    if isinstance(code, BchCode):
+        return {"code": "bch63-chase", "t": code.t, "flips": code.flips}
+    return {"code": "rm1-concat-soft", "m": code.m, "blocks": code.blocks}
+
+
+def _code(d: dict) -> Code:  # type: ignore[type-arg]
+    code: Code
+    if d["code"] == "bch63-chase":
+        code = BchCode(t=int(d["t"]), flips=int(d["flips"]))
+    elif d["code"] == "rm1-concat-soft":
+        code = RmCode(m=int(d["m"]), blocks=int(d["blocks"]))
+    else:
+        raise ValueError("code")
+    code.check()
+    return code
+
+
 def _helper_doc(h: Helper) -> dict[str, object]:
-    return {"code": "rm1-concat-soft", "m": h.params.m, "blocks": h.params.blocks,
-            "rotation_seed": b64url_encode(h.rotation_seed), "selected": [int(i) for i in h.selected],
-            "offset": b64url_encode(np.packbits(h.offset).tobytes())}
+    return _code_doc(h.params) | {"rotation_seed": b64url_encode(h.rotation_seed),
+                                  "selected": [int(i) for i in h.selected],
+                                  "offset": b64url_encode(np.packbits(h.offset).tobytes())}
 
 
 def _helper(d: dict) -> Helper:  # type: ignore[type-arg]
-    if d["code"] != "rm1-concat-soft":
-        raise ValueError("code")
-    params = CodeParams(m=int(d["m"]), blocks=int(d["blocks"]))
-    params.check()
+    params = _code(d)
     offset = np.unpackbits(np.frombuffer(b64url_decode(d["offset"]), np.uint8))[: params.n]
     return Helper(params=params, rotation_seed=b64url_decode(d["rotation_seed"]),
                   selected=np.asarray(d["selected"], np.int64), offset=offset.astype(np.uint8))

@@ -50,7 +50,10 @@ from models.msenet.scores import eer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CANDIDATE_CODES = [(3, 8), (4, 4), (5, 2), (3, 6), (4, 3), (3, 4), (4, 2), (5, 1)]
+CANDIDATE_CODES: list[fuzzy.Code] = [
+    *(fuzzy.RmCode(m, b) for m, b in ((3, 8), (4, 4), (5, 2), (3, 6), (4, 3), (3, 4), (4, 2), (5, 1))),
+    *(fuzzy.BchCode(t, flips) for flips in (0, 4) for t in (1, 2, 3, 4, 5, 6, 7, 10)),
+]
 ENROL = 4
 MAX_FRR = 0.05
 IMPOSTOR_BASE = SPLIT_BASE["eval"] + 100_000  # test-split impostors, disjoint from the test targets
@@ -154,7 +157,7 @@ def rate_with_ci(k: int, n: int) -> dict[str, float | int]:
 class Target:
     """One enrolled identity: helper data and raw secret of each modality."""
 
-    def __init__(self, fp: np.ndarray, ir: np.ndarray, codes: dict[str, fuzzy.CodeParams], seed: bytes) -> None:
+    def __init__(self, fp: np.ndarray, ir: np.ndarray, codes: dict[str, fuzzy.Code], seed: bytes) -> None:
         rng = SeededRandom(seed)
         self.r_fp, self.h_fp = fuzzy.generate(fp, codes["fingerprint"], rng)
         self.r_ir, self.h_ir = fuzzy.generate(ir, codes["iris"], rng)
@@ -172,7 +175,7 @@ class Target:
         return np.array([r == want for r in self.decode(modality, feats)])
 
 
-def per_modality_rates(kf: KeyFeatures, codes: list[tuple[int, int]], k: int) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+def per_modality_rates(kf: KeyFeatures, codes: list[fuzzy.Code], k: int) -> dict[str, list[dict]]:  # type: ignore[type-arg]
     """Validation: per modality and code, genuine matches (4 enrol + k probes per identity) and impostor
     matches (every other identity's k probes against each helper)."""
     out: dict[str, list[dict]] = {}  # type: ignore[type-arg]
@@ -180,20 +183,24 @@ def per_modality_rates(kf: KeyFeatures, codes: list[tuple[int, int]], k: int) ->
     for modality in ("fingerprint", "iris"):
         feats = getattr(kf, modality)
         rows = []
-        for m, b in codes:
-            params = fuzzy.CodeParams(m, b)
+        for params in tqdm(codes, desc=f"validation codes, {modality}"):
             gen_ok = np.zeros(n, bool)
             imp = 0
             for i in range(n):
                 t = Target(feats[i, :ENROL], feats[i, :ENROL], {"fingerprint": params, "iris": params},
-                           f"val-{m}-{b}-{i}".encode())
+                           f"val-{params.label}-{i}".encode())
                 gen_ok[i] = t.match("fingerprint", feats[i:i + 1, ENROL:ENROL + k])[0]
                 others = np.delete(np.arange(n), i)
                 imp += int(t.match("fingerprint", feats[others, ENROL:ENROL + k]).sum())
-            rows.append({"m": m, "blocks": b, "secret_bits": params.k, "code_bits": params.n,
+            rows.append({"code": params, "label": params.label, "secret_bits": params.k, "code_bits": params.n,
                          "genuine_ok": gen_ok.tolist(), "impostor_matches": imp, "impostor_attempts": n * (n - 1)})
         out[modality] = rows
     return out
+
+
+def _public(row: dict | None) -> dict | None:  # type: ignore[type-arg]
+    """A validation row without its code objects and per-identity outcomes (what goes into eval.json)."""
+    return None if row is None else {k: v for k, v in row.items() if k not in ("code", "codes", "genuine_ok")}
 
 
 def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ignore[type-arg]
@@ -211,9 +218,9 @@ def choose_codes(rates: dict[str, list[dict]]) -> dict[str, object]:  # type: ig
             ok = np.logical_and(f["genuine_ok"], i["genuine_ok"])
             fails = int(ok.size - ok.sum())
             upper = clopper_pearson(fails, int(ok.size))[1]
-            row = {"fingerprint": [f["m"], f["blocks"]], "iris": [i["m"], i["blocks"]], "joint_frr": fails / ok.size,
-                   "joint_frr_upper95": upper, "weaker_modality_bits": min(bits(f), bits(i)),
-                   "bits_estimate": bits(f) + bits(i)}
+            row = {"fingerprint": f["label"], "iris": i["label"], "codes": (f["code"], i["code"]),
+                   "joint_frr": fails / ok.size, "joint_frr_upper95": upper,
+                   "weaker_modality_bits": min(bits(f), bits(i)), "bits_estimate": bits(f) + bits(i)}
             table.append(row)
             rank = (row["weaker_modality_bits"], row["bits_estimate"])
             if upper <= MAX_FRR and (best is None or rank > (best["weaker_modality_bits"], best["bits_estimate"])):
@@ -227,25 +234,25 @@ def impostor_rows(kf: KeyFeatures, imp: KeyFeatures, targets: list[Target], k: i
     full impostor, the same sets attack one modality while the other is the victim's own genuine capture."""
     n_t = len(targets)
     sets = imp.fingerprint.shape[1] // k
-    full = fp_only = iris_only = attempts = 0
+    full = fp_only = iris_only = 0
     gsl = slice(ENROL, ENROL + k)
-    for j in range(imp.fingerprint.shape[0]):
-        for s in range(sets):
-            t = (j * sets + s) % n_t
-            tg = targets[t]
-            sl = slice(s * k, (s + 1) * k)
-            fp_ok = tg.match("fingerprint", imp.fingerprint[j:j + 1, sl])[0]
-            ir_ok = tg.match("iris", imp.iris[j:j + 1, sl])[0]
-            full += int(fp_ok and ir_ok)
-            fp_only += int(fp_ok and tg.match("iris", kf.iris[t:t + 1, gsl])[0])
-            iris_only += int(ir_ok and tg.match("fingerprint", kf.fingerprint[t:t + 1, gsl])[0])
-            attempts += 1
+    j_all, s_all = np.divmod(np.arange(imp.fingerprint.shape[0] * sets), sets)
+    for t, tg in enumerate(targets):  # every attempt against one target decoded as one batch
+        mine = (j_all * sets + s_all) % n_t == t
+        j, s = j_all[mine], s_all[mine]
+        cols = s[:, None] * k + np.arange(k)[None, :]
+        fp_ok = tg.match("fingerprint", imp.fingerprint[j[:, None], cols])
+        ir_ok = tg.match("iris", imp.iris[j[:, None], cols])
+        full += int((fp_ok & ir_ok).sum())
+        fp_only += int(fp_ok.sum()) if tg.match("iris", kf.iris[t:t + 1, gsl])[0] else 0
+        iris_only += int(ir_ok.sum()) if tg.match("fingerprint", kf.fingerprint[t:t + 1, gsl])[0] else 0
+    attempts = imp.fingerprint.shape[0] * sets
     return {"captures_per_attempt": k, "impostor_full": rate_with_ci(full, attempts),
             "impostor_fingerprint_only": rate_with_ci(fp_only, attempts),
             "impostor_iris_only": rate_with_ci(iris_only, attempts)}
 
 
-def capture_bank_attack(imp: KeyFeatures, targets: list[Target], codes: dict[str, fuzzy.CodeParams],
+def capture_bank_attack(imp: KeyFeatures, targets: list[Target], codes: dict[str, fuzzy.Code],
                         k: int) -> dict[str, object]:
     """Every bank entry (one impostor identity's first k captures) through every target's helper data; per
     modality the candidate secrets ranked by how often the bank produces them; pairs tried in rank order.
@@ -287,13 +294,13 @@ def same_flow_rows(kf: KeyFeatures, same: KeyFeatures, targets: list[Target], k:
             "released_with_the_victims_iris": rate_with_ci(released, len(targets))}
 
 
-def test_targets(kf: KeyFeatures, codes: dict[str, fuzzy.CodeParams]) -> list[Target]:
+def test_targets(kf: KeyFeatures, codes: dict[str, fuzzy.Code]) -> list[Target]:
     """Each test identity enrolled from its first ENROL captures (the enrolment's randomness seeded by index)."""
     return [Target(kf.fingerprint[t, :ENROL], kf.iris[t, :ENROL], codes, f"test-{t}".encode())
             for t in range(kf.fingerprint.shape[0])]
 
 
-def test_figures(kf: KeyFeatures, imp: KeyFeatures, same_flow: KeyFeatures, codes: dict[str, fuzzy.CodeParams],
+def test_figures(kf: KeyFeatures, imp: KeyFeatures, same_flow: KeyFeatures, codes: dict[str, fuzzy.Code],
                  k: int) -> dict[str, object]:
     """FRR, independent impostor attempts (1 and k capture pairs), the same-flow finger, and the capture-bank
     attack, on test."""
@@ -319,7 +326,7 @@ def test_figures(kf: KeyFeatures, imp: KeyFeatures, same_flow: KeyFeatures, code
             f"capture_bank_attack_{k}_captures": capture_bank_attack(imp, targets, codes, k)}
 
 
-def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, fuzzy.CodeParams], k: int,
+def real_prints(ext: FeatureExtractor, test_iris: np.ndarray, codes: dict[str, fuzzy.Code], k: int,
                 identities: int, test_fp: np.ndarray) -> dict[str, object]:
     """Enrol p1_1 (with each test identity's iris), release with p1_2 (genuine) and p2_1 (another finger).
     Besides, how far the real prints sit from the generated ones: the norm of the mean single-pass fingerprint
@@ -447,9 +454,9 @@ def main() -> None:
         rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
         for m, rows in rates.items():
             for r in rows:
-                print(m, r["m"], r["blocks"], "FRR", round(1 - float(np.mean(r["genuine_ok"])), 3), "impostor",
+                print(m, r["label"], "FRR", round(1 - float(np.mean(r["genuine_ok"])), 3), "impostor",
                       r["impostor_matches"], "/", r["impostor_attempts"])
-        print(json.dumps(choose_codes(rates)["chosen"]))
+        print(json.dumps(_public(choose_codes(rates)["chosen"])))
         return
     test = inputs(SPLIT_BASE["eval"], a.test_targets, ENROL + 3 * k, a.cache, a.workers, **sizes)
     imp = inputs(IMPOSTOR_BASE, a.impostors, a.impostor_captures, a.cache, a.workers, **sizes)
@@ -496,13 +503,11 @@ def main() -> None:
     res["scores_test"] = scores
     rates = per_modality_rates(val_kf, CANDIDATE_CODES, k)
     choice = choose_codes(rates)
-    res["validation"] = {"per_modality": {m: [{kk: v for kk, v in r.items() if kk != "genuine_ok"}
-                                              | {"frr": 1 - float(np.mean(r["genuine_ok"]))} for r in rows]
-                                          for m, rows in rates.items()}, "choice": choice["chosen"]}
+    res["validation"] = {"per_modality": {m: [_public(r) | {"frr": 1 - float(np.mean(r["genuine_ok"]))} for r in rows]
+                                          for m, rows in rates.items()}, "choice": _public(choice["chosen"])}
     chosen = choice["chosen"]
-    codes = ({"fingerprint": fuzzy.CodeParams(*chosen["fingerprint"]), "iris": fuzzy.CodeParams(*chosen["iris"])}
-             if chosen else DEFAULT_CODES)
-    res["codes_used"] = {m: [c.m, c.blocks] for m, c in codes.items()}
+    codes = dict(zip(("fingerprint", "iris"), chosen["codes"], strict=True)) if chosen else DEFAULT_CODES
+    res["codes_used"] = {m: c.label for m, c in codes.items()}
     res["test"] = test_figures(test_kf, imp_kf, same_kf, codes, k)
     res["real_prints"] = real_prints(ext, test["iris"], codes, k, a.real_identities, test["fingerprint"])
     (a.results / "eval.json").write_text(json.dumps(res, indent=2) + "\n")

@@ -111,7 +111,7 @@ def measure(prints: dict[str, bytes], ext: FeatureExtractor) -> dict[str, object
         "source": f"Debian source package {PACKAGE} {VERSION} ({SUITE}), {ARCHIVE} (sha256 {SHA256}), "
                   "and shared/data/fingerprints",
         "fingers": names, "refused": refused,
-        "enrolments_per_finger": ENROLMENTS, "release_pairs": RELEASE_PAIRS, "code": str(DEFAULT_CODES["fingerprint"]),
+        "enrolments_per_finger": ENROLMENTS, "release_pairs": RELEASE_PAIRS, "code": DEFAULT_CODES["fingerprint"].label,
         "impostor_all": rate_with_ci(hits, attempts),
         "impostor_libfprint_fingers_only": rate_with_ci(dev_hits, dev_attempts),
         "finger_pairs_that_ever_match": sorted(k for k, v in impostor.items() if sum(v)),

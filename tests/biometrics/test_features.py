@@ -7,6 +7,7 @@ import pytest
 
 from gateway.biometrics import features
 from gateway.biometrics.features import FeatureExtractor, shifted
+from gateway.biometrics.fuzzy import RmCode
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
 from models.msenet.evaluate import choose_codes
 from models.synth import fingerprint, iris
@@ -69,7 +70,8 @@ def test_model_identity_covers_the_views(ext: FeatureExtractor) -> None:
 
 
 def _rates(m: int, blocks: int, fails: range, matches: int) -> dict[str, object]:
-    return {"m": m, "blocks": blocks, "genuine_ok": [i not in fails for i in range(300)],
+    code = RmCode(m, blocks)
+    return {"code": code, "label": code.label, "genuine_ok": [i not in fails for i in range(300)],
             "impostor_matches": matches, "impostor_attempts": 90_000}
 
 
@@ -83,12 +85,12 @@ def test_code_choice_favours_the_weaker_modality_within_the_frr_limit() -> None:
     choice = choose_codes({"fingerprint": fp, "iris": ir})
     chosen = choice["chosen"]
     assert isinstance(chosen, dict)
-    assert (chosen["fingerprint"], chosen["iris"]) == ([3, 6], [4, 4]), chosen
+    assert chosen["codes"] == (RmCode(3, 6), RmCode(4, 4)), chosen
     assert chosen["joint_frr"] == pytest.approx(3 / 300)
     # (3, 8) with (4, 4) is under 5 % by its point estimate (4.3 %): only the interval keeps it out.
     pairs = choice["pairs"]
     assert isinstance(pairs, list)
-    strong = next(r for r in pairs if r["fingerprint"] == [3, 8] and r["iris"] == [4, 4])
+    strong = next(r for r in pairs if r["codes"] == (RmCode(3, 8), RmCode(4, 4)))
     assert strong["joint_frr"] < 0.05 < strong["joint_frr_upper95"]
 
 
@@ -103,7 +105,7 @@ def test_the_published_figures_are_those_of_the_shipped_model(ext: FeatureExtrac
     results = json.loads((features.DEFAULT_MODEL.parent / "results" / "eval.json").read_text())
     manifest = json.loads(features.DEFAULT_MODEL.with_name("manifest.json").read_text())
     assert results["model_sha256"] == ext.sha256
-    assert results["codes_used"] == {m: [c.m, c.blocks] for m, c in DEFAULT_CODES.items()}
+    assert results["codes_used"] == {m: c.label for m, c in DEFAULT_CODES.items()}
     assert manifest["metrics"]["frr"] == results["test"]["genuine"]
     assert manifest["metrics"]["codes"] == results["codes_used"]
 

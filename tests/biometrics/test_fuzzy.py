@@ -1,4 +1,4 @@
-"""Fuzzy extractor: Reed–Muller soft decoding, code offset, reliable-bit selection, deterministic rotation."""
+"""Fuzzy extractor: Reed–Muller soft decoding, code offset with both codes, reliable-bit selection, rotation."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def _person(seed: int, dim: int = 256) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def test_code_offset_releases_for_close_and_refuses_far_vectors() -> None:
-    params = fuzzy.CodeParams(m=5, blocks=4)
+@pytest.mark.parametrize("params", [fuzzy.RmCode(m=5, blocks=4), fuzzy.BchCode(t=5, flips=4)], ids=lambda c: c.label)
+def test_code_offset_releases_for_close_and_refuses_far_vectors(params: fuzzy.Code) -> None:
     base = _person(1)
     enrol = base + np.random.default_rng(2).normal(0, 0.02, (4, base.size))
     secret, helper = fuzzy.generate(enrol, params, SeededRandom(b"fe"))
@@ -54,14 +54,14 @@ def test_code_offset_releases_for_close_and_refuses_far_vectors() -> None:
         assert fuzzy.reproduce(_person(other), helper) != secret
 
 
-def test_altered_helper_does_not_reproduce() -> None:
-    params = fuzzy.CodeParams(m=4, blocks=8)
+@pytest.mark.parametrize("params", [fuzzy.RmCode(m=4, blocks=8), fuzzy.BchCode(t=3, flips=2)], ids=lambda c: c.label)
+def test_altered_helper_does_not_reproduce(params: fuzzy.Code) -> None:
     base = _person(5)
     secret, helper = fuzzy.generate(np.stack([base] * 3), params, SeededRandom(b"fe2"))
     assert fuzzy.reproduce(base, helper) == secret
     import dataclasses
 
-    # Flip a whole block of the offset: decodes to another codeword.
+    # Flip 16 offset bits (a whole RM block; more than any BCH code here corrects): another codeword.
     offset = helper.offset.copy()
     offset[:16] ^= 1
     assert fuzzy.reproduce(base, dataclasses.replace(helper, offset=offset)) != secret
@@ -74,7 +74,7 @@ def test_altered_helper_does_not_reproduce() -> None:
 
 
 def test_selection_keeps_the_most_reliable_coordinates_and_secret_random() -> None:
-    params = fuzzy.CodeParams(m=3, blocks=4)
+    params = fuzzy.RmCode(m=3, blocks=4)
     base = _person(9, 64)
     enrol = base + np.random.default_rng(4).normal(0, 0.05, (4, 64))
     s1, h1 = fuzzy.generate(enrol, params, SeededRandom(b"a"))
@@ -91,4 +91,19 @@ def test_a_code_must_leave_coordinates_unselected() -> None:
     from gateway.errors import BiometricError
 
     with pytest.raises(BiometricError):
-        fuzzy.generate(np.stack([_person(1, 64)] * 3), fuzzy.CodeParams(m=3, blocks=5), SeededRandom(b"c"))
+        fuzzy.generate(np.stack([_person(1, 64)] * 3), fuzzy.RmCode(m=3, blocks=5), SeededRandom(b"c"))
+
+
+def test_bch_code_refuses_a_probe_just_past_its_radius() -> None:
+    """Bit errors on the selected coordinates: t (plus the Chase flips, on the weakest bits) still release,
+    t + flips + 1 confident errors do not."""
+    params = fuzzy.BchCode(t=4, flips=2)
+    base = _person(21, 128)
+    secret, helper = fuzzy.generate(np.stack([base] * 4), params, SeededRandom(b"radius"))
+    q = fuzzy.rotation(helper.rotation_seed, 128)
+    z = q @ base
+    for errors, released in ((params.t, True), (params.t + params.flips + 1, False)):
+        moved = z.copy()
+        strongest = helper.selected[np.argsort(-np.abs(z[helper.selected]))[:errors]]
+        moved[strongest] = -moved[strongest]
+        assert (fuzzy.reproduce(q.T @ moved, helper) == secret) is released

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from gateway.biometrics import fuzzy, slowkdf
 from gateway.biometrics import profile as profiles
-from gateway.biometrics import slowkdf
 from gateway.biometrics.features import FeatureExtractor, KeyFeatures, views_id
 from gateway.biometrics.keyrelease import (
+    DEFAULT_CODES,
     RELEASE_CAPTURES,
     Enrolment,
     enrol,
@@ -170,12 +171,35 @@ def test_device_model_and_helper_are_bound(enrolled, feats, ext) -> None:  # typ
         release_k_enc(e.profile, feats["alice_fresh"], DEVICE, "0" * 64, service.source())
     h = e.profile.helper_iris
     off = h.offset.copy()
-    off[: 1 << h.params.m] ^= 1
+    off[:16] ^= 1  # more errors than any of the codes corrects
     bad = dataclasses.replace(e.profile, helper_iris=dataclasses.replace(h, offset=off))
     service.clock.ns += STEP_NS
     with pytest.raises(OpenError):
         release_k_enc(bad, feats["alice_fresh"], DEVICE, ext.sha256, recovery_share_source(e.recovery_key))
     assert k_enc(b"\x01" * 32, b"\x02" * 32, DEVICE) != k_enc(b"\x01" * 32, b"\x02" * 32, "ws-elsewhere")
+
+
+def test_profile_enrolled_with_the_reed_muller_code_still_releases(feats, ext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Profiles enrolled before the BCH codes became the default carry RM(1, m) helpers: they load and release.
+    codes: dict[str, fuzzy.Code] = {"fingerprint": fuzzy.RmCode(m=3, blocks=8), "iris": fuzzy.RmCode(m=3, blocks=6)}
+    e = enrol_features("alice", feats["alice_enrol"], DEVICE, KS, ext.sha256, codes=codes,
+                       rng=SeededRandom(b"alice-rm"), r_kdf=slowkdf.TEST_PARAMS)
+    path = profiles.save(tmp_path / "alice.profile", e.profile, PASS, rng=SeededRandom(b"s"), kdf=slowkdf.TEST_PARAMS)
+    loaded = profiles.load(path, PASS)
+    assert loaded.helper_fingerprint.params == codes["fingerprint"] and loaded.helper_iris.params == codes["iris"]
+    service = Service(tmp_path / "ks", e, Clock(T0))
+    key = release_k_enc(loaded, feats["alice_fresh"], DEVICE, ext.sha256, service.source())
+    assert recipient_from_seed("alice", key)[1] == e.card
+
+
+def test_profile_round_trips_the_default_codes(enrolled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    e, _ = enrolled
+    path = profiles.save(tmp_path / "alice.profile", e.profile, PASS, rng=SeededRandom(b"s"), kdf=slowkdf.TEST_PARAMS)
+    loaded = profiles.load(path, PASS)
+    for modality in ("fingerprint", "iris"):
+        h, back = getattr(e.profile, f"helper_{modality}"), getattr(loaded, f"helper_{modality}")
+        assert back.params == DEFAULT_CODES[modality]
+        assert np.array_equal(back.offset, h.offset) and np.array_equal(back.selected, h.selected)
 
 
 # The identity of the model every profile enrolled before the retrain carries (the step-1 550 weights trained on
