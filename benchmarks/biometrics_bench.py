@@ -4,6 +4,9 @@ Argon2id profile key, R, and the key-release service's decision, in process: no 
 
     .venv/bin/python benchmarks/biometrics_bench.py [--repeats 20] [--out benchmarks/results/biometrics_bench.json]
 
+Also the fuzzy extractor's reproduction alone (rotation, selection and decoding of 3 averaged captures), for the
+default codes and the RM(1,3) codes they replaced, interleaved in one run.
+
 Reports p50/p95 in milliseconds and the machine it ran on. Generated identities only (no personal data).
 """
 
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,13 +23,16 @@ from pathlib import Path
 # The generators live in models/ (not an installed package): run from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.biometrics import fuzzy
 from gateway.biometrics import profile as profiles
 from gateway.biometrics.features import FeatureExtractor
-from gateway.biometrics.keyrelease import RELEASE_CAPTURES, enrol_features, release_k_enc
+from gateway.biometrics.keyrelease import DEFAULT_CODES, RELEASE_CAPTURES, enrol_features, release_k_enc
 from gateway.biometrics.preprocess import fingerprint_input, iris_input
 from gateway.keyserver.service import KeyService, bio_key, release_proof, share_pad
 from gateway.otp import STEP_S, totp_at
-from medshield_tools.bench.stats import latency_ms, time_calls
+from gateway.rng import SeededRandom
+from medshield_tools.bench.machine import describe
+from medshield_tools.bench.stats import interleaved_latency_ms, latency_ms, time_calls
 from models.synth import fingerprint, iris
 
 
@@ -35,6 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/biometrics_bench.json"))
+    ap.add_argument("--note", default=None, help="what else ran on the machine, for the record")
     a = ap.parse_args()
     ext = FeatureExtractor()
     fps = fingerprint.impressions(4_000_001, 4 + RELEASE_CAPTURES)
@@ -43,12 +49,20 @@ def main() -> None:
     ir_in = iris_input(eyes[0])[None]
     ext.run(fp_in, ir_in)  # warm-up
     res: dict[str, object] = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "note": "2-core CPU shared with other jobs (contended)"},
+        "machine": describe(a.note),
         "fingerprint_preprocess": latency_ms(time_calls(lambda: fingerprint_input(fps[0], ext.fp_size), a.repeats)),
         "iris_preprocess": latency_ms(time_calls(lambda: iris_input(eyes[0]), a.repeats)),
         "msenet_onnx_cpu_one_pair": latency_ms(time_calls(lambda: ext.run(fp_in, ir_in), a.repeats)),
     }
+    enrol_kf, fresh_kf = ext.key_features(fps[:4], eyes[:4]), ext.key_features(fps[4:], eyes[4:])
+    previous = {"fingerprint": fuzzy.RmCode(m=3, blocks=8), "iris": fuzzy.RmCode(m=3, blocks=6)}
+    calls = {}
+    for modality in ("fingerprint", "iris"):
+        for code in (DEFAULT_CODES[modality], previous[modality]):
+            _, helper = fuzzy.generate(getattr(enrol_kf, modality), code, SeededRandom(code.label.encode()))
+            fresh = getattr(fresh_kf, modality)
+            calls[f"{modality} {code.label}"] = lambda f=fresh, h=helper: fuzzy.reproduce(f, h)
+    res["fuzzy_reproduce_3_captures"] = interleaved_latency_ms(calls, a.repeats * 10)
     with tempfile.TemporaryDirectory() as tmp:
         pw = b"benchmark passphrase, long enough"
         ref = profiles.KeyServerRef(url="https://127.0.0.1:1", account="bench", ca_pem="")
