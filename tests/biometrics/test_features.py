@@ -146,3 +146,26 @@ def test_a_manifest_without_a_whole_fingerprint_size_is_refused(tmp_path, size) 
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="manifest missing or invalid"):
         FeatureExtractor(tmp_path / "msenet.onnx")
+
+
+def test_impostor_attempts_are_independent_and_each_counted_once() -> None:
+    # Impostor j's captures are split into sets of k; set (j, s) is one attempt against target (j * sets + s) mod
+    # targets. Only impostor 1's sets are copies of their targets' own captures: exactly those attempts, and no
+    # other, may release, whatever the batching.
+    from gateway.biometrics.features import KeyFeatures
+    from models.msenet.evaluate import ENROL, impostor_rows, test_targets
+
+    rng = np.random.default_rng(5)
+    n_t, k, sets = 3, 1, 3
+    person = rng.normal(size=(n_t, 2, 128))  # (target, modality, dim)
+    own = np.repeat(person[:, :, None, :], ENROL + k, axis=2) + rng.normal(0, 0.01, (n_t, 2, ENROL + k, 128))
+    kf = KeyFeatures(own[:, 0], own[:, 1])
+    imp = rng.normal(size=(5, 2, sets * k, 128))
+    for s in range(sets):
+        imp[1, :, s] = person[(1 * sets + s) % n_t]
+    codes = {"fingerprint": RmCode(3, 8), "iris": RmCode(3, 6)}
+    rows = impostor_rows(kf, KeyFeatures(imp[:, 0], imp[:, 1]), test_targets(kf, codes), k)
+    assert rows["impostor_full"]["attempts"] == 5 * sets
+    assert rows["impostor_full"]["count"] == sets
+    assert rows["impostor_fingerprint_only"]["count"] == sets
+    assert rows["impostor_iris_only"]["count"] == sets
